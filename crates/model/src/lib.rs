@@ -1,0 +1,170 @@
+//! The networks: a VGG16 backbone with named layers, GAP classification heads, and the
+//! weight loading that fills them from PyTorch/safetensors files.
+//!
+//! [`Classifier`] puts a backbone and a head together and can run the network from any
+//! named layer to the logits, which is what Grad-CAM needs: the explanation engine runs the
+//! backbone to the explained layer once, then differentiates the logits with respect to
+//! that layer's activations.
+
+pub mod head;
+pub mod vgg16;
+pub mod weights;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+pub use head::{global_average_pool, Head, HeadKind};
+pub use vgg16::{Vgg16, VGG16_LAYERS};
+pub use weights::{WeightError, WeightFile};
+
+/// ImageNet channel means (RGB, on [0, 1] pixels), as torchvision's weights expect.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB, on [0, 1] pixels).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Errors about how a model is put together or addressed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A weight file could not be used.
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    /// No layer has this name.
+    #[error("unknown layer `{name}` (layers: {known})")]
+    UnknownLayer {
+        /// The name asked for.
+        name: String,
+        /// All layer names, comma-separated.
+        known: String,
+    },
+    /// The layer comes after the one the head reads, so the logits do not depend on it.
+    #[error("layer `{layer}` comes after `{head_input}`, the layer the {head} head reads")]
+    LayerAfterHead {
+        /// The layer asked for.
+        layer: String,
+        /// The layer feeding the head.
+        head_input: String,
+        /// The head.
+        head: HeadKind,
+    },
+    /// The input has a size the backbone cannot take.
+    #[error("input size {height}x{width} does not survive five 2x2 pools (need multiples of 32)")]
+    InputSize {
+        /// Height in pixels.
+        height: usize,
+        /// Width in pixels.
+        width: usize,
+    },
+}
+
+/// A backbone and a head: the whole classifier.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    /// The (frozen) backbone.
+    pub backbone: Vgg16,
+    /// The trained head.
+    pub head: Head,
+}
+
+impl Classifier {
+    /// All layer names of the backbone, in order.
+    pub fn layer_names(&self) -> Vec<&'static str> {
+        VGG16_LAYERS.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Index of a named layer.
+    pub fn layer(&self, name: &str) -> Result<usize, ModelError> {
+        vgg16::layer_index(name).ok_or_else(|| ModelError::UnknownLayer {
+            name: name.to_string(),
+            known: self.layer_names().join(", "),
+        })
+    }
+
+    /// Name of layer `index`.
+    pub fn layer_name(&self, index: usize) -> &'static str {
+        VGG16_LAYERS[index].0
+    }
+
+    /// The layer whose output the head pools: `block5_conv3` for gap-linear (the CAM
+    /// paper's VGGnet-GAP), `block5_pool` for gap-dense (the seed blog's model).
+    pub fn head_input(&self) -> usize {
+        let name = match self.head.kind() {
+            HeadKind::GapLinear => "block5_conv3",
+            HeadKind::GapDense => "block5_pool",
+        };
+        vgg16::layer_index(name).unwrap_or(VGG16_LAYERS.len() - 1)
+    }
+
+    /// Check that `layer` can be explained: it exists and feeds the head.
+    pub fn explainable_layer(&self, name: &str) -> Result<usize, ModelError> {
+        let index = self.layer(name)?;
+        if index > self.head_input() {
+            return Err(ModelError::LayerAfterHead {
+                layer: name.to_string(),
+                head_input: self.layer_name(self.head_input()).to_string(),
+                head: self.head.kind(),
+            });
+        }
+        Ok(index)
+    }
+
+    /// Check an input size: five 2x2 pools need height and width divisible by 32.
+    pub fn check_input_size(height: usize, width: usize) -> Result<(), ModelError> {
+        if height == 0 || width == 0 || height % 32 != 0 || width % 32 != 0 {
+            return Err(ModelError::InputSize { height, width });
+        }
+        Ok(())
+    }
+
+    /// Activations of layer `index` for a normalised image batch [N, 3, H, W].
+    pub fn activations(&self, images: Tensor<4>, index: usize) -> Tensor<4> {
+        self.backbone.run(images, 0, index)
+    }
+
+    /// Logits [N, n] from the activations of layer `index` (which must be at or before
+    /// [`head_input`](Self::head_input)).
+    pub fn logits_from(&self, index: usize, activations: Tensor<4>) -> Tensor<2> {
+        let head_input = self.head_input();
+        let features = if index < head_input {
+            self.backbone.run(activations, index + 1, head_input)
+        } else {
+            activations
+        };
+        self.head.forward(features)
+    }
+
+    /// Logits [N, n] for a normalised image batch [N, 3, H, W].
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let head_input = self.head_input();
+        self.logits_from(head_input, self.activations(images, head_input))
+    }
+
+    /// Channels of the head's input features.
+    pub fn feature_channels(&self) -> usize {
+        vgg16::layer_channels(self.head_input(), self.backbone.width_divisor())
+    }
+}
+
+/// The device named on a command line or in a config: `cpu` (burn's `flex` backend) or,
+/// when built with the `cuda` feature, `cuda` / `cuda:N`.
+pub fn device_from_name(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let index = s
+                .strip_prefix("cuda:")
+                .map(|i| i.parse::<usize>().map_err(|e| format!("bad device `{s}`: {e}")))
+                .transpose()?
+                .unwrap_or(0);
+            Ok(Device::cuda(index))
+        }
+        other => Err(format!(
+            "unknown device `{other}` (expected cpu{})",
+            if cfg!(feature = "cuda") {
+                ", cuda or cuda:N"
+            } else {
+                "; rebuild with `--features cuda` for cuda"
+            }
+        )),
+    }
+}
