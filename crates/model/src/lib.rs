@@ -153,7 +153,10 @@ pub fn device_from_name(name: &str) -> Result<Device, String> {
         s if s == "cuda" || s.starts_with("cuda:") => {
             let index = s
                 .strip_prefix("cuda:")
-                .map(|i| i.parse::<usize>().map_err(|e| format!("bad device `{s}`: {e}")))
+                .map(|i| {
+                    i.parse::<usize>()
+                        .map_err(|e| format!("bad device `{s}`: {e}"))
+                })
                 .transpose()?
                 .unwrap_or(0);
             Ok(Device::cuda(index))

@@ -107,10 +107,13 @@ impl WeightFile {
             path: path.clone(),
             source,
         };
-        let mut magic = [0u8; 2];
+        let mut head = [0u8; 9];
         let mut file = File::open(&path).map_err(io)?;
-        let read = file.read(&mut magic).map_err(io)?;
-        let source = if read == 2 && (magic == *b"PK" || magic[0] == 0x80) {
+        let read = file.read(&mut head).map_err(io)?;
+        // safetensors: u64 header length, then the JSON header's `{`. PyTorch: a zip archive
+        // (`PK`) or a pickle (PROTO opcode 0x80).
+        let is_safetensors = read == 9 && head[8] == b'{';
+        let source = if !is_safetensors && read >= 2 && (head[..2] == *b"PK" || head[0] == 0x80) {
             Source::Pytorch(open_pytorch(&path)?)
         } else {
             let mut bytes = Vec::new();
@@ -120,7 +123,11 @@ impl WeightFile {
             // Validate the header and every tensor's extent now, so a truncated file fails here.
             SafeTensors::deserialize(&bytes).map_err(|e| WeightError::Format {
                 path: path.clone(),
-                reason: format!("not a PyTorch file, and as safetensors: {e}"),
+                reason: if is_safetensors {
+                    format!("safetensors: {e}")
+                } else {
+                    "neither a PyTorch file (zip or pickle) nor safetensors".to_string()
+                },
             })?;
             Source::Safetensors(bytes)
         };
@@ -147,6 +154,20 @@ impl WeightFile {
     /// Whether the file holds a tensor named `key`.
     pub fn contains(&self, key: &str) -> bool {
         self.keys().iter().any(|k| k == key)
+    }
+
+    /// The shape of tensor `key`.
+    pub fn shape(&self, key: &str) -> Result<Vec<usize>, WeightError> {
+        match &self.source {
+            Source::Pytorch(map) => map
+                .get(key)
+                .map(|t| t.shape().to_vec())
+                .ok_or_else(|| self.missing(key)),
+            Source::Safetensors(bytes) => SafeTensors::deserialize(bytes)
+                .ok()
+                .and_then(|st| st.tensor(key).ok().map(|v| v.shape().to_vec()))
+                .ok_or_else(|| self.missing(key)),
+        }
     }
 
     /// The tensor `key` as f32 values (row-major), checking that its shape is `expected`.
@@ -257,7 +278,11 @@ fn open_pytorch(path: &Path) -> Result<HashMap<String, pytorch_reader::Tensor>, 
     let format_error = |e: pytorch_reader::PytorchError| {
         let reason = e.to_string();
         // A pickle whose root is a call (`os.system(...)`) rather than a dict.
-        if let Some(found) = reason.rsplit("found ").next().filter(|_| reason.contains("root")) {
+        if let Some(found) = reason
+            .rsplit("found ")
+            .next()
+            .filter(|_| reason.contains("root"))
+        {
             let global = found.trim().to_string();
             if !allowed_global(&global) && global.contains('.') {
                 return WeightError::UnsafePickle {

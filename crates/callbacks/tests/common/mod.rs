@@ -1,0 +1,106 @@
+//! Reading the PyTorch reference fixtures in `../shared/fixtures` (see `../shared/README.md`).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
+
+/// `$SHARED_DIR`, or `../shared` next to the repository. Panics (the test fails) when missing:
+/// a parity test that silently passes without its fixtures would prove nothing.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    assert!(
+        dir.join("fixtures").is_dir(),
+        "FIXTURES MISSING: {} has no fixtures/ directory. Set SHARED_DIR to the shared data \
+         directory (see README, section Tests).",
+        dir.display()
+    );
+    dir
+}
+
+/// One fixture directory, e.g. `vgg16-w8-parity`.
+pub struct Fixture {
+    pub dir: PathBuf,
+    pub expected: WeightFile,
+    pub device: Device,
+}
+
+impl Fixture {
+    pub fn open(name: &str) -> Self {
+        let dir = shared_dir().join("fixtures").join(name);
+        let expected = WeightFile::open(dir.join("expected.safetensors"))
+            .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+        Self {
+            dir,
+            expected,
+            device: Device::flex(),
+        }
+    }
+
+    /// A float tensor from expected.safetensors.
+    pub fn tensor<const D: usize>(&self, key: &str) -> Tensor<D> {
+        let shape = self.expected.shape(key).expect("fixture tensor");
+        let values = self.expected.tensor(key, &shape).expect("fixture tensor");
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+
+    /// A uint8 tensor from expected.safetensors, as bytes.
+    pub fn bytes(&self, key: &str) -> (Vec<usize>, Vec<u8>) {
+        let data = std::fs::read(self.dir.join("expected.safetensors")).expect("read fixture");
+        let st = safetensors::SafeTensors::deserialize(&data).expect("parse fixture");
+        let view = st.tensor(key).expect("fixture tensor");
+        (view.shape().to_vec(), view.data().to_vec())
+    }
+
+    pub fn backbone(&self) -> Vgg16 {
+        let file = WeightFile::open(self.dir.join("vgg16_features.safetensors")).expect("weights");
+        Vgg16::load(&file, &self.device).expect("load backbone")
+    }
+
+    /// The CAM model (gap-linear) or the Grad-CAM model (gap-dense) of the fixture.
+    pub fn classifier(&self, kind: HeadKind) -> Classifier {
+        let backbone = self.backbone();
+        let channels = 512 / backbone.width_divisor();
+        let file = match kind {
+            HeadKind::GapLinear => "cam_head.safetensors",
+            HeadKind::GapDense => "dense_head.safetensors",
+        };
+        let file = WeightFile::open(self.dir.join(file)).expect("head weights");
+        let head = Head::load(&file, kind, channels, &self.device).expect("load head");
+        Classifier { backbone, head }
+    }
+}
+
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// max |a − b| / max |b|.
+pub fn relative_error<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) -> f32 {
+    assert_eq!(actual.dims(), expected.dims(), "shapes differ");
+    let (a, b) = (to_vec(actual), to_vec(expected));
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    diff / scale.max(f32::MIN_POSITIVE)
+}
+
+/// max |a − b|.
+pub fn max_abs_error<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) -> f32 {
+    assert_eq!(actual.dims(), expected.dims(), "shapes differ");
+    let (a, b) = (to_vec(actual), to_vec(expected));
+    a.iter()
+        .zip(&b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Both fixtures: real VGG16 shapes (4 images, 224x224) and width/8 (2 images, 160x224).
+pub const FIXTURES: [&str; 2] = ["vgg16-w8-parity", "vgg16-parity"];
