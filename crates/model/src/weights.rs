@@ -124,7 +124,7 @@ impl WeightFile {
             SafeTensors::deserialize(&bytes).map_err(|e| WeightError::Format {
                 path: path.clone(),
                 reason: if is_safetensors {
-                    format!("safetensors: {e}")
+                    format!("safetensors: {e} (truncated or corrupt?)")
                 } else {
                     "neither a PyTorch file (zip or pickle) nor safetensors".to_string()
                 },
