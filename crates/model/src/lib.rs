@@ -109,7 +109,7 @@ impl Classifier {
 
     /// Check an input size: five 2x2 pools need height and width divisible by 32.
     pub fn check_input_size(height: usize, width: usize) -> Result<(), ModelError> {
-        if height == 0 || width == 0 || height % 32 != 0 || width % 32 != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(32) || !width.is_multiple_of(32) {
             return Err(ModelError::InputSize { height, width });
         }
         Ok(())

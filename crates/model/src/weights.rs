@@ -20,12 +20,12 @@ use safetensors::{Dtype as StDtype, SafeTensors};
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
     /// The file could not be opened or read.
-    #[error("cannot read weight file {path}: {source}")]
+    #[error("cannot read weight file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The operating system's error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a weight file this reader understands, or is corrupt/truncated.
     #[error("{path} is not a readable weight file: {reason}")]
@@ -103,9 +103,9 @@ impl WeightFile {
     /// otherwise safetensors).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, WeightError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| WeightError::Io {
+        let io = |cause| WeightError::Io {
             path: path.clone(),
-            source,
+            cause,
         };
         let mut head = [0u8; 9];
         let mut file = File::open(&path).map_err(io)?;

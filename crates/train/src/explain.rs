@@ -1,0 +1,281 @@
+//! `train explain`: heatmaps for photos (or a tensor file) from a backbone + head.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use callbacks::{explain, overlay, Colormap, Method, OverlayStyle, Target};
+use clap::Args;
+use image::RgbImage;
+use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
+
+use crate::images;
+
+/// Arguments of `train explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Backbone architecture.
+    #[arg(long, default_value = "vgg16")]
+    pub backbone: String,
+    /// Backbone weights: torchvision `vgg16-397923af.pth` (legacy or zip .pth) or .safetensors
+    /// with the keys `features.N.weight|bias`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Head architecture: gap-linear (CAM model) or gap-dense (the seed's Grad-CAM model).
+    #[arg(long, default_value = "gap-linear")]
+    pub head: HeadKind,
+    /// Head weights, PyTorch layout safetensors (`weight`, `bias`; or `fc1.*`, `fc2.*`).
+    #[arg(long)]
+    pub head_weights: PathBuf,
+    /// cam, gradcam, gradcam++, layercam, hirescam or xgradcam.
+    #[arg(long, default_value = "gradcam")]
+    pub method: Method,
+    /// The layer to explain (Keras names: block1_conv1 … block5_conv3, block1_pool … block5_pool).
+    #[arg(long, default_value = "block5_conv3")]
+    pub layer: String,
+    /// A photo, a directory of photos, or a .safetensors file whose `input` tensor
+    /// [N, 3, H, W] is already ImageNet-normalised.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the overlays and maps.safetensors (created if missing).
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Network input size for photos: N or HEIGHTxWIDTH (multiples of 32).
+    #[arg(long, default_value = "224", value_parser = images::parse_size)]
+    pub size: [usize; 2],
+    /// Class to explain: `predicted` or a class index (for a single-logit head: 0 = cat, 1 = dog).
+    #[arg(long, default_value = "predicted", value_parser = parse_target)]
+    pub target: Target,
+    /// jet, turbo or viridis.
+    #[arg(long, default_value = "jet")]
+    pub colormap: Colormap,
+    /// Weight of the photo in the overlay (0 = heat only, 1 = photo only).
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// Hide heat below this fraction of each map's maximum (the CAM paper used 0.2).
+    #[arg(long, default_value_t = 0.0)]
+    pub threshold: f32,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Compute device: cpu (or cuda / cuda:N in a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    if text == "predicted" {
+        return Ok(Target::Predicted);
+    }
+    text.parse::<usize>()
+        .map(Target::Class)
+        .map_err(|_| format!("bad target `{text}`: expected `predicted` or a class index"))
+}
+
+/// The images to explain, already normalised, with their photos and output names.
+struct Inputs {
+    batch: Tensor<4>,
+    photos: Vec<RgbImage>,
+    names: Vec<String>,
+}
+
+fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
+    let input = &args.input;
+    let is_tensor_file = input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if is_tensor_file {
+        let file = WeightFile::open(input).with_context(|| "--input")?;
+        let shape = file.shape("input").with_context(|| "--input")?;
+        let [n, c, h, w] = shape[..] else {
+            bail!(
+                "--input {}: `input` must be [N, 3, H, W], is {shape:?}",
+                input.display()
+            );
+        };
+        if c != 3 {
+            bail!(
+                "--input {}: `input` must have 3 channels, has {c}",
+                input.display()
+            );
+        }
+        let values = file.tensor("input", &shape)?;
+        let batch = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), device);
+        let photos = images::from_tensor(batch.clone())?;
+        let names = (0..n).map(|i| format!("image_{i:03}")).collect();
+        return Ok(Inputs {
+            batch,
+            photos,
+            names,
+        });
+    }
+    let paths = if input.is_dir() {
+        images::photos_in(input)?
+    } else if input.is_file() {
+        vec![input.clone()]
+    } else {
+        bail!("--input {}: no such file or directory", input.display());
+    };
+    let mut photos = Vec::new();
+    let mut names = Vec::new();
+    for path in &paths {
+        match images::read_rgb(path) {
+            Ok(photo) => {
+                photos.push(images::resize(&photo, args.size));
+                names.push(stem(path));
+            }
+            // One unreadable photo in a directory should not stop the rest.
+            Err(e) if paths.len() > 1 => eprintln!("warning: skipping {}: {e:#}", path.display()),
+            Err(e) => return Err(e),
+        }
+    }
+    if photos.is_empty() {
+        bail!("--input {}: no readable photos", input.display());
+    }
+    let batch = images::to_tensor(&photos, device);
+    Ok(Inputs {
+        batch,
+        photos,
+        names,
+    })
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
+}
+
+/// Load the backbone and head named on the command line.
+pub fn load_classifier(
+    backbone: &str,
+    weights: &Path,
+    head: HeadKind,
+    head_weights: &Path,
+    device: &Device,
+) -> Result<Classifier> {
+    if backbone != "vgg16" {
+        bail!("unknown backbone `{backbone}` (available: vgg16)");
+    }
+    let file = WeightFile::open(weights).context("--weights")?;
+    let backbone = Vgg16::load(&file, device).context("--weights")?;
+    let channels = 512 / backbone.width_divisor();
+    let file = WeightFile::open(head_weights).context("--head-weights")?;
+    let head = Head::load(&file, head, channels, device).context("--head-weights")?;
+    Ok(Classifier { backbone, head })
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
+}
+
+/// Run `train explain`.
+pub fn run(args: &ExplainArgs) -> Result<()> {
+    let style = OverlayStyle {
+        colormap: args.colormap,
+        alpha: args.alpha,
+        threshold: args.threshold,
+    };
+    style.validate().map_err(anyhow::Error::msg)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let device = model::device_from_name(&args.device).map_err(anyhow::Error::msg)?;
+    let model = load_classifier(
+        &args.backbone,
+        &args.weights,
+        args.head,
+        &args.head_weights,
+        &device,
+    )?;
+    model.explainable_layer(&args.layer).context("--layer")?;
+    let inputs = load_inputs(args, &device)?;
+    let [n, _, height, width] = inputs.batch.dims();
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create --out-dir {}", args.out_dir.display()))?;
+
+    let (mut maps, mut raw, mut logits, mut classes) = (vec![], vec![], vec![], vec![]);
+    let mut raw_shape = [0, 0];
+    let mut num_logits = 0;
+    for start in (0..n).step_by(args.batch_size) {
+        let len = args.batch_size.min(n - start);
+        let batch = inputs.batch.clone().narrow(0, start, len);
+        let out = explain(&model, batch, &args.layer, args.method, args.target)?;
+        let [_, h, w] = out.raw.dims();
+        raw_shape = [h, w];
+        num_logits = out.logits.dims()[1];
+        maps.extend(to_vec(out.maps)?);
+        raw.extend(to_vec(out.raw)?);
+        logits.extend(to_vec(out.logits)?);
+        classes.extend(to_vec(out.classes.float())?);
+    }
+
+    let plane = height * width;
+    println!(
+        "{:<28} {:>10} {:>9}  explained",
+        "image", "logit(s)", "predicted"
+    );
+    for (i, (name, photo)) in inputs.names.iter().zip(&inputs.photos).enumerate() {
+        let picture = overlay(&maps[i * plane..(i + 1) * plane], photo, &style);
+        let path = args.out_dir.join(format!("{name}.png"));
+        picture
+            .save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let row = &logits[i * num_logits..(i + 1) * num_logits];
+        let predicted = if num_logits == 1 {
+            usize::from(row[0] >= 0.0)
+        } else {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
+                .0
+        };
+        let shown: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
+        println!(
+            "{name:<28} {:>10} {:>9}  {} ({})",
+            shown.join(","),
+            class_name(predicted, num_logits),
+            class_name(classes[i] as usize, num_logits),
+            args.method
+        );
+    }
+    let maps_path = args.out_dir.join("maps.safetensors");
+    write_maps(
+        &maps_path,
+        &[
+            ("maps", vec![n, height, width], &maps),
+            ("raw", vec![n, raw_shape[0], raw_shape[1]], &raw),
+            ("logits", vec![n, num_logits], &logits),
+            ("classes", vec![n], &classes),
+        ],
+    )?;
+    println!("wrote {n} overlays and {}", maps_path.display());
+    Ok(())
+}
+
+fn class_name(class: usize, num_logits: usize) -> String {
+    match (num_logits, class) {
+        (1, 0) => "cat".into(),
+        (1, _) => "dog".into(),
+        _ => class.to_string(),
+    }
+}
+
+fn write_maps(path: &Path, tensors: &[(&str, Vec<usize>, &Vec<f32>)]) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::new();
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .with_context(|| format!("tensor {name}"))?;
+        views.push((name.to_string(), view));
+    }
+    safetensors::serialize_to_file(views, &None, path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}

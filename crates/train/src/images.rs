@@ -1,0 +1,151 @@
+//! Reading photos and turning them into the network's input.
+//!
+//! Any photo becomes upright 8-bit RGB (grayscale, RGBA, 16-bit and EXIF-rotated files
+//! included), is resized to the network's input size with an antialiased bilinear filter
+//! (as PIL's `BILINEAR`, which torchvision uses), then ImageNet-normalised.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use model::{IMAGENET_MEAN, IMAGENET_STD};
+
+/// File extensions read as photos (case-insensitive).
+pub const PHOTO_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+
+/// Read a photo as upright 8-bit RGB.
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let mut decoder = ImageReader::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .into_decoder()
+        .with_context(|| format!("{} is not a readable image", path.display()))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder)
+        .with_context(|| format!("cannot decode {}", path.display()))?;
+    image.apply_orientation(orientation);
+    Ok(image.to_rgb8())
+}
+
+/// Resize to `[height, width]` with an antialiased bilinear filter.
+pub fn resize(image: &RgbImage, [height, width]: [usize; 2]) -> RgbImage {
+    if image.dimensions() == (width as u32, height as u32) {
+        return image.clone();
+    }
+    image::imageops::resize(image, width as u32, height as u32, FilterType::Triangle)
+}
+
+/// Photos of equal size → ImageNet-normalised batch [N, 3, H, W].
+pub fn to_tensor(photos: &[RgbImage], device: &Device) -> Tensor<4> {
+    let (width, height) = photos.first().map_or((0, 0), |p| p.dimensions());
+    let (w, h) = (width as usize, height as usize);
+    let mut values = vec![0f32; photos.len() * 3 * h * w];
+    for (n, photo) in photos.iter().enumerate() {
+        for (x, y, pixel) in photo.enumerate_pixels() {
+            for c in 0..3 {
+                let v = pixel.0[c] as f32 / 255.0;
+                values[((n * 3 + c) * h + y as usize) * w + x as usize] =
+                    (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [photos.len(), 3, h, w]), device)
+}
+
+/// Inverse of [`to_tensor`]: a normalised batch back to photos (rounded to 8 bits).
+pub fn from_tensor(batch: Tensor<4>) -> Result<Vec<RgbImage>> {
+    let [n, _, h, w] = batch.dims();
+    let values: Vec<f32> = batch
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))?;
+    Ok((0..n)
+        .map(|i| {
+            RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                image::Rgb(std::array::from_fn(|c| {
+                    let v = values[((i * 3 + c) * h + y as usize) * w + x as usize];
+                    ((v * IMAGENET_STD[c] + IMAGENET_MEAN[c]) * 255.0)
+                        .round()
+                        .clamp(0.0, 255.0) as u8
+                }))
+            })
+        })
+        .collect())
+}
+
+/// Whether `path` has a photo extension.
+pub fn is_photo(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The photos in a directory (not recursive), sorted by name.
+pub fn photos_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.is_file() && is_photo(&path) {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        bail!(
+            "{} has no photos ({})",
+            dir.display(),
+            PHOTO_EXTENSIONS.join(", ")
+        );
+    }
+    Ok(paths)
+}
+
+/// Parse an input size: `224` (square) or `HEIGHTxWIDTH` such as `192x256`.
+pub fn parse_size(text: &str) -> Result<[usize; 2], String> {
+    let parse = |s: &str| {
+        s.trim().parse::<usize>().map_err(|_| {
+            format!("bad size `{text}`: expected N or HEIGHTxWIDTH, e.g. 224 or 192x256")
+        })
+    };
+    let size = match text.split_once(['x', 'X']) {
+        Some((h, w)) => [parse(h)?, parse(w)?],
+        None => {
+            let s = parse(text)?;
+            [s, s]
+        }
+    };
+    model::Classifier::check_input_size(size[0], size[1]).map_err(|e| e.to_string())?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("224"), Ok([224, 224]));
+        assert_eq!(parse_size("192x256"), Ok([192, 256]));
+        assert!(parse_size("100").is_err());
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("abc").is_err());
+        assert!(parse_size("224x").is_err());
+    }
+
+    #[test]
+    fn normalisation_round_trips() {
+        let photo = RgbImage::from_fn(32, 64, |x, y| image::Rgb([x as u8 * 7, y as u8 * 3, 200]));
+        let batch = to_tensor(&[photo.clone(), photo.clone()], &Device::flex());
+        assert_eq!(batch.dims(), [2, 3, 64, 32]);
+        let back = from_tensor(batch).unwrap();
+        assert_eq!(back[1], photo);
+    }
+}

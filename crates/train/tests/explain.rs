@@ -1,0 +1,250 @@
+//! `train explain` end to end, on real photos from ../shared and the PyTorch fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use model::WeightFile;
+
+fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    assert!(
+        dir.join("fixtures").is_dir() && dir.join("data/catdog").is_dir(),
+        "SHARED DATA MISSING: {} lacks fixtures/ or data/catdog/. Set SHARED_DIR.",
+        dir.display()
+    );
+    dir
+}
+
+fn fixture(name: &str) -> PathBuf {
+    shared_dir().join("fixtures/vgg16-w8-parity").join(name)
+}
+
+fn explain(extra: &[&str], head: &str, out: &Path) -> Output {
+    let head_file = if head == "gap-linear" {
+        "cam_head.safetensors"
+    } else {
+        "dense_head.safetensors"
+    };
+    let weights = fixture("vgg16_features_legacy.pth");
+    let head_weights = fixture(head_file);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
+    cmd.arg("explain")
+        .arg("--weights")
+        .arg(&weights)
+        .args(["--head", head])
+        .arg("--head-weights")
+        .arg(&head_weights)
+        .arg("--out-dir")
+        .arg(out)
+        .args(extra);
+    cmd.output().expect("run train")
+}
+
+fn ok(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "train explain failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure, got success");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn shape(dir: &Path, key: &str) -> Vec<usize> {
+    WeightFile::open(dir.join("maps.safetensors"))
+        .unwrap()
+        .shape(key)
+        .unwrap()
+}
+
+#[test]
+fn explains_a_real_photo_at_any_size() {
+    let photo = shared_dir().join("data/catdog/val/dog/dog.4001.jpg");
+    let photo = photo.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let stdout = ok(&explain(
+        &["--input", photo, "--method", "gradcam"],
+        "gap-dense",
+        out.path(),
+    ));
+    assert!(stdout.contains("dog.4001"), "{stdout}");
+    let png = image::open(out.path().join("dog.4001.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (224, 224));
+    assert_eq!(shape(out.path(), "maps"), [1, 224, 224]);
+    assert_eq!(shape(out.path(), "raw"), [1, 14, 14]);
+    assert_eq!(shape(out.path(), "logits"), [1, 1]);
+
+    let out = tempfile::tempdir().unwrap();
+    ok(&explain(
+        &["--input", photo, "--method", "cam", "--size", "192x256"],
+        "gap-linear",
+        out.path(),
+    ));
+    let png = image::open(out.path().join("dog.4001.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (256, 192));
+    assert_eq!(shape(out.path(), "maps"), [1, 192, 256]);
+    assert_eq!(shape(out.path(), "raw"), [1, 12, 16]);
+}
+
+#[test]
+fn tensor_input_reproduces_pytorch() {
+    let out = tempfile::tempdir().unwrap();
+    let input = fixture("expected.safetensors");
+    ok(&explain(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--method",
+            "gradcam",
+            "--batch-size",
+            "1",
+        ],
+        "gap-dense",
+        out.path(),
+    ));
+    let expected = WeightFile::open(&input).unwrap();
+    let ours = WeightFile::open(out.path().join("maps.safetensors")).unwrap();
+    let shape = expected.shape("gradcam").unwrap();
+    let (a, b) = (
+        ours.tensor("maps", &shape).unwrap(),
+        expected.tensor("gradcam", &shape).unwrap(),
+    );
+    let err = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(err < 2e-3, "maps differ from pytorch-grad-cam by {err}");
+    assert!(out.path().join("image_001.png").is_file());
+}
+
+#[test]
+fn a_corrupt_photo_in_a_directory_is_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = shared_dir().join("data/catdog/val/cat/cat.4001.jpg");
+    std::fs::copy(&cat, dir.path().join("good.jpg")).unwrap();
+    let bytes = std::fs::read(&cat).unwrap();
+    std::fs::write(dir.path().join("truncated.jpg"), &bytes[..200]).unwrap();
+    std::fs::write(dir.path().join("empty.png"), b"").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = explain(
+        &["--input", dir.path().to_str().unwrap()],
+        "gap-dense",
+        out.path(),
+    );
+    ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("skipping") && stderr.contains("empty.png"),
+        "{stderr}"
+    );
+    assert!(out.path().join("good.png").is_file());
+    assert_eq!(shape(out.path(), "maps")[0], 1);
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let out = tempfile::tempdir().unwrap();
+    let photo = shared_dir().join("data/catdog/val/cat/cat.4001.jpg");
+    let photo = photo.to_str().unwrap();
+    let cases: [(&[&str], &str, &str); 6] = [
+        (
+            &["--input", "/no/such/photo.jpg"],
+            "gap-dense",
+            "no such file",
+        ),
+        (
+            &["--input", photo, "--size", "100"],
+            "gap-dense",
+            "multiples of 32",
+        ),
+        (
+            &["--input", photo, "--method", "cam"],
+            "gap-dense",
+            "CAM needs a gap-linear head",
+        ),
+        (
+            &["--input", photo, "--layer", "block9_conv1"],
+            "gap-dense",
+            "unknown layer `block9_conv1`",
+        ),
+        (
+            &["--input", photo, "--layer", "block5_pool"],
+            "gap-linear",
+            "comes after `block5_conv3`",
+        ),
+        (
+            &["--input", photo, "--method", "scorecam"],
+            "gap-dense",
+            "unknown method `scorecam`",
+        ),
+    ];
+    for (args, head, message) in cases {
+        let stderr = failure(&explain(args, head, out.path()));
+        assert!(
+            stderr.contains(message),
+            "{args:?}: expected `{message}` in:\n{stderr}"
+        );
+    }
+    // A head file of the other architecture: the error names the missing tensor.
+    let output = Command::new(env!("CARGO_BIN_EXE_train"))
+        .arg("explain")
+        .arg("--weights")
+        .arg(fixture("vgg16_features.pth"))
+        .args(["--head", "gap-linear", "--input", photo])
+        .arg("--head-weights")
+        .arg(fixture("dense_head.safetensors"))
+        .arg("--out-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = failure(&output);
+    assert!(
+        stderr.contains("--head-weights") && stderr.contains("no tensor `weight`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_layer_and_method_runs() {
+    let photo = shared_dir().join("data/catdog/oxford_loc/cat");
+    let first = std::fs::read_dir(&photo)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for layer in ["block3_conv3", "block4_pool", "block5_conv3"] {
+        for method in ["gradcam", "gradcam++", "layercam", "hirescam", "xgradcam"] {
+            let out = tempfile::tempdir().unwrap();
+            ok(&explain(
+                &[
+                    "--input",
+                    first.to_str().unwrap(),
+                    "--layer",
+                    layer,
+                    "--method",
+                    method,
+                    "--colormap",
+                    "turbo",
+                ],
+                "gap-dense",
+                out.path(),
+            ));
+            let maps = WeightFile::open(out.path().join("maps.safetensors")).unwrap();
+            let values = maps.tensor("maps", &[1, 224, 224]).unwrap();
+            assert!(
+                values
+                    .iter()
+                    .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+                "{layer} {method}"
+            );
+        }
+    }
+}
