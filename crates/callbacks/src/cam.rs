@@ -414,3 +414,54 @@ pub fn min_max(maps: Tensor<3>) -> Tensor<3> {
     let max = shifted.clone().max_dim(1);
     (shifted / (max + EPS)).reshape([n, h, w])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn values(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec().unwrap()
+    }
+
+    #[test]
+    fn all_zero_and_all_negative_maps_stay_zero() {
+        let device = Device::flex();
+        let raw = Tensor::<3>::from_data(
+            TensorData::new(
+                vec![0.0f32; 4].into_iter().chain([-1.0f32; 4]).collect(),
+                [2, 2, 2],
+            ),
+            &device,
+        );
+        let maps = values(normalize_maps(raw, [64, 32]));
+        assert_eq!(maps.len(), 2 * 64 * 32);
+        assert!(maps.iter().all(|v| *v == 0.0), "expected zeros, no NaN");
+    }
+
+    #[test]
+    fn normalised_maps_span_zero_to_one() {
+        let device = Device::flex();
+        let raw = Tensor::<3>::from_data(
+            TensorData::new(vec![-3.0f32, 1.0, 2.0, 5.0], [1, 2, 2]),
+            &device,
+        );
+        let maps = values(normalize_maps(raw, [32, 32]));
+        let (min, max) = maps
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        assert_eq!(min, 0.0);
+        assert!((max - 1.0).abs() < 1e-5, "{max}");
+        // The largest raw value (bottom-right) is the hottest corner.
+        assert!((maps[32 * 32 - 1] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.name().parse::<Method>(), Ok(m));
+        }
+        assert_eq!("GradCAMpp".parse::<Method>(), Ok(Method::GradCamPlusPlus));
+        assert!("scorecam".parse::<Method>().is_err());
+    }
+}

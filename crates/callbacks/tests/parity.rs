@@ -248,3 +248,73 @@ fn cat_and_dog_get_their_own_class() {
     let err = max_abs_error(dog.raw, -cat.raw);
     assert!(err < 1e-6);
 }
+
+/// A two-class softmax head with logits (−z, z) decides and explains exactly as the sigmoid
+/// head with logit z: the one-hot and ±1 target paths agree.
+#[test]
+fn softmax_head_agrees_with_sigmoid_head() {
+    use burn::module::Param;
+    use burn::tensor::Tensor;
+    let fx = Fixture::open("vgg16-w8-parity");
+    let sigmoid = fx.classifier(HeadKind::GapLinear);
+    let mut softmax = fx.classifier(HeadKind::GapLinear);
+    let w = sigmoid.head.fc1.weight.val();
+    let b = sigmoid.head.fc1.bias.as_ref().unwrap().val();
+    softmax.head.fc1.weight = Param::from_tensor(Tensor::cat(vec![-w.clone(), w], 1));
+    softmax.head.fc1.bias = Some(Param::from_tensor(Tensor::cat(vec![-b.clone(), b], 0)));
+    for method in [Method::Cam, Method::GradCam, Method::GradCamPlusPlus] {
+        for target in [Target::Predicted, Target::Class(0), Target::Class(1)] {
+            let a = explain(&sigmoid, fx.tensor("input"), "block5_conv3", method, target).unwrap();
+            let b = explain(&softmax, fx.tensor("input"), "block5_conv3", method, target).unwrap();
+            assert_eq!(
+                to_vec(a.classes.float()),
+                to_vec(b.classes.float()),
+                "{method} {target:?}"
+            );
+            // z vs (−z, z): the class score differs by a factor 1 (same weights), so maps agree.
+            let err = max_abs_error(a.maps, b.maps);
+            assert!(err < 1e-5, "{method} {target:?}: {err}");
+        }
+    }
+    assert_eq!(softmax.head.num_classes(), 2);
+}
+
+#[test]
+fn bad_targets_and_empty_batches_are_errors() {
+    use callbacks::ExplainError;
+    let fx = Fixture::open("vgg16-w8-parity");
+    let model = fx.classifier(HeadKind::GapDense);
+    let input = fx.tensor::<4>("input");
+    let err = explain(
+        &model,
+        input.clone(),
+        "block5_conv3",
+        Method::GradCam,
+        Target::Class(2),
+    );
+    assert!(matches!(
+        err,
+        Err(ExplainError::BadClass {
+            class: 2,
+            classes: 2
+        })
+    ));
+    let empty = input.clone().narrow(0, 0, 0);
+    let err = explain(
+        &model,
+        empty,
+        "block5_conv3",
+        Method::GradCam,
+        Target::Predicted,
+    );
+    assert!(matches!(err, Err(ExplainError::Empty)));
+    let odd = input.narrow(2, 0, 100);
+    let err = explain(
+        &model,
+        odd,
+        "block5_conv3",
+        Method::GradCam,
+        Target::Predicted,
+    );
+    assert!(matches!(err, Err(ExplainError::Model(_))));
+}

@@ -1,0 +1,53 @@
+//! Reading event files back: every complete, valid record of a file, decoded.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use crate::proto::Event;
+use crate::record::{read_records, ReadStop};
+
+/// The events of one file, and where reading stopped.
+pub struct EventFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Decoded events, in order.
+    pub events: Vec<Event>,
+    /// Why reading stopped.
+    pub stop: ReadStop,
+}
+
+/// Read an event file up to its last complete record.
+pub fn read_event_file(path: &Path) -> std::io::Result<EventFile> {
+    let bytes = std::fs::read(path)?;
+    let (records, mut stop) = read_records(&bytes);
+    let mut events = Vec::with_capacity(records.len());
+    for (index, record) in records.into_iter().enumerate() {
+        match Event::decode(record) {
+            Ok(event) => events.push(event),
+            Err(_) => {
+                stop = ReadStop::Undecodable { record: index };
+                break;
+            }
+        }
+    }
+    Ok(EventFile {
+        path: path.to_path_buf(),
+        events,
+        stop,
+    })
+}
+
+/// The event files in a run directory (not recursive), sorted by name.
+pub fn event_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("events.out.tfevents."))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Check a demo log directory with TensorBoard's own reader.
+
+Usage: check_tensorboard.py LOGDIR
+
+LOGDIR is written by the tensorboard crate's tests (crates/tensorboard/tests/common/mod.rs,
+`write_demo`): an HParams experiment in the root run, and runs `cam/` and `gradcam/` with
+scalars, images, text and HParams session info. Every value is recomputed here and compared;
+the script exits non-zero at the first mismatch, or when the reader finds nothing.
+"""
+import io
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+from PIL import Image
+from tensorboard.backend.event_processing import data_provider, event_accumulator
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+RUNS = [("cam", "gap-linear", 0.001), ("gradcam", "gap-dense", 0.01)]
+CONFIG = "# Run config\n\n| key | value |\n|---|---|\n| method | `cam` |"
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print("FAIL:", message)
+
+
+def load(path):
+    acc = event_accumulator.EventAccumulator(
+        path,
+        size_guidance={
+            event_accumulator.COMPRESSED_HISTOGRAMS: 0,
+            event_accumulator.IMAGES: 0,
+            event_accumulator.AUDIO: 0,
+            event_accumulator.SCALARS: 0,
+            event_accumulator.HISTOGRAMS: 0,
+            event_accumulator.TENSORS: 0,
+        },
+    )
+    acc.Reload()
+    return acc
+
+
+def demo_pixels(width, height, step, sample):
+    """The demo image's RGB bytes: R = x, G = y, B = 40·step + 100·sample (mod 256)."""
+    blue = (40 * step + 100 * sample) % 256
+    return bytes(v for y in range(height) for x in range(width) for v in (x % 256, y % 256, blue))
+
+
+def hparams_data(acc, tag):
+    """HParams summaries carry no value, only plugin content (as PyTorch and TF write them);
+    the hparams plugin reads them through PluginTagToContent, as here."""
+    content = acc.PluginTagToContent("hparams")[tag]
+    return plugin_data_pb2.HParamsPluginData.FromString(content)
+
+
+def check_image_tensor(acc, method, tag, w, h, samples):
+    """Modern image summaries are string tensors [width, height, png...] of the images plugin."""
+    check(acc.SummaryMetadata(tag).plugin_data.plugin_name == "images", f"{method} {tag} plugin")
+    events = acc.Tensors(tag)
+    check([e.step for e in events] == [1, 2, 3], f"{method} {tag} steps {[e.step for e in events]}")
+    for event in events:
+        strings = event.tensor_proto.string_val
+        check(len(strings) == 2 + samples, f"{method} {tag} holds {len(strings)} strings")
+        check((int(strings[0]), int(strings[1])) == (w, h), f"{method} {tag} size {strings[:2]}")
+        for sample, png_bytes in enumerate(strings[2:]):
+            png = Image.open(io.BytesIO(png_bytes))
+            check(png.format == "PNG" and png.size == (w, h), f"{method} {tag} decoded size {png.size}")
+            check(png.convert("RGB").tobytes() == demo_pixels(w, h, event.step, sample),
+                  f"{method} {tag} step {event.step} sample {sample}: pixels differ")
+
+
+def check_data_provider(logdir):
+    """What the web UI reads: TensorBoard's data provider over the whole log directory."""
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance={event_accumulator.IMAGES: 0, event_accumulator.TENSORS: 0,
+                       event_accumulator.SCALARS: 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    ctx = None
+    try:
+        from tensorboard import context
+        ctx = context.RequestContext()
+    except ImportError:
+        pass
+    blobs = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="images")
+    print("data provider image runs:", {run: sorted(tags) for run, tags in blobs.items()})
+    for method, _, _ in RUNS:
+        check(set(blobs.get(method, {})) == {"cam/val_00", "shape/w64_h32", "cam/pair"},
+              f"data provider: {method} image tags {sorted(blobs.get(method, {}))}")
+    seqs = provider.read_blob_sequences(ctx, experiment_id="", plugin_name="images",
+                                        downsample=1000,
+                                        run_tag_filter=_filter(["cam"], ["shape/w64_h32"]))
+    series = seqs["cam"]["shape/w64_h32"]
+    check([d.step for d in series] == [1, 2, 3], "data provider: shape/w64_h32 steps")
+    for datum in series:
+        keys = [b.blob_key for b in datum.values]
+        check(len(keys) == 3, f"data provider: blob count {len(keys)}")
+        width, height = provider.read_blob(ctx, blob_key=keys[0]), provider.read_blob(ctx, blob_key=keys[1])
+        check((width, height) == (b"64", b"32"), f"data provider: size {(width, height)}")
+        png = Image.open(io.BytesIO(provider.read_blob(ctx, blob_key=keys[2])))
+        check(png.size == (64, 32) and png.convert("RGB").tobytes() == demo_pixels(64, 32, datum.step, 0),
+              f"data provider: pixels at step {datum.step}")
+    hparams = multiplexer.PluginRunToTagToContent("hparams")
+    print("hparams plugin runs:", {run: sorted(tags) for run, tags in hparams.items()})
+    check("_hparams_/experiment" in hparams.get(".", {}), "hparams plugin: no experiment in the root run")
+    for method, _, _ in RUNS:
+        check({"_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams.get(method, {})),
+              f"hparams plugin: {method} lacks session info")
+
+
+def check_server(logdir):
+    """Start the real TensorBoard server with scripts/tensorboard.sh (the flags users get) and
+    read images and HParams over its HTTP API, as the web UI does. Always stops the server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tensorboard.sh")
+    server = subprocess.Popen([script, logdir], env={**os.environ, "PORT": str(port)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    try:
+        deadline = time.time() + 90
+        tags = {}
+        while time.time() < deadline:
+            try:
+                tags = json.loads(get("/data/plugin/images/tags"))
+                if all(len(tags.get(m, {})) == 3 for m, _, _ in RUNS):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        check(all(len(tags.get(m, {})) == 3 for m, _, _ in RUNS), f"server: image tags {tags}")
+        for tag, (w, h), sample in [("shape/w64_h32", (64, 32), 0), ("cam/pair", (48, 40), 1)]:
+            query = urllib.parse.urlencode({"run": "gradcam", "tag": tag, "sample": sample})
+            entries = json.loads(get(f"/data/plugin/images/images?{query}"))
+            check([e["step"] for e in entries] == [1, 2, 3], f"server: {tag} sample {sample} steps {entries}")
+            for entry in entries:
+                png = Image.open(io.BytesIO(get(f"/data/plugin/images/individualImage?{entry['query']}")))
+                check(png.size == (w, h) and png.convert("RGB").tobytes()
+                      == demo_pixels(w, h, entry["step"], sample),
+                      f"server: {tag} sample {sample} step {entry['step']} pixels")
+        groups = json.loads(get("/data/plugin/hparams/session_groups", {
+            "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
+            "startIndex": 0, "sliceSize": 10}))["sessionGroups"]
+        served = {g["hparams"]["method"]: g for g in groups}
+        check(sorted(served) == ["cam", "gradcam"], f"server: hparams session groups {sorted(served)}")
+        for i, (method, head, lr) in enumerate(RUNS):
+            group = served.get(method, {"hparams": {}, "metricValues": []})
+            check(group["hparams"].get("head") == head and group["hparams"].get("learning_rate") == lr,
+                  f"server: {method} hparams {group['hparams']}")
+            metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+            check(abs(metrics.get("val/accuracy", -1) - (0.9 + 0.01 * i)) < 1e-6,
+                  f"server: {method} metric columns {metrics}")
+        print(f"server on port {port}: images and hparams served")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _filter(runs, tags):
+    from tensorboard.data import provider as provider_module
+    return provider_module.RunTagFilter(runs=runs, tags=tags)
+
+
+def main(logdir):
+    root = load(logdir)
+    tags = root.Tags()
+    print("root tags:", {k: v for k, v in tags.items() if v})
+    try:
+        has_experiment = "_hparams_/experiment" in root.PluginTagToContent("hparams")
+    except KeyError:  # no hparams plugin data at all
+        has_experiment = False
+    check(has_experiment, "root run has no _hparams_/experiment")
+    if has_experiment:
+        exp = hparams_data(root, "_hparams_/experiment").experiment
+        names = [(h.name, h.type) for h in exp.hparam_infos]
+        check(names == [("method", 1), ("head", 1), ("learning_rate", 3), ("freeze_backbone", 2)],
+              f"experiment hparams {names}")
+        check([v.string_value for v in exp.hparam_infos[0].domain_discrete.values] == ["cam", "gradcam"],
+              "method domain")
+        interval = exp.hparam_infos[2].domain_interval
+        check((interval.min_value, interval.max_value) == (1e-5, 1.0), "learning_rate interval")
+        check([m.name.tag for m in exp.metric_infos] == ["val/accuracy", "train/loss"], "metric infos")
+
+    found = 0
+    for i, (method, head, lr) in enumerate(RUNS):
+        acc = load(os.path.join(logdir, method))
+        tags = acc.Tags()
+        print(f"run {method} tags:", {k: v for k, v in tags.items() if v})
+        found += sum(len(v) for v in tags.values() if isinstance(v, list))
+
+        loss = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+        check(loss == [(s, pytest_f32(1.0 / (s + 1))) for s in range(5)], f"{method} train/loss {loss}")
+        accuracy = [(e.step, e.value) for e in acc.Scalars("val/accuracy")]
+        expected = [(s, pytest_f32(0.5 + 0.1 * s + 0.01 * i)) for s in range(5)]
+        check(all(a[0] == b[0] and abs(a[1] - b[1]) < 1e-6 for a, b in zip(accuracy, expected))
+              and len(accuracy) == 5, f"{method} val/accuracy {accuracy}")
+        nan = acc.Scalars("weird/nan")
+        check(len(nan) == 1 and math.isnan(nan[0].value), f"{method} NaN scalar {nan}")
+
+        for tag, (w, h), samples in [("cam/val_00", (224, 224), 1), ("shape/w64_h32", (64, 32), 1),
+                                      ("cam/pair", (48, 40), 2)]:
+            check_image_tensor(acc, method, tag, w, h, samples)
+
+        text = acc.Tensors("config")
+        check(len(text) == 1 and text[0].tensor_proto.string_val[0].decode() == CONFIG, f"{method} text")
+        check(acc.SummaryMetadata("config").plugin_data.plugin_name == "text", f"{method} text plugin")
+
+        start = hparams_data(acc, "_hparams_/session_start_info").session_start_info
+        hp = start.hparams
+        check(hp["method"].string_value == method and hp["head"].string_value == head
+              and hp["learning_rate"].number_value == lr and hp["freeze_backbone"].bool_value is True,
+              f"{method} session hparams {dict(hp)}")
+        check(start.start_time_secs == 1_700_000_100.0, f"{method} start time")
+        end = hparams_data(acc, "_hparams_/session_end_info").session_end_info
+        check(end.status == 1 and end.end_time_secs == 1_700_000_200.0, f"{method} session end")
+
+    check(found > 0, "the reader found no data at all")
+    check_data_provider(logdir)
+    check_server(logdir)
+    if failures:
+        print(f"{len(failures)} CHECKS FAILED")
+        return 1
+    print("ALL CHECKS PASSED")
+    return 0
+
+
+def pytest_f32(x):
+    """Round a Python float to float32, as the event file stores scalars."""
+    import struct
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1]))

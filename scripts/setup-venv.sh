@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv with TensorBoard (its reader checks our event files in the tests) and Pillow.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    "tensorboard==2.21.0" "pillow==13.0.0"
+.venv/bin/python -c "import tensorboard, PIL; print('tensorboard', tensorboard.__version__, 'pillow', PIL.__version__)"
