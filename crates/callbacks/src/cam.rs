@@ -297,6 +297,17 @@ pub fn explain(
         return Err(ExplainError::Empty);
     }
     Classifier::check_input_size(height, width)?;
+    let index = check_method(model, layer, method)?;
+    let activations = model.activations(images.without_autodiff(), index);
+    explain_activations(model, layer, activations, [height, width], method, target)
+}
+
+/// Check that `method` can explain `layer` of `model`; the layer's index.
+pub fn check_method(
+    model: &Classifier,
+    layer: &str,
+    method: Method,
+) -> Result<usize, ExplainError> {
     let index = model.explainable_layer(layer)?;
     if method == Method::Cam
         && (model.head.kind() != HeadKind::GapLinear || index != model.head_input())
@@ -307,6 +318,23 @@ pub fn explain(
             head_input: model.layer_name(model.head_input()).to_string(),
         });
     }
+    Ok(index)
+}
+
+/// Explain from already computed (e.g. cached) activations of `layer` [N, C, h, w]; the maps
+/// are resized to `size` = [H, W], the images' size. The backbone up to `layer` is not run.
+pub fn explain_activations(
+    model: &Classifier,
+    layer: &str,
+    activations: Tensor<4>,
+    size: [usize; 2],
+    method: Method,
+    target: Target,
+) -> Result<Explanation, ExplainError> {
+    if activations.dims()[0] == 0 {
+        return Err(ExplainError::Empty);
+    }
+    let index = check_method(model, layer, method)?;
     let classes = model.head.num_classes();
     if let Target::Class(class) = target {
         if class >= classes.max(2) {
@@ -318,9 +346,7 @@ pub fn explain(
     }
     // Explanations never train anything: work on a copy without autodiff.
     let model = model.clone().valid();
-    let activations = model
-        .activations(images.without_autodiff(), index)
-        .without_autodiff();
+    let activations = activations.without_autodiff();
     let implementation = method.implementation();
 
     let (logits, gradients, target_weights) = if implementation.needs_gradients() {
@@ -351,7 +377,7 @@ pub fn explain(
     };
     let raw = implementation.map(&inputs);
     let gradients = inputs.gradients;
-    let maps = normalize_maps(raw.clone(), [height, width]);
+    let maps = normalize_maps(raw.clone(), size);
     Ok(Explanation {
         maps,
         raw,

@@ -7,5 +7,8 @@
 pub mod cam;
 pub mod render;
 
-pub use cam::{explain, normalize_maps, CamMethod, ExplainError, Explanation, Method, Target};
+pub use cam::{
+    check_method, explain, explain_activations, normalize_maps, CamMethod, ExplainError,
+    Explanation, Method, Target,
+};
 pub use render::{colorize, overlay, Colormap, OverlayStyle};

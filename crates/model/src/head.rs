@@ -160,10 +160,35 @@ impl Head {
 
     /// Logits [N, n] from pooled features [N, C].
     pub fn forward_pooled(&self, pooled: Tensor<2>) -> Tensor<2> {
-        let x = self.fc1.forward(pooled);
-        match &self.fc2 {
-            Some(fc2) => fc2.forward(relu(x)),
-            None => x,
+        dense_forward(pooled, &self.parameters())
+    }
+
+    /// The layers' (weight [in, out], bias [out]) pairs, first layer first.
+    pub fn parameters(&self) -> Vec<(Tensor<2>, Tensor<1>)> {
+        std::iter::once(&self.fc1)
+            .chain(self.fc2.as_ref())
+            .map(|fc| {
+                let [_, d_out] = fc.weight.dims();
+                let bias = fc
+                    .bias
+                    .as_ref()
+                    .map_or_else(|| Tensor::zeros([d_out], &fc.weight.device()), |b| b.val());
+                (fc.weight.val(), bias)
+            })
+            .collect()
+    }
+
+    /// A head of the same architecture with these parameters (as [`parameters`](Self::parameters)
+    /// returns them).
+    pub fn with_parameters(&self, parameters: Vec<(Tensor<2>, Tensor<1>)>) -> Self {
+        let mut layers = parameters.into_iter().map(|(w, b)| Linear {
+            weight: Param::from_tensor(w),
+            bias: Some(Param::from_tensor(b)),
+        });
+        let fc1 = layers.next().unwrap_or_else(|| self.fc1.clone());
+        Self {
+            fc1,
+            fc2: layers.next(),
         }
     }
 
@@ -171,6 +196,20 @@ impl Head {
     pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
         self.forward_pooled(global_average_pool(features))
     }
+}
+
+/// Linear layers with ReLU between them: x·W₁ + b₁ → ReLU → x·W₂ + b₂ … (burn layout, W [in, out]).
+/// The head's forward pass, shared by [`Head`] and by training code that holds the
+/// parameters as plain (autodiff) tensors.
+pub fn dense_forward(x: Tensor<2>, layers: &[(Tensor<2>, Tensor<1>)]) -> Tensor<2> {
+    let mut x = x;
+    for (i, (w, b)) in layers.iter().enumerate() {
+        if i > 0 {
+            x = relu(x);
+        }
+        x = x.matmul(w.clone()) + b.clone().unsqueeze_dim(0);
+    }
+    x
 }
 
 /// Global average pooling: [N, C, h, w] → [N, C].

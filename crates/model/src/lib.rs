@@ -13,7 +13,7 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-pub use head::{global_average_pool, Head, HeadKind};
+pub use head::{dense_forward, global_average_pool, Head, HeadKind};
 pub use vgg16::{Vgg16, VGG16_LAYERS};
 pub use weights::{WeightError, WeightFile};
 
