@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""Check a demo log directory with TensorBoard's own reader.
+"""Check log directories with TensorBoard's own reader.
 
 Usage: check_tensorboard.py LOGDIR
+       check_tensorboard.py --runs RUNS_DIR --epochs N
+
+The second form checks training runs (every run directory below RUNS_DIR): scalars
+loss/accuracy train/val at steps 1..N, per-image heatmap tags `<method>/<image>` and
+`<method>/grid` at steps 1..N with decodable PNGs of the stated size, the originals at step 0,
+the config and caption texts, and HParams session info naming the run's methods.
 
 LOGDIR is written by the tensorboard crate's tests (crates/tensorboard/tests/common/mod.rs,
 `write_demo`): an HParams experiment in the root run, and runs `cam/` and `gradcam/` with
@@ -257,7 +263,65 @@ def pytest_f32(x):
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
+def check_png_tensor(acc, run, tag, steps):
+    events = acc.Tensors(tag)
+    check([e.step for e in events] == steps, f"{run} {tag}: steps {[e.step for e in events]}, expected {steps}")
+    for event in events:
+        strings = event.tensor_proto.string_val
+        w, h = int(strings[0]), int(strings[1])
+        for png_bytes in strings[2:]:
+            png = Image.open(io.BytesIO(png_bytes))
+            check(png.format == "PNG" and png.size == (w, h), f"{run} {tag} step {event.step}: PNG {png.size} vs {(w, h)}")
+
+
+def check_runs(runs_dir, epochs):
+    runs = sorted(d for d in os.listdir(runs_dir)
+                  if os.path.isdir(os.path.join(runs_dir, d)) and not d.startswith(".")
+                  and any(f.startswith("events.out.tfevents.") for f in os.listdir(os.path.join(runs_dir, d))))
+    check(len(runs) > 0, f"no runs with event files in {runs_dir}")
+    steps = list(range(1, epochs + 1))
+    experiments = 0
+    for run in runs:
+        acc = load(os.path.join(runs_dir, run))
+        tags = acc.Tags()
+        print(f"run {run}: {len(tags['scalars'])} scalar tags, {len(tags['tensors'])} tensor tags")
+        for tag in ["loss/train", "loss/val", "accuracy/train", "accuracy/val"]:
+            got = [e.step for e in acc.Scalars(tag)] if tag in tags["scalars"] else []
+            check(got == steps, f"{run} scalar {tag}: steps {got}")
+        try:
+            hp = acc.PluginTagToContent("hparams")
+        except KeyError:
+            hp = {}
+        check("_hparams_/session_start_info" in hp and "_hparams_/session_end_info" in hp, f"{run}: HParams session info")
+        experiments += "_hparams_/experiment" in hp
+        methods = []
+        if "_hparams_/session_start_info" in hp:
+            start = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_start_info"]).session_start_info
+            methods = start.hparams["method"].string_value.split("+")
+            print(f"  hparams: { {k: (v.string_value or v.number_value) for k, v in start.hparams.items()} }")
+        check("config" in tags["tensors"], f"{run}: no config text")
+        originals = [t for t in tags["tensors"] if t.startswith("originals/")]
+        check(len(originals) > 0, f"{run}: no original images")
+        for tag in originals:
+            check_png_tensor(acc, run, tag, [0])
+        for method in methods:
+            per_image = [t for t in tags["tensors"] if t.startswith(method + "/") and t not in (f"{method}/grid", f"{method}/captions")]
+            check(len(per_image) > 0, f"{run}: no per-image {method} tags")
+            print(f"  {method}: {len(per_image)} per-image tags, grid, captions")
+            for tag in per_image + [f"{method}/grid"]:
+                check_png_tensor(acc, run, tag, steps)
+            check(f"{method}/captions" in tags["tensors"], f"{run}: no {method}/captions text")
+    check(experiments == len(runs), "every run carries the HParams experiment")
+    if failures:
+        print(f"{len(failures)} CHECKS FAILED")
+        return 1
+    print("ALL CHECKS PASSED")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--runs" and sys.argv[3] == "--epochs":
+        sys.exit(check_runs(sys.argv[2], int(sys.argv[4])))
     if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
         sys.exit(__doc__)
     sys.exit(main(sys.argv[1]))

@@ -1,14 +1,19 @@
-//! Explanations of a classifier's decisions, and (later) the per-epoch loggers that record them.
+//! Explanations of a classifier's decisions, and the per-epoch loggers that record them.
 //!
 //! - [`cam`]: the engine — CAM, Grad-CAM, Grad-CAM++, LayerCAM, HiResCAM and XGradCAM on one
 //!   batched pipeline with pytorch-grad-cam's normalisation.
 //! - [`render`]: colormaps (OpenCV's JET exactly, Turbo, Viridis) and overlays.
+//! - [`logger`]: the [`Callback`] trait and [`CamLogger`]; [`sink`]: where results go.
 
 pub mod cam;
+pub mod logger;
 pub mod render;
+pub mod sink;
 
 pub use cam::{
     check_method, explain, explain_activations, normalize_maps, CamMethod, ExplainError,
     Explanation, Method, Target,
 };
+pub use logger::{Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages};
 pub use render::{colorize, overlay, Colormap, OverlayStyle};
+pub use sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};

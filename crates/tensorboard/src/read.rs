@@ -38,6 +38,20 @@ pub fn read_event_file(path: &Path) -> std::io::Result<EventFile> {
     })
 }
 
+/// Byte length of the prefix of an event file holding only complete records with step ≤
+/// `through_step` (the file-version record counts as step 0).
+pub fn keep_through_step(bytes: &[u8], through_step: i64) -> usize {
+    let (records, _) = read_records(bytes);
+    let mut keep = 0;
+    for record in records {
+        match Event::decode(record) {
+            Ok(event) if event.step <= through_step => keep += record.len() + 16,
+            _ => break,
+        }
+    }
+    keep
+}
+
 /// The event files in a run directory (not recursive), sorted by name.
 pub fn event_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?

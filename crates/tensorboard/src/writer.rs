@@ -121,6 +121,43 @@ impl EventWriter {
         }
     }
 
+    /// Continue a run after a crash: keep the newest event file of `run_dir` up to the last
+    /// complete record whose step is ≤ `through_step` (records of later steps, written after
+    /// the last checkpoint, and any record cut short are removed), and append to it. Older
+    /// event files of the run are trimmed the same way, so no step is ever duplicated. With no
+    /// event file, a new one is created.
+    pub fn resume(run_dir: impl AsRef<Path>, through_step: i64) -> Result<Self, TbError> {
+        let dir = run_dir.as_ref();
+        let io = |path: &Path, cause| TbError::Io {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let files = crate::read::event_files(dir).map_err(|e| io(dir, e))?;
+        let Some(newest) = files.last().cloned() else {
+            return Self::create(dir);
+        };
+        for path in &files {
+            let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+            let keep = crate::read::keep_through_step(&bytes, through_step);
+            if keep < bytes.len() {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io(path, e))?;
+                file.set_len(keep as u64).map_err(|e| io(path, e))?;
+                file.sync_all().map_err(|e| io(path, e))?;
+            }
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&newest)
+            .map_err(|e| io(&newest, e))?;
+        Ok(Self {
+            path: newest,
+            out: BufWriter::new(file),
+        })
+    }
+
     /// The event file's path.
     pub fn path(&self) -> &Path {
         &self.path

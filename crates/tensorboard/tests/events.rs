@@ -310,3 +310,39 @@ fn bad_inputs_are_errors_not_panics() {
     log.add_scalar("inf", f32::INFINITY, 0).unwrap();
     log.flush().unwrap();
 }
+
+#[test]
+fn resume_drops_steps_after_the_checkpoint_and_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventWriter::create(dir.path()).unwrap();
+    for step in 0..5 {
+        log.add_scalar("loss", step as f32, step).unwrap();
+    }
+    log.flush().unwrap();
+    drop(log);
+    // Crash after epoch 4's events but with checkpoint 2: steps 3 and 4 are redone.
+    let mut log = EventWriter::resume(dir.path(), 2).unwrap();
+    for step in 3..6 {
+        log.add_scalar("loss", 10.0 + step as f32, step).unwrap();
+    }
+    log.flush().unwrap();
+    assert_eq!(event_files(dir.path()).unwrap().len(), 1);
+    let steps: Vec<(i64, f32)> = values(&events_of(dir.path()))
+        .into_iter()
+        .map(|(s, v)| match v.value {
+            Some(SummaryValueKind::SimpleValue(x)) => (s, x),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (0, 0.0),
+            (1, 1.0),
+            (2, 2.0),
+            (3, 13.0),
+            (4, 14.0),
+            (5, 15.0)
+        ]
+    );
+}

@@ -1,21 +1,38 @@
 //! `train`: fine-tune a frozen pretrained backbone as a cat/dog classifier and watch CAM /
-//! Grad-CAM heatmaps evolve. Subcommands:
+//! Grad-CAM heatmaps evolve in TensorBoard.
 //!
+//! - `train --config configs/cam.toml`: a training run (see [`fit`]).
+//! - `train --resume runs/<run>`: continue a run from its last complete epoch.
 //! - `train explain ...`: heatmap overlays for photos from a backbone and a trained head.
 
+mod config;
+mod data;
 mod explain;
+mod features;
+mod fit;
 mod images;
+mod rng;
+mod run;
+mod trainer;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 /// Fine-tune a frozen backbone and explain it with CAM / Grad-CAM.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Train with this config (TOML).
+    #[arg(long, conflicts_with = "resume")]
+    config: Option<PathBuf>,
+    /// Continue the run in this directory from its last complete epoch (reads its config.toml).
+    #[arg(long)]
+    resume: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,12 +41,22 @@ enum Command {
     Explain(explain::ExplainArgs),
 }
 
+fn run(cli: Cli) -> Result<()> {
+    match (cli.command, cli.config, cli.resume) {
+        (Some(Command::Explain(args)), _, _) => explain::run(&args),
+        (None, Some(path), None) => fit::fit(config::Config::load(&path)?, None),
+        (None, None, Some(dir)) => {
+            let (config, dir) = fit::run_config(&dir)?;
+            fit::fit(config, Some(&dir))
+        }
+        _ => bail!(
+            "nothing to do: give --config FILE, --resume RUN_DIR, or a subcommand (see --help)"
+        ),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Explain(args) => explain::run(&args),
-    };
-    match result {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // `{:#}` prints the whole chain of causes on one line.

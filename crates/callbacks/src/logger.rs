@@ -1,0 +1,248 @@
+//! Per-epoch callbacks: [`Callback`] and the [`CamLogger`] that renders heatmaps of a fixed set
+//! of validation images after every `every` epochs (the seed blog's `CamLogger` /
+//! `GRADCamLogger`, batched, for each image's predicted class).
+
+use burn::tensor::Tensor;
+use image::{Rgb, RgbImage};
+use model::Classifier;
+
+use crate::cam::{explain_activations, ExplainError, Method, Target};
+use crate::render::{overlay, OverlayStyle};
+use crate::sink::{each_sink, Sink, SinkError};
+
+/// An error from a callback.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// Computing the maps failed.
+    #[error(transparent)]
+    Explain(#[from] ExplainError),
+    /// Writing the results failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Reading a tensor back failed.
+    #[error("cannot read {what} back from the device: {cause}")]
+    Data {
+        /// Which tensor.
+        what: &'static str,
+        /// The cause.
+        cause: String,
+    },
+}
+
+/// What a callback sees: the model after the epoch, the epoch (1-based), and the sinks.
+pub struct CallbackContext<'a> {
+    /// The model as trained so far.
+    pub model: &'a Classifier,
+    /// The epoch that just ended (1-based); 0 at train start.
+    pub epoch: usize,
+    /// Where results go.
+    pub sinks: &'a mut [Box<dyn Sink>],
+}
+
+/// A training callback.
+pub trait Callback {
+    /// Name, for timings and logs.
+    fn name(&self) -> String;
+    /// Before the first epoch.
+    fn on_train_start(&mut self, _ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        Ok(())
+    }
+    /// After each epoch.
+    fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError>;
+    /// After the last epoch.
+    fn on_train_end(&mut self, _ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        Ok(())
+    }
+}
+
+/// The fixed validation images a logger explains every epoch.
+pub struct ExplainedImages {
+    /// Names (file stems), used in tags.
+    pub names: Vec<String>,
+    /// The photos at the network's input size.
+    pub photos: Vec<RgbImage>,
+    /// True class of each image.
+    pub labels: Vec<usize>,
+    /// Class names, by class id.
+    pub class_names: Vec<String>,
+    /// The images' activations at the logger's layer [N, C, h, w] (cached: the backbone is
+    /// not rerun every epoch).
+    pub activations: Tensor<4>,
+}
+
+/// Renders `method` heatmaps of fixed validation images every `every` epochs: one TensorBoard
+/// image tag per image (`<method>/<name>`, step = epoch), a grid (`<method>/grid`), and a
+/// caption table (`<method>/captions`: true class, predicted class, probability).
+pub struct CamLogger {
+    /// The method.
+    pub method: Method,
+    /// The explained layer.
+    pub layer: String,
+    /// Run every this many epochs.
+    pub every: usize,
+    /// Overlay colours.
+    pub style: OverlayStyle,
+    /// The images.
+    pub images: ExplainedImages,
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| CallbackError::Data {
+            what,
+            cause: format!("{e:?}"),
+        })
+}
+
+/// Predicted class and its probability from one row of logits.
+pub fn prediction(logits: &[f32]) -> (usize, f32) {
+    if let [z] = logits {
+        let p_dog = 1.0 / (1.0 + (-z).exp());
+        return if *z >= 0.0 {
+            (1, p_dog)
+        } else {
+            (0, 1.0 - p_dog)
+        };
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    let (class, best) =
+        exp.iter()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+    (class, best / total)
+}
+
+/// Tile equal-size images in a near-square grid with 2-pixel white gaps.
+pub fn grid(images: &[RgbImage]) -> RgbImage {
+    let Some(first) = images.first() else {
+        return RgbImage::new(1, 1);
+    };
+    let (w, h) = first.dimensions();
+    let columns = (images.len() as f64).sqrt().ceil().max(1.0) as u32;
+    let rows = (images.len() as u32).div_ceil(columns);
+    let gap = 2;
+    let mut out = RgbImage::from_pixel(
+        columns * (w + gap) - gap,
+        rows * (h + gap) - gap,
+        Rgb([255, 255, 255]),
+    );
+    for (i, image) in images.iter().enumerate() {
+        let (col, row) = (i as u32 % columns, i as u32 / columns);
+        image::imageops::replace(
+            &mut out,
+            image,
+            (col * (w + gap)) as i64,
+            (row * (h + gap)) as i64,
+        );
+    }
+    out
+}
+
+impl Callback for CamLogger {
+    fn name(&self) -> String {
+        format!("{}@{}", self.method, self.layer)
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        if self.every == 0 || ctx.epoch % self.every != 0 || self.images.names.is_empty() {
+            return Ok(());
+        }
+        let (width, height) = self.images.photos[0].dimensions();
+        let size = [height as usize, width as usize];
+        let out = explain_activations(
+            ctx.model,
+            &self.layer,
+            self.images.activations.clone(),
+            size,
+            self.method,
+            Target::Predicted,
+        )?;
+        let num_logits = out.logits.dims()[1];
+        let maps = to_vec(out.maps, "maps")?;
+        let logits = to_vec(out.logits, "logits")?;
+        let plane = size[0] * size[1];
+        let step = ctx.epoch as i64;
+        let method = self.method.name();
+        let mut overlays = Vec::with_capacity(self.images.names.len());
+        let mut captions = format!(
+            "epoch {step}, {method} at `{}`\n\n| image | true | predicted | p |\n|---|---|---|---|\n",
+            self.layer
+        );
+        let class_name = |c: usize| {
+            self.images
+                .class_names
+                .get(c)
+                .cloned()
+                .unwrap_or(c.to_string())
+        };
+        for (i, name) in self.images.names.iter().enumerate() {
+            let picture = overlay(
+                &maps[i * plane..(i + 1) * plane],
+                &self.images.photos[i],
+                &self.style,
+            );
+            let (predicted, p) = prediction(&logits[i * num_logits..(i + 1) * num_logits]);
+            let label = self.images.labels[i];
+            captions.push_str(&format!(
+                "| {name} | {} | {}{} | {p:.3} |\n",
+                class_name(label),
+                class_name(predicted),
+                if predicted == label { "" } else { " ✗" }
+            ));
+            each_sink(ctx.sinks, |s| {
+                s.images(
+                    &format!("{method}/{name}"),
+                    std::slice::from_ref(&picture),
+                    step,
+                )
+            })?;
+            overlays.push(picture);
+        }
+        let tiled = grid(&overlays);
+        each_sink(ctx.sinks, |s| {
+            s.images(
+                &format!("{method}/grid"),
+                std::slice::from_ref(&tiled),
+                step,
+            )
+        })?;
+        each_sink(ctx.sinks, |s| {
+            s.text(&format!("{method}/captions"), &captions, step)
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_of_sigmoid_and_softmax_heads() {
+        assert_eq!(prediction(&[0.0]), (1, 0.5));
+        let (class, p) = prediction(&[-2.0]);
+        assert_eq!(class, 0);
+        assert!((p - 0.880_797).abs() < 1e-5);
+        let (class, p) = prediction(&[1.0, 3.0, 0.0]);
+        assert_eq!(class, 1);
+        assert!((p - 0.843_794_3).abs() < 1e-5);
+    }
+
+    #[test]
+    fn grid_layout() {
+        let images = vec![RgbImage::from_pixel(4, 3, Rgb([1, 2, 3])); 5];
+        let g = grid(&images);
+        // 5 images → 3 columns, 2 rows, 2-px gaps.
+        assert_eq!(g.dimensions(), (3 * 4 + 2 * 2, 2 * 3 + 2));
+        assert_eq!(g.get_pixel(0, 0).0, [1, 2, 3]);
+        assert_eq!(g.get_pixel(4, 0).0, [255, 255, 255]);
+        assert_eq!(
+            g.get_pixel(g.width() - 1, g.height() - 1).0,
+            [255, 255, 255]
+        );
+    }
+}

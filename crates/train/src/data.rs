@@ -1,0 +1,179 @@
+//! Data sets: ImageFolder (one sub-folder per class, sorted = class ids) or the Kaggle flat
+//! layout (`cat.123.jpg`, class from the name prefix), and the seeded train/val split.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::images::{is_photo, PHOTO_EXTENSIONS};
+use crate::rng::SplitMix64;
+
+/// One image of a data set.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The file.
+    pub path: PathBuf,
+    /// Class id.
+    pub label: usize,
+    /// A unique short name (the file stem; prefixed by the class when stems collide).
+    pub name: String,
+}
+
+/// A labelled set of images.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Class names; the index is the class id.
+    pub classes: Vec<String>,
+    /// The images, sorted by class then file name.
+    pub samples: Vec<Sample>,
+}
+
+/// Scan `dir`: sub-folders are classes (ImageFolder); without sub-folders, files named
+/// `<class>.<anything>.<ext>` give their class by prefix (Kaggle's dogs-vs-cats).
+pub fn scan(dir: &Path, key: &str) -> Result<Dataset> {
+    let mut subdirs = Vec::new();
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{key}: cannot list {}", dir.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("{key}: cannot list {}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            subdirs.push(path);
+        } else if is_photo(&path) {
+            files.push(path);
+        }
+    }
+    subdirs.sort();
+    files.sort();
+    let mut samples = Vec::new();
+    let classes: Vec<String> = if !subdirs.is_empty() {
+        let classes: Vec<String> = subdirs
+            .iter()
+            .map(|d| {
+                d.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        for (label, sub) in subdirs.iter().enumerate() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(sub)
+                .with_context(|| format!("{key}: cannot list {}", sub.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_photo(p))
+                .collect();
+            if found.is_empty() {
+                bail!(
+                    "{key}: class folder {} has no images ({})",
+                    sub.display(),
+                    PHOTO_EXTENSIONS.join(", ")
+                );
+            }
+            found.sort();
+            samples.extend(found.into_iter().map(|path| Sample {
+                name: String::new(),
+                path,
+                label,
+            }));
+        }
+        classes
+    } else {
+        let prefix = |p: &Path| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once('.'))
+                .map(|(c, _)| c.to_ascii_lowercase())
+        };
+        let classes: Vec<String> = files
+            .iter()
+            .filter_map(|p| prefix(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for path in files {
+            let Some(class) = prefix(&path) else { continue };
+            let label = classes.iter().position(|c| *c == class).unwrap_or(0);
+            samples.push(Sample {
+                name: String::new(),
+                path,
+                label,
+            });
+        }
+        samples.sort_by(|a, b| (a.label, &a.path).cmp(&(b.label, &b.path)));
+        classes
+    };
+    if samples.is_empty() {
+        bail!(
+            "{key}: {} has no images: expected one sub-folder per class (ImageFolder) or files named \
+             like cat.1.jpg (Kaggle layout)",
+            dir.display()
+        );
+    }
+    if classes.len() < 2 {
+        bail!(
+            "{key}: {} holds a single class ({}); a classifier needs at least two",
+            dir.display(),
+            classes.join(", ")
+        );
+    }
+    name_samples(&mut samples, &classes);
+    Ok(Dataset { classes, samples })
+}
+
+fn name_samples(samples: &mut [Sample], classes: &[String]) {
+    let stem = |s: &Sample| {
+        s.path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into())
+    };
+    let stems: Vec<String> = samples.iter().map(stem).collect();
+    for (i, sample) in samples.iter_mut().enumerate() {
+        let unique = stems.iter().filter(|s| **s == stems[i]).count() == 1;
+        sample.name = if unique {
+            stems[i].clone()
+        } else {
+            format!("{}-{}", classes[sample.label], stems[i])
+        };
+    }
+}
+
+/// Split a data set: a seeded `fraction` goes to validation.
+pub fn split(data: Dataset, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+    let mut order: Vec<usize> = (0..data.samples.len()).collect();
+    SplitMix64::new(seed ^ 0x5_1175_u64).shuffle(&mut order);
+    let n_val =
+        ((data.samples.len() as f64 * fraction).round() as usize).clamp(1, data.samples.len() - 1);
+    let mut val_idx: Vec<usize> = order[..n_val].to_vec();
+    let mut train_idx: Vec<usize> = order[n_val..].to_vec();
+    val_idx.sort_unstable();
+    train_idx.sort_unstable();
+    let pick = |idx: &[usize]| Dataset {
+        classes: data.classes.clone(),
+        samples: idx.iter().map(|&i| data.samples[i].clone()).collect(),
+    };
+    (pick(&train_idx), pick(&val_idx))
+}
+
+/// `count` validation images balanced over classes (round-robin, in file order).
+pub fn balanced_subset(data: &Dataset, count: usize) -> Vec<usize> {
+    let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); data.classes.len()];
+    for (i, s) in data.samples.iter().enumerate() {
+        per_class[s.label].push(i);
+    }
+    let mut chosen = Vec::new();
+    let mut round = 0;
+    while chosen.len() < count.min(data.samples.len()) {
+        for class in &per_class {
+            if let Some(&i) = class.get(round) {
+                if chosen.len() < count {
+                    chosen.push(i);
+                }
+            }
+        }
+        round += 1;
+    }
+    chosen
+}

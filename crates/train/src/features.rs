@@ -1,0 +1,385 @@
+//! The frozen backbone runs once per image: pooled features (what the head trains on) and,
+//! for the few images the callbacks explain, full activation maps. Both are cached on disk under
+//! `<runs_dir>/.cache`, keyed by the weights' content, the images' content, the input size and the
+//! layer, so a second run on the same data (say the Grad-CAM run after the CAM run) skips the
+//! backbone entirely.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use model::{global_average_pool, vgg16, Vgg16};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::data::{Dataset, Sample};
+use crate::images;
+
+/// Layers whose pooled output is cached: the inputs of both heads.
+pub const POOLED_LAYERS: [&str; 2] = ["block5_conv3", "block5_pool"];
+
+/// A file that could not be used, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// The reason.
+    pub reason: String,
+}
+
+/// Pooled features of a data set's readable images.
+pub struct PooledFeatures {
+    /// Indices (into the data set's samples) of the images kept, in order.
+    pub kept: Vec<usize>,
+    /// Unreadable files.
+    pub skipped: Vec<Skipped>,
+    /// Per layer of [`POOLED_LAYERS`]: [N_kept, C].
+    pub by_layer: HashMap<String, Tensor<2>>,
+    /// Whether this came from the disk cache.
+    pub from_cache: bool,
+    /// Seconds spent in the backbone (0 on a cache hit).
+    pub backbone_seconds: f64,
+    /// Bytes of the cache file.
+    pub cache_bytes: u64,
+}
+
+/// Runs the backbone and the cache.
+pub struct Extractor<'a> {
+    /// The frozen backbone.
+    pub backbone: &'a Vgg16,
+    /// Where tensors live.
+    pub device: Device,
+    /// Network input [height, width].
+    pub size: [usize; 2],
+    /// Images per backbone batch.
+    pub batch_size: usize,
+    /// Hex SHA-256 of the weights file.
+    pub weights_hash: String,
+    /// The cache directory (`None`: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Hex SHA-256 of a file's content.
+pub fn file_hash(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
+}
+
+fn save(
+    path: &Path,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
+) -> Result<u64> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::new();
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+        views.push((
+            name.clone(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?,
+        ));
+    }
+    let serialized = safetensors::serialize(views, &Some(metadata))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::run::write_atomic(path, &serialized)?;
+    Ok(serialized.len() as u64)
+}
+
+struct CacheFile {
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
+    bytes: u64,
+}
+
+fn load(path: &Path) -> Option<CacheFile> {
+    let data = std::fs::read(path).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&data).ok()?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&data).ok()?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return None;
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Some(CacheFile {
+        tensors,
+        metadata,
+        bytes: data.len() as u64,
+    })
+}
+
+impl Extractor<'_> {
+    fn key(&self, kind: &str, image_hashes: &[String], extra: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [kind, &self.weights_hash, &format!("{:?}", self.size), extra] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        for ih in image_hashes {
+            h.update(ih.as_bytes());
+        }
+        hex(&h.finalize())[..24].to_string()
+    }
+
+    fn hashes(samples: &[&Sample]) -> Vec<String> {
+        samples
+            .par_iter()
+            .map(|s| match std::fs::read(&s.path) {
+                Ok(bytes) => hex(&Sha256::digest(&bytes)),
+                Err(e) => format!("unreadable:{e}"),
+            })
+            .collect()
+    }
+
+    /// Pooled features of every readable image of `data` ([`POOLED_LAYERS`]).
+    pub fn pooled(&self, data: &Dataset, what: &str) -> Result<PooledFeatures> {
+        let samples: Vec<&Sample> = data.samples.iter().collect();
+        let key = self.key("pooled", &Self::hashes(&samples), &POOLED_LAYERS.join(","));
+        let cache_path = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("pooled-{key}.safetensors")));
+        if let Some(hit) = cache_path.as_deref().and_then(load) {
+            let kept: Vec<usize> = hit
+                .metadata
+                .get("kept")
+                .map(|k| parse_list(k))
+                .unwrap_or_default();
+            let skipped = hit
+                .metadata
+                .get("skipped")
+                .map(|s| {
+                    s.lines()
+                        .filter_map(|l| l.split_once('\t'))
+                        .map(|(p, r)| Skipped {
+                            path: p.into(),
+                            reason: r.into(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut by_layer = HashMap::new();
+            for layer in POOLED_LAYERS {
+                if let Some((shape, values)) = hit.tensors.get(layer) {
+                    by_layer.insert(
+                        layer.to_string(),
+                        Tensor::from_data(
+                            TensorData::new(values.clone(), shape.clone()),
+                            &self.device,
+                        ),
+                    );
+                }
+            }
+            if by_layer.len() == POOLED_LAYERS.len() {
+                println!(
+                    "{what}: {} images' features from the cache ({})",
+                    kept.len(),
+                    display(cache_path.as_deref())
+                );
+                return Ok(PooledFeatures {
+                    kept,
+                    skipped,
+                    by_layer,
+                    from_cache: true,
+                    backbone_seconds: 0.0,
+                    cache_bytes: hit.bytes,
+                });
+            }
+        }
+
+        let conv3 = vgg16::layer_index("block5_conv3").context("block5_conv3")?;
+        let pool = vgg16::layer_index("block5_pool").context("block5_pool")?;
+        let mut kept = Vec::new();
+        let mut skipped = Vec::new();
+        let mut pooled: HashMap<&str, Vec<f32>> =
+            POOLED_LAYERS.iter().map(|l| (*l, Vec::new())).collect();
+        let start = Instant::now();
+        let total = samples.len();
+        let mut done = 0;
+        let mut next_report = 0.0;
+        for chunk in (0..total).collect::<Vec<_>>().chunks(self.batch_size) {
+            let decoded: Vec<(usize, Result<RgbImage>)> = chunk
+                .par_iter()
+                .map(|&i| {
+                    (
+                        i,
+                        images::read_rgb(&samples[i].path).map(|p| images::resize(&p, self.size)),
+                    )
+                })
+                .collect();
+            let mut photos = Vec::new();
+            for (i, result) in decoded {
+                match result {
+                    Ok(photo) => {
+                        kept.push(i);
+                        photos.push(photo);
+                    }
+                    Err(e) => {
+                        eprintln!("warning: skipping {}: {e:#}", samples[i].path.display());
+                        skipped.push(Skipped {
+                            path: samples[i].path.clone(),
+                            reason: format!("{e:#}"),
+                        });
+                    }
+                }
+            }
+            done += chunk.len();
+            if photos.is_empty() {
+                continue;
+            }
+            let batch = images::to_tensor(&photos, &self.device);
+            let a = self.backbone.run(batch, 0, conv3);
+            let b = self.backbone.run(a.clone(), conv3 + 1, pool);
+            pooled
+                .get_mut("block5_conv3")
+                .map(|v| to_vec(global_average_pool(a)).map(|x| v.extend(x)))
+                .transpose()?;
+            pooled
+                .get_mut("block5_pool")
+                .map(|v| to_vec(global_average_pool(b)).map(|x| v.extend(x)))
+                .transpose()?;
+            let fraction = done as f64 / total as f64;
+            if fraction >= next_report || done == total {
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "{what}: backbone {done}/{total} images, {:.1} img/s",
+                    done as f64 / secs.max(1e-9)
+                );
+                next_report += 0.2;
+            }
+        }
+        let backbone_seconds = start.elapsed().as_secs_f64();
+        if kept.is_empty() {
+            anyhow::bail!("{what}: none of the {total} images could be read");
+        }
+        let n = kept.len();
+        let mut by_layer = HashMap::new();
+        let mut tensors = Vec::new();
+        for layer in POOLED_LAYERS {
+            let values = pooled.remove(layer).unwrap_or_default();
+            let c = values.len() / n;
+            by_layer.insert(
+                layer.to_string(),
+                Tensor::from_data(TensorData::new(values.clone(), [n, c]), &self.device),
+            );
+            tensors.push((layer.to_string(), vec![n, c], values));
+        }
+        let mut cache_bytes = 0;
+        if let Some(path) = &cache_path {
+            let metadata = HashMap::from([
+                (
+                    "kept".to_string(),
+                    kept.iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                (
+                    "skipped".to_string(),
+                    skipped
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{}\t{}",
+                                s.path.display(),
+                                s.reason.replace(['\n', '\t'], " ")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+            ]);
+            cache_bytes = save(path, tensors, metadata)
+                .with_context(|| format!("cannot write cache {}", path.display()))?;
+        }
+        Ok(PooledFeatures {
+            kept,
+            skipped,
+            by_layer,
+            from_cache: false,
+            backbone_seconds,
+            cache_bytes,
+        })
+    }
+
+    /// Photos (at the input size) and activations of `layer` for a few images (the callbacks'),
+    /// cached like the pooled features. Returns the photos, the activations [n, C, h, w] and the
+    /// seconds spent in the backbone.
+    pub fn maps(
+        &self,
+        samples: &[&Sample],
+        layer: &str,
+    ) -> Result<(Vec<RgbImage>, Tensor<4>, f64)> {
+        let index =
+            vgg16::layer_index(layer).with_context(|| format!("unknown layer `{layer}`"))?;
+        let photos = samples
+            .iter()
+            .map(|s| images::read_rgb(&s.path).map(|p| images::resize(&p, self.size)))
+            .collect::<Result<Vec<_>>>()?;
+        let key = self.key("maps", &Self::hashes(samples), layer);
+        let cache_path = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("maps-{key}.safetensors")));
+        if let Some(hit) = cache_path.as_deref().and_then(load) {
+            if let Some((shape, values)) = hit.tensors.get(layer) {
+                let t =
+                    Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &self.device);
+                return Ok((photos, t, 0.0));
+            }
+        }
+        let start = Instant::now();
+        let mut parts = Vec::new();
+        for chunk in photos.chunks(self.batch_size) {
+            parts.push(
+                self.backbone
+                    .run(images::to_tensor(chunk, &self.device), 0, index),
+            );
+        }
+        let activations = Tensor::cat(parts, 0);
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some(path) = &cache_path {
+            let shape = activations.dims().to_vec();
+            save(
+                path,
+                vec![(layer.to_string(), shape, to_vec(activations.clone())?)],
+                HashMap::new(),
+            )
+            .with_context(|| format!("cannot write cache {}", path.display()))?;
+        }
+        Ok((photos, activations, seconds))
+    }
+}
+
+fn parse_list(text: &str) -> Vec<usize> {
+    text.split(',').filter_map(|s| s.parse().ok()).collect()
+}
+
+fn display(path: Option<&Path>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
+}

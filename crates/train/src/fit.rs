@@ -1,0 +1,405 @@
+//! `train --config FILE` / `train --resume RUN_DIR`: the whole run, in order —
+//! data → frozen backbone once (cached) → head epochs → callbacks → logs → summary.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use callbacks::{
+    Callback, CallbackContext, CamLogger, ExplainedImages, PngSink, Sink, TensorBoardSink,
+};
+use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
+use tensorboard::{
+    DatasetType, Domain, EventWriter, Experiment, HParamSpec, HParamValue, MetricSpec,
+    SessionStatus,
+};
+
+use crate::config::Config;
+use crate::data::{self, Dataset};
+use crate::features::{file_hash, Extractor};
+use crate::run::{self, MetricsRow};
+use crate::trainer::HeadTrainer;
+
+/// Test hook: after checkpointing this epoch, stall (so a test can SIGKILL mid-run).
+const STALL_ENV: &str = "TRAIN_TEST_STALL_AFTER_EPOCH";
+
+fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
+    let train = data::scan(&config.data.train_dir, "[data] train_dir")?;
+    let (train, val) = match &config.data.val_dir {
+        Some(dir) => (train, data::scan(dir, "[data] val_dir")?),
+        None => data::split(
+            train,
+            config.data.val_fraction.unwrap_or(0.2),
+            config.run.seed,
+        ),
+    };
+    if train.classes != val.classes {
+        bail!(
+            "[data] train classes {:?} differ from validation classes {:?}",
+            train.classes,
+            val.classes
+        );
+    }
+    Ok((train, val))
+}
+
+fn hparams(config: &Config, kind: HeadKind) -> Vec<(&'static str, HParamValue)> {
+    let methods: Vec<&str> = config.callbacks.iter().map(|c| c.kind.as_str()).collect();
+    let layers: Vec<&str> = config.callbacks.iter().map(|c| c.layer.as_str()).collect();
+    let [h, w] = config.data.image_size.hw();
+    vec![
+        ("method", HParamValue::from(methods.join("+"))),
+        ("head", kind.name().into()),
+        ("layer", HParamValue::from(layers.join("+"))),
+        ("learning_rate", config.train.learning_rate.into()),
+        ("batch_size", (config.train.batch_size as f64).into()),
+        ("epochs", (config.train.epochs as f64).into()),
+        ("backbone", HParamValue::from(config.model.backbone.clone())),
+        ("image_size", HParamValue::from(format!("{h}x{w}"))),
+        ("seed", (config.run.seed as f64).into()),
+    ]
+}
+
+fn experiment(config: &Config, kind: HeadKind) -> Experiment {
+    let metric = |tag: &str, dataset| MetricSpec {
+        tag: tag.into(),
+        group: String::new(),
+        display_name: String::new(),
+        dataset,
+    };
+    Experiment {
+        description: "catdog-cam runs: frozen backbone, trained head, CAM-family callbacks".into(),
+        time_created_secs: 0.0,
+        hparams: hparams(config, kind)
+            .into_iter()
+            .map(|(name, example)| HParamSpec {
+                name: name.into(),
+                example,
+                domain: Domain::Any,
+                description: String::new(),
+            })
+            .collect(),
+        metrics: vec![
+            metric("accuracy/val", DatasetType::Validation),
+            metric("loss/val", DatasetType::Validation),
+            metric("accuracy/train", DatasetType::Training),
+            metric("loss/train", DatasetType::Training),
+        ],
+    }
+}
+
+fn each(
+    sinks: &mut [Box<dyn Sink>],
+    f: impl FnMut(&mut dyn Sink) -> Result<(), callbacks::SinkError>,
+) -> Result<()> {
+    callbacks::each_sink(sinks, f).context("writing logs")
+}
+
+/// Run (or resume) training.
+pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
+    let started = Instant::now();
+    let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
+    let kind = config.head_kind()?;
+    let specs = config.callback_specs()?;
+    let (train, val) = load_data(&config)?;
+
+    let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
+    let backbone = Vgg16::load(&weights, &device).context("[model] weights")?;
+    let channels = 512 / backbone.width_divisor();
+    let num_logits = if train.classes.len() == 2 {
+        1
+    } else {
+        train.classes.len()
+    };
+    let mut model = Classifier {
+        backbone,
+        head: Head::new(kind, channels, num_logits, &device),
+    };
+    for (i, spec) in specs.iter().enumerate() {
+        callbacks::check_method(&model, &spec.layer, spec.method).with_context(|| {
+            format!(
+                "[[callbacks]] #{} ({} at `{}`)",
+                i + 1,
+                spec.method,
+                spec.layer
+            )
+        })?;
+    }
+
+    let run_dir = match resume_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let dir = run::create_run_dir(&config.run.runs_dir, &config.run.name)?;
+            let text = toml::to_string_pretty(&config).context("cannot serialise the config")?;
+            run::write_atomic(&dir.join("config.toml"), text.as_bytes())?;
+            dir
+        }
+    };
+    println!("run dir: {}", run_dir.display());
+
+    // The frozen backbone, once per image (or from the cache).
+    let hash_start = Instant::now();
+    let weights_hash = file_hash(&config.model.weights)?;
+    let hash_seconds = hash_start.elapsed().as_secs_f64();
+    let extractor = Extractor {
+        backbone: &model.backbone,
+        device: device.clone(),
+        size: config.data.image_size.hw(),
+        batch_size: config.data.backbone_batch_size,
+        weights_hash,
+        cache_dir: config
+            .data
+            .cache
+            .then(|| config.run.runs_dir.join(".cache")),
+    };
+    let train_features = extractor.pooled(&train, "train")?;
+    let val_features = extractor.pooled(&val, "val")?;
+    let head_layer = match kind {
+        HeadKind::GapLinear => "block5_conv3",
+        HeadKind::GapDense => "block5_pool",
+    };
+    let x_train = train_features.by_layer[head_layer].clone();
+    let x_val = val_features.by_layer[head_layer].clone();
+    let y_train: Vec<usize> = train_features
+        .kept
+        .iter()
+        .map(|&i| train.samples[i].label)
+        .collect();
+    let y_val: Vec<usize> = val_features
+        .kept
+        .iter()
+        .map(|&i| val.samples[i].label)
+        .collect();
+
+    // The callbacks' fixed images: chosen once, balanced over classes, readable ones only.
+    let readable = Dataset {
+        classes: val.classes.clone(),
+        samples: val_features
+            .kept
+            .iter()
+            .map(|&i| val.samples[i].clone())
+            .collect(),
+    };
+    let most = specs.iter().map(|s| s.num_images).max().unwrap_or(0);
+    let chosen = data::balanced_subset(&readable, most);
+    let mut map_seconds = 0.0;
+    let mut loggers: Vec<CamLogger> = Vec::new();
+    let mut originals = Vec::new();
+    for spec in &specs {
+        let samples: Vec<_> = chosen
+            .iter()
+            .take(spec.num_images)
+            .map(|&i| &readable.samples[i])
+            .collect();
+        let (photos, activations, seconds) = extractor.maps(&samples, &spec.layer)?;
+        map_seconds += seconds;
+        if originals.len() < photos.len() {
+            originals = samples
+                .iter()
+                .map(|s| s.name.clone())
+                .zip(photos.iter().cloned())
+                .collect();
+        }
+        loggers.push(CamLogger {
+            method: spec.method,
+            layer: spec.layer.clone(),
+            every: spec.every,
+            style: spec.style,
+            images: ExplainedImages {
+                names: samples.iter().map(|s| s.name.clone()).collect(),
+                photos,
+                labels: samples.iter().map(|s| s.label).collect(),
+                class_names: val.classes.clone(),
+                activations,
+            },
+        });
+    }
+    let cache_memory: usize = [&x_train, &x_val]
+        .iter()
+        .map(|t| t.dims().iter().product::<usize>() * 4 * 2)
+        .sum::<usize>()
+        + loggers
+            .iter()
+            .map(|l| l.images.activations.dims().iter().product::<usize>() * 4)
+            .sum::<usize>();
+
+    // The head, fresh or from the checkpoint.
+    let dims: Vec<usize> = match kind {
+        HeadKind::GapLinear => vec![channels, num_logits],
+        HeadKind::GapDense => vec![channels, model::head::DENSE_HIDDEN, num_logits],
+    };
+    let mut head = HeadTrainer::new(&dims, config.train.learning_rate, config.run.seed, &device);
+    let checkpoint = run_dir.join("checkpoint.safetensors");
+    let metrics_path = run_dir.join("metrics.csv");
+    let (start_epoch, mut rows) = if resume_dir.is_some() && checkpoint.exists() {
+        let epoch = run::load_checkpoint(&checkpoint, &mut head, &device)?;
+        let rows: Vec<MetricsRow> = run::read_metrics(&metrics_path)?
+            .into_iter()
+            .filter(|r| r.epoch <= epoch)
+            .collect();
+        println!("resuming after epoch {epoch}");
+        (epoch, rows)
+    } else {
+        (0, Vec::new())
+    };
+    if start_epoch >= config.train.epochs {
+        println!("run already complete ({start_epoch} epochs)");
+        return Ok(());
+    }
+
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if config.logging.tensorboard {
+        let writer = if resume_dir.is_some() {
+            EventWriter::resume(&run_dir, start_epoch as i64)?
+        } else {
+            EventWriter::create(&run_dir)?
+        };
+        sinks.push(Box::new(TensorBoardSink { writer }));
+    }
+    if config.logging.png {
+        sinks.push(Box::new(PngSink::new(run_dir.join("images"))));
+    }
+    if start_epoch == 0 {
+        let config_text = format!(
+            "```toml\n{}\n```",
+            toml::to_string_pretty(&config).unwrap_or_default()
+        );
+        each(&mut sinks, |s| s.text("config", &config_text, 0))?;
+        for (name, photo) in &originals {
+            each(&mut sinks, |s| {
+                s.images(&format!("originals/{name}"), std::slice::from_ref(photo), 0)
+            })?;
+        }
+        if let Some(tb) = tb_writer(&mut sinks) {
+            tb.add_hparams_experiment(&experiment(&config, kind))?;
+            tb.add_session_start(&hparams(&config, kind), tensorboard::now_secs())?;
+        }
+        each(&mut sinks, |s| s.flush())?;
+    }
+
+    let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
+    let (mut head_seconds, mut callback_seconds) = (0.0, 0.0);
+    for epoch in start_epoch + 1..=config.train.epochs {
+        let epoch_start = Instant::now();
+        let train_score = head.train_epoch(
+            &x_train,
+            &y_train,
+            config.train.batch_size,
+            config.run.seed,
+            epoch,
+        )?;
+        let val_score = head.evaluate(&x_val, &y_val)?;
+        let head_time = epoch_start.elapsed().as_secs_f64();
+        model.head = model.head.with_parameters(head.layers.clone());
+        let step = epoch as i64;
+        for (tag, value) in [
+            ("loss/train", train_score.loss),
+            ("loss/val", val_score.loss),
+            ("accuracy/train", train_score.accuracy),
+            ("accuracy/val", val_score.accuracy),
+        ] {
+            each(&mut sinks, |s| s.scalar(tag, value as f32, step))?;
+        }
+        let callbacks_start = Instant::now();
+        for logger in &mut loggers {
+            let mut ctx = CallbackContext {
+                model: &model,
+                epoch,
+                sinks: &mut sinks,
+            };
+            logger
+                .on_epoch_end(&mut ctx)
+                .with_context(|| format!("callback {}", logger.name()))?;
+        }
+        let callback_time = callbacks_start.elapsed().as_secs_f64();
+        each(&mut sinks, |s| s.flush())?;
+        head_seconds += head_time;
+        callback_seconds += callback_time;
+        rows.push(MetricsRow {
+            epoch,
+            values: vec![
+                train_score.loss,
+                train_score.accuracy,
+                val_score.loss,
+                val_score.accuracy,
+                head_time,
+                callback_time,
+                epoch_start.elapsed().as_secs_f64(),
+            ],
+        });
+        run::write_metrics(&metrics_path, &rows)?;
+        run::export_head(&run_dir.join("head.safetensors"), &head, kind)?;
+        run::save_checkpoint(&checkpoint, &head, epoch)?;
+        println!(
+            "epoch {epoch:>3}/{}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  (head {:.3} s, callbacks {:.3} s)",
+            config.train.epochs, train_score.loss, train_score.accuracy, val_score.loss, val_score.accuracy, head_time, callback_time
+        );
+        if stall_after == Some(epoch) {
+            eprintln!("{STALL_ENV}: stalled after epoch {epoch}");
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+    }
+    if let Some(tb) = tb_writer(&mut sinks) {
+        tb.add_session_end(SessionStatus::Success, tensorboard::now_secs())?;
+    }
+    each(&mut sinks, |s| s.flush())?;
+
+    // Summary.
+    let best = rows
+        .iter()
+        .max_by(|a, b| a.values[3].total_cmp(&b.values[3]));
+    println!("\nsummary: {}", run_dir.display());
+    if let Some(best) = best {
+        println!(
+            "  best val accuracy {:.4} at epoch {}",
+            best.values[3], best.epoch
+        );
+    }
+    let backbone = train_features.backbone_seconds + val_features.backbone_seconds + map_seconds;
+    let images = train_features.kept.len() + val_features.kept.len();
+    println!(
+        "  backbone {:.1} s ({} images{}; weights hash {:.1} s), head training {:.2} s, callbacks {:.2} s, total {:.1} s",
+        backbone,
+        images,
+        if train_features.from_cache && val_features.from_cache { ", from the cache" } else { "" },
+        hash_seconds,
+        head_seconds,
+        callback_seconds,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  feature cache: {:.2} MB on disk, {:.2} MB in memory",
+        (train_features.cache_bytes + val_features.cache_bytes) as f64 / 1e6,
+        cache_memory as f64 / 1e6
+    );
+    let skipped: Vec<_> = train_features
+        .skipped
+        .iter()
+        .chain(&val_features.skipped)
+        .collect();
+    println!("  skipped files: {}", skipped.len());
+    for s in &skipped {
+        println!("    {}: {}", s.path.display(), s.reason);
+    }
+    println!(
+        "  open TensorBoard: scripts/tensorboard.sh {}",
+        config.run.runs_dir.display()
+    );
+    Ok(())
+}
+
+fn tb_writer(sinks: &mut [Box<dyn Sink>]) -> Option<&mut EventWriter> {
+    sinks.iter_mut().find_map(|s| s.as_tensorboard())
+}
+
+/// Read the config a run was started with (for `--resume`).
+pub fn run_config(run_dir: &Path) -> Result<(Config, PathBuf)> {
+    let path = run_dir.join("config.toml");
+    if !path.is_file() {
+        bail!(
+            "--resume {}: no config.toml there (is it a run directory?)",
+            run_dir.display()
+        );
+    }
+    Ok((Config::load(&path)?, run_dir.to_path_buf()))
+}

@@ -1,0 +1,201 @@
+//! The run directory: `runs/<name>-<YYYYmmdd-HHMMSS>[-n]` (never reused), its config.toml,
+//! metrics.csv, checkpoint and exported head, all written atomically (temp file + rename).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use model::HeadKind;
+
+use crate::trainer::HeadTrainer;
+
+/// Create a new run directory; never reuses an existing one.
+pub fn create_run_dir(runs_dir: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(runs_dir)
+        .with_context(|| format!("cannot create runs_dir {}", runs_dir.display()))?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    for n in 0.. {
+        let dir_name = if n == 0 {
+            format!("{name}-{stamp}")
+        } else {
+            format!("{name}-{stamp}-{n}")
+        };
+        let dir = runs_dir.join(dir_name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create run dir {}", dir.display()))
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Write a file atomically: a temp file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(&bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+    Ok(())
+}
+
+/// One epoch's row of metrics.csv.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsRow {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Values in the order of [`METRIC_COLUMNS`] after `epoch`.
+    pub values: Vec<f64>,
+}
+
+/// metrics.csv columns: the first five are a contract; timings last.
+pub const METRIC_COLUMNS: [&str; 8] = [
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "head_seconds",
+    "callback_seconds",
+    "epoch_seconds",
+];
+
+/// Write metrics.csv from all rows so far.
+pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
+    let mut text = METRIC_COLUMNS.join(",");
+    text.push('\n');
+    for row in rows {
+        text.push_str(&row.epoch.to_string());
+        for v in &row.values {
+            text.push_str(&format!(",{v}"));
+        }
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Read metrics.csv back (for resuming).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rows = Vec::new();
+    for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
+        let mut fields = line.split(',');
+        let epoch = fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("bad row in {}: {line}", path.display()))?;
+        let values = fields
+            .map(|f| f.parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("bad row in {}: {line}", path.display()))?;
+        rows.push(MetricsRow { epoch, values });
+    }
+    Ok(rows)
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
+}
+
+fn serialize(
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::new();
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+        views.push((
+            name.clone(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?,
+        ));
+    }
+    Ok(safetensors::serialize(views, &Some(metadata))?)
+}
+
+/// Save the checkpoint (head + Adam state + epoch) atomically.
+pub fn save_checkpoint(path: &Path, head: &HeadTrainer, epoch: usize) -> Result<()> {
+    let tensors = head
+        .state()
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.dims().to_vec(), to_vec(t)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([
+        ("epoch".to_string(), epoch.to_string()),
+        ("adam_step".to_string(), head.step.to_string()),
+    ]);
+    write_atomic(path, &serialize(tensors, metadata)?)
+}
+
+/// Load a checkpoint into `head`; the epoch it was taken after.
+pub fn load_checkpoint(path: &Path, head: &mut HeadTrainer, device: &Device) -> Result<usize> {
+    let data = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&data)
+        .with_context(|| format!("checkpoint {}", path.display()))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let number = |key: &str| -> Result<u64> {
+        metadata
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("checkpoint {} lacks `{key}`", path.display()))
+    };
+    let (epoch, step) = (number("epoch")? as usize, number("adam_step")?);
+    let st = safetensors::SafeTensors::deserialize(&data)
+        .with_context(|| format!("checkpoint {}", path.display()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let shape = view.shape().to_vec();
+        if shape.len() != 2 {
+            anyhow::bail!("checkpoint {}: `{name}` is not 2-D", path.display());
+        }
+        tensors.insert(
+            name,
+            Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device),
+        );
+    }
+    head.restore(tensors, step)
+        .with_context(|| format!("checkpoint {}", path.display()))?;
+    Ok(epoch)
+}
+
+/// Export the head in PyTorch layout (what `train explain --head-weights` reads).
+pub fn export_head(path: &Path, head: &HeadTrainer, kind: HeadKind) -> Result<()> {
+    let mut tensors = Vec::new();
+    for (i, (w, b)) in head.layers.iter().enumerate() {
+        let prefix = match kind {
+            HeadKind::GapLinear => String::new(),
+            HeadKind::GapDense => format!("fc{}.", i + 1),
+        };
+        let wt = w.clone().transpose();
+        tensors.push((format!("{prefix}weight"), wt.dims().to_vec(), to_vec(wt)?));
+        tensors.push((
+            format!("{prefix}bias"),
+            b.dims().to_vec(),
+            to_vec(b.clone())?,
+        ));
+    }
+    write_atomic(path, &serialize(tensors, HashMap::new())?)
+}
