@@ -148,7 +148,8 @@ impl Callback for CamLogger {
     }
 
     fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
-        if self.every == 0 || ctx.epoch % self.every != 0 || self.images.names.is_empty() {
+        if self.every == 0 || !ctx.epoch.is_multiple_of(self.every) || self.images.names.is_empty()
+        {
             return Ok(());
         }
         let (width, height) = self.images.photos[0].dimensions();

@@ -177,3 +177,56 @@ pub fn balanced_subset(data: &Dataset, count: usize) -> Vec<usize> {
     }
     chosen
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::new(4, 4).save(path).unwrap();
+    }
+
+    #[test]
+    fn kaggle_flat_layout_takes_the_class_from_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "cat.1.png",
+            "cat.2.png",
+            "dog.1.png",
+            "Dog.7.png",
+            "notes.txt",
+        ] {
+            if name.ends_with(".txt") {
+                std::fs::write(dir.path().join(name), "x").unwrap();
+            } else {
+                touch(&dir.path().join(name));
+            }
+        }
+        let data = scan(dir.path(), "train_dir").unwrap();
+        assert_eq!(data.classes, ["cat", "dog"]);
+        let labels: Vec<usize> = data.samples.iter().map(|s| s.label).collect();
+        assert_eq!(labels, [0, 0, 1, 1]);
+        let names: Vec<&str> = data.samples.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["cat.1", "cat.2", "Dog.7", "dog.1"]);
+    }
+
+    #[test]
+    fn image_folder_names_collisions_and_split() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5 {
+            touch(&dir.path().join(format!("cat/{i}.png")));
+            touch(&dir.path().join(format!("dog/{i}.png")));
+        }
+        let data = scan(dir.path(), "train_dir").unwrap();
+        assert_eq!(data.samples[0].name, "cat-0");
+        let (train, val) = split(data.clone(), 0.2, 42);
+        assert_eq!((train.samples.len(), val.samples.len()), (8, 2));
+        let (train2, _) = split(data.clone(), 0.2, 42);
+        let paths = |d: &Dataset| d.samples.iter().map(|s| s.path.clone()).collect::<Vec<_>>();
+        assert_eq!(paths(&train), paths(&train2), "the split is seeded");
+        let chosen = balanced_subset(&data, 4);
+        let labels: Vec<usize> = chosen.iter().map(|&i| data.samples[i].label).collect();
+        assert_eq!(labels, [0, 1, 0, 1]);
+    }
+}

@@ -220,8 +220,8 @@ impl Extractor<'_> {
             POOLED_LAYERS.iter().map(|l| (*l, Vec::new())).collect();
         let start = Instant::now();
         let total = samples.len();
-        let mut done = 0;
-        let mut next_report = 0.0;
+        let mut progress =
+            crate::progress::Progress::new(&format!("{what}: backbone images"), total);
         for chunk in (0..total).collect::<Vec<_>>().chunks(self.batch_size) {
             let decoded: Vec<(usize, Result<RgbImage>)> = chunk
                 .par_iter()
@@ -248,31 +248,24 @@ impl Extractor<'_> {
                     }
                 }
             }
-            done += chunk.len();
             if photos.is_empty() {
+                progress.add(chunk.len());
                 continue;
             }
             let batch = images::to_tensor(&photos, &self.device);
             let a = self.backbone.run(batch, 0, conv3);
             let b = self.backbone.run(a.clone(), conv3 + 1, pool);
             pooled
-                .get_mut("block5_conv3")
-                .map(|v| to_vec(global_average_pool(a)).map(|x| v.extend(x)))
-                .transpose()?;
+                .entry("block5_conv3")
+                .or_default()
+                .extend(to_vec(global_average_pool(a))?);
             pooled
-                .get_mut("block5_pool")
-                .map(|v| to_vec(global_average_pool(b)).map(|x| v.extend(x)))
-                .transpose()?;
-            let fraction = done as f64 / total as f64;
-            if fraction >= next_report || done == total {
-                let secs = start.elapsed().as_secs_f64();
-                println!(
-                    "{what}: backbone {done}/{total} images, {:.1} img/s",
-                    done as f64 / secs.max(1e-9)
-                );
-                next_report += 0.2;
-            }
+                .entry("block5_pool")
+                .or_default()
+                .extend(to_vec(global_average_pool(b))?);
+            progress.add(chunk.len());
         }
+        progress.finish();
         let backbone_seconds = start.elapsed().as_secs_f64();
         if kept.is_empty() {
             anyhow::bail!("{what}: none of the {total} images could be read");

@@ -278,6 +278,7 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     }
 
     let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
+    let mut progress = crate::progress::Progress::new("epochs", config.train.epochs - start_epoch);
     let (mut head_seconds, mut callback_seconds) = (0.0, 0.0);
     for epoch in start_epoch + 1..=config.train.epochs {
         let epoch_start = Instant::now();
@@ -330,15 +331,19 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         run::write_metrics(&metrics_path, &rows)?;
         run::export_head(&run_dir.join("head.safetensors"), &head, kind)?;
         run::save_checkpoint(&checkpoint, &head, epoch)?;
-        println!(
+        progress.println(&format!(
             "epoch {epoch:>3}/{}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  (head {:.3} s, callbacks {:.3} s)",
             config.train.epochs, train_score.loss, train_score.accuracy, val_score.loss, val_score.accuracy, head_time, callback_time
-        );
+        ));
+        if progress.is_bar() {
+            progress.add(1);
+        }
         if stall_after == Some(epoch) {
             eprintln!("{STALL_ENV}: stalled after epoch {epoch}");
             std::thread::sleep(std::time::Duration::from_secs(600));
         }
     }
+    progress.finish();
     if let Some(tb) = tb_writer(&mut sinks) {
         tb.add_session_end(SessionStatus::Success, tensorboard::now_secs())?;
     }

@@ -149,3 +149,63 @@ mod tests {
         assert_eq!(back[1], photo);
     }
 }
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use image::{DynamicImage, ImageBuffer, Luma, Rgba};
+
+    #[test]
+    fn grayscale_rgba_and_16_bit_become_8_bit_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let gray = dir.path().join("gray.png");
+        ImageBuffer::from_pixel(3, 2, Luma([200u8]))
+            .save(&gray)
+            .unwrap();
+        assert_eq!(read_rgb(&gray).unwrap().get_pixel(0, 0).0, [200, 200, 200]);
+        let rgba = dir.path().join("rgba.png");
+        ImageBuffer::from_pixel(3, 2, Rgba([10u8, 20, 30, 0]))
+            .save(&rgba)
+            .unwrap();
+        assert_eq!(read_rgb(&rgba).unwrap().get_pixel(0, 0).0, [10, 20, 30]);
+        let deep = dir.path().join("deep.png");
+        DynamicImage::ImageRgb16(ImageBuffer::from_pixel(
+            3,
+            2,
+            image::Rgb([65535u16, 0, 32896]),
+        ))
+        .save(&deep)
+        .unwrap();
+        assert_eq!(read_rgb(&deep).unwrap().get_pixel(0, 0).0, [255, 0, 128]);
+        // A PNG under a .jpg name is read by its content.
+        let misnamed = dir.path().join("misnamed.jpg");
+        std::fs::copy(&gray, &misnamed).unwrap();
+        assert!(read_rgb(&misnamed).is_ok());
+        // Truncated and empty files are errors, not panics.
+        std::fs::write(dir.path().join("empty.jpg"), b"").unwrap();
+        assert!(read_rgb(&dir.path().join("empty.jpg")).is_err());
+    }
+
+    /// A JPEG whose EXIF says "rotate 90° clockwise" (orientation 6) is turned upright.
+    #[test]
+    fn exif_orientation_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.jpg");
+        RgbImage::from_pixel(20, 10, image::Rgb([90, 90, 90]))
+            .save(&plain)
+            .unwrap();
+        let jpeg = std::fs::read(&plain).unwrap();
+        // APP1 "Exif\0\0", little-endian TIFF, one IFD entry: 0x0112 Orientation, SHORT, 1, value 6.
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0\0\0\0\0".to_vec();
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.append(&mut tiff);
+        let length = (app1.len() + 2) as u16;
+        let mut rotated = vec![0xff, 0xd8, 0xff, 0xe1];
+        rotated.extend(length.to_be_bytes());
+        rotated.extend(app1);
+        rotated.extend(&jpeg[2..]);
+        let path = dir.path().join("rotated.jpg");
+        std::fs::write(&path, rotated).unwrap();
+        assert_eq!(read_rgb(&path).unwrap().dimensions(), (10, 20));
+    }
+}

@@ -11,6 +11,7 @@ mod explain;
 mod features;
 mod fit;
 mod images;
+mod progress;
 mod rng;
 mod run;
 mod trainer;

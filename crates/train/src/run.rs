@@ -42,7 +42,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let mut file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(&bytes)
+    file.write_all(bytes)
         .and_then(|_| file.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path)

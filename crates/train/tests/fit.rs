@@ -19,11 +19,16 @@ fn shared_dir() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    std::env::var_os("TENSORBOARD_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-        assert!(venv.exists(), "PYTHON VENV MISSING: run scripts/setup-venv.sh (or set TENSORBOARD_PYTHON)");
-        venv
-    })
+    std::env::var_os("TENSORBOARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+            assert!(
+                venv.exists(),
+                "PYTHON VENV MISSING: run scripts/setup-venv.sh (or set TENSORBOARD_PYTHON)"
+            );
+            venv
+        })
 }
 
 /// A small ImageFolder data set of real photos: `per_class` train and `val_per_class` val images
@@ -34,17 +39,32 @@ fn small_dataset(root: &Path, per_class: usize, val_per_class: usize) {
         for class in ["cat", "dog"] {
             let dir = root.join(split).join(class);
             std::fs::create_dir_all(&dir).unwrap();
-            let mut files: Vec<_> = std::fs::read_dir(shared.join(split).join(class)).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut files: Vec<_> = std::fs::read_dir(shared.join(split).join(class))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             files.sort();
             for f in files.iter().take(count) {
                 std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
             }
         }
     }
-    std::fs::write(root.join("train/cat/corrupt.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    std::fs::write(
+        root.join("train/cat/corrupt.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
 }
 
-fn write_config(path: &Path, data: &Path, runs: &Path, name: &str, head: &str, method: &str, epochs: usize) {
+fn write_config(
+    path: &Path,
+    data: &Path,
+    runs: &Path,
+    name: &str,
+    head: &str,
+    method: &str,
+    epochs: usize,
+) {
     let weights = shared_dir().join("fixtures/vgg16-w8-parity/vgg16_features.safetensors");
     let text = format!(
         r#"[run]
@@ -80,18 +100,31 @@ num_images = 4
 }
 
 fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train")).args(args).output().expect("run train")
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .output()
+        .expect("run train")
 }
 
 fn ok(output: &Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "train failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "train failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout
 }
 
 fn run_dirs(runs: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .map(|d| d.map(|e| e.unwrap().path()).filter(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.')).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+                })
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs
@@ -117,39 +150,77 @@ fn cam_then_gradcam_runs_share_the_cache_and_tensorboard_reads_both() {
     let out = train(&["--config", cam.to_str().unwrap()]);
     let first = ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("skipping") && stderr.contains("corrupt.jpg"), "{stderr}");
+    assert!(
+        stderr.contains("skipping") && stderr.contains("corrupt.jpg"),
+        "{stderr}"
+    );
     assert!(first.contains("skipped files: 1"), "{first}");
     let second = ok(&train(&["--config", gradcam.to_str().unwrap()]));
-    assert!(second.contains("from the cache") && second.contains("backbone 0.0 s"), "{second}");
+    assert!(
+        second.contains("from the cache") && second.contains("backbone 0.0 s"),
+        "{second}"
+    );
 
     let dirs = run_dirs(&runs);
     assert_eq!(dirs.len(), 2, "{dirs:?}");
     for dir in &dirs {
         let rows = metrics(dir);
-        assert_eq!(rows[0], "epoch,train_loss,train_accuracy,val_loss,val_accuracy");
+        assert_eq!(
+            rows[0],
+            "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+        );
         assert_eq!(rows.len(), 4);
         assert!(dir.join("config.toml").is_file() && dir.join("head.safetensors").is_file());
     }
-    let cam_dir = dirs.iter().find(|d| d.file_name().unwrap().to_string_lossy().starts_with("cam-")).unwrap();
+    let cam_dir = dirs
+        .iter()
+        .find(|d| d.file_name().unwrap().to_string_lossy().starts_with("cam-"))
+        .unwrap();
     for epoch in 1..=3 {
         let pngs = cam_dir.join(format!("images/cam/epoch-{epoch:03}"));
-        assert!(pngs.join("grid.png").is_file() && pngs.join("cat.4001.png").is_file(), "{}", pngs.display());
+        assert!(
+            pngs.join("grid.png").is_file() && pngs.join("cat.4001.png").is_file(),
+            "{}",
+            pngs.display()
+        );
     }
     // The exported head explains photos with `train explain`.
     let photo = data.join("val/dog/dog.4001.jpg");
     let weights = shared_dir().join("fixtures/vgg16-w8-parity/vgg16_features.safetensors");
     ok(&train(&[
-        "explain", "--weights", weights.to_str().unwrap(), "--head", "gap-linear",
-        "--head-weights", cam_dir.join("head.safetensors").to_str().unwrap(), "--method", "cam",
-        "--input", photo.to_str().unwrap(), "--out-dir", tmp.path().join("explained").to_str().unwrap(),
+        "explain",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--head",
+        "gap-linear",
+        "--head-weights",
+        cam_dir.join("head.safetensors").to_str().unwrap(),
+        "--method",
+        "cam",
+        "--input",
+        photo.to_str().unwrap(),
+        "--out-dir",
+        tmp.path().join("explained").to_str().unwrap(),
     ]));
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_tensorboard.py");
-    let check = Command::new(python()).arg(script).args(["--runs", runs.to_str().unwrap(), "--epochs", "3"]).output().unwrap();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_tensorboard.py");
+    let check = Command::new(python())
+        .arg(script)
+        .args(["--runs", runs.to_str().unwrap(), "--epochs", "3"])
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&check.stdout);
     println!("{report}");
-    assert!(check.status.success() && report.contains("ALL CHECKS PASSED"), "{report}\n{}", String::from_utf8_lossy(&check.stderr));
-    assert!(report.contains("cam: 4 per-image tags") && report.contains("gradcam: 4 per-image tags"), "{report}");
+    assert!(
+        check.status.success() && report.contains("ALL CHECKS PASSED"),
+        "{report}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        report.contains("cam: 4 per-image tags") && report.contains("gradcam: 4 per-image tags"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -159,8 +230,24 @@ fn a_killed_run_resumes_to_the_same_metrics() {
     small_dataset(&data, 6, 3);
     let (config_a, config_b) = (tmp.path().join("a.toml"), tmp.path().join("b.toml"));
     let (runs_a, runs_b) = (tmp.path().join("runs-a"), tmp.path().join("runs-b"));
-    write_config(&config_a, &data, &runs_a, "whole", "gap-dense", "gradcam", 5);
-    write_config(&config_b, &data, &runs_b, "killed", "gap-dense", "gradcam", 5);
+    write_config(
+        &config_a,
+        &data,
+        &runs_a,
+        "whole",
+        "gap-dense",
+        "gradcam",
+        5,
+    );
+    write_config(
+        &config_b,
+        &data,
+        &runs_b,
+        "killed",
+        "gap-dense",
+        "gradcam",
+        5,
+    );
     ok(&train(&["--config", config_a.to_str().unwrap()]));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
@@ -193,7 +280,9 @@ fn a_killed_run_resumes_to_the_same_metrics() {
     // The event file was continued, not duplicated: each epoch's scalar exactly once.
     let files = tensorboard::read::event_files(&run).unwrap();
     assert_eq!(files.len(), 1);
-    let events = tensorboard::read::read_event_file(&files[0]).unwrap().events;
+    let events = tensorboard::read::read_event_file(&files[0])
+        .unwrap()
+        .events;
     let mut steps: Vec<i64> = events
         .iter()
         .filter(|e| matches!(&e.what, Some(tensorboard::proto::EventWhat::Summary(s)) if s.value.iter().any(|v| v.tag == "loss/val")))
@@ -220,22 +309,56 @@ fn bad_inputs_are_clear_errors_and_write_no_run() {
         let out = train(&["--config", config.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "expected failure for `{message}`");
-        assert!(stderr.contains(message), "expected `{message}` in:\n{stderr}");
-        assert!(run_dirs(&runs).is_empty(), "a run dir was created for `{message}`");
+        assert!(
+            stderr.contains(message),
+            "expected `{message}` in:\n{stderr}"
+        );
+        assert!(
+            run_dirs(&runs).is_empty(),
+            "a run dir was created for `{message}`"
+        );
     };
     let none = || {};
     let data_s = data.display().to_string();
-    expect_error(&|t| t.replace(&format!("{data_s}/train"), "/no/such/dir"), &none, "[data] train_dir: /no/such/dir does not exist");
-    expect_error(&|t| t.replace("seed = 7", "seed = 7\ncolour = \"red\""), &none, "unknown field `colour`");
-    expect_error(&|t| t.replace("block5_conv3", "block6_conv1"), &none, "unknown layer `block6_conv1` (layers: block1_conv1");
-    expect_error(&|t| t.replace("gap-linear", "gap-dense"), &none, "CAM needs a gap-linear head");
-    expect_error(&|t| t.replace("epochs = 1", "epochs = \"many\""), &none, "invalid type");
+    expect_error(
+        &|t| t.replace(&format!("{data_s}/train"), "/no/such/dir"),
+        &none,
+        "[data] train_dir: /no/such/dir does not exist",
+    );
+    expect_error(
+        &|t| t.replace("seed = 7", "seed = 7\ncolour = \"red\""),
+        &none,
+        "unknown field `colour`",
+    );
+    expect_error(
+        &|t| t.replace("block5_conv3", "block6_conv1"),
+        &none,
+        "unknown layer `block6_conv1` (layers: block1_conv1",
+    );
+    expect_error(
+        &|t| t.replace("gap-linear", "gap-dense"),
+        &none,
+        "CAM needs a gap-linear head",
+    );
+    expect_error(
+        &|t| t.replace("epochs = 1", "epochs = \"many\""),
+        &none,
+        "invalid type",
+    );
     let empty_class = data.join("train/zebra");
-    expect_error(&|t| t, &|| std::fs::create_dir_all(&empty_class).unwrap(), "class folder");
+    expect_error(
+        &|t| t,
+        &|| std::fs::create_dir_all(&empty_class).unwrap(),
+        "class folder",
+    );
     std::fs::remove_dir_all(&empty_class).unwrap();
     let single = tmp.path().join("single");
     std::fs::create_dir_all(single.join("cat")).unwrap();
     std::fs::copy(data.join("val/cat/cat.4001.jpg"), single.join("cat/a.jpg")).unwrap();
     let single_s = single.display().to_string();
-    expect_error(&|t| t.replace(&format!("{data_s}/train"), &single_s), &none, "single class");
+    expect_error(
+        &|t| t.replace(&format!("{data_s}/train"), &single_s),
+        &none,
+        "single class",
+    );
 }
