@@ -277,6 +277,18 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         each(&mut sinks, |s| s.flush())?;
     }
 
+    if start_epoch == 0 {
+        for logger in &mut loggers {
+            let mut ctx = CallbackContext {
+                model: &model,
+                epoch: 0,
+                sinks: &mut sinks,
+            };
+            logger
+                .on_train_start(&mut ctx)
+                .with_context(|| format!("callback {}", logger.name()))?;
+        }
+    }
     let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
     let mut progress = crate::progress::Progress::new("epochs", config.train.epochs - start_epoch);
     let (mut head_seconds, mut callback_seconds) = (0.0, 0.0);
@@ -344,6 +356,16 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         }
     }
     progress.finish();
+    for logger in &mut loggers {
+        let mut ctx = CallbackContext {
+            model: &model,
+            epoch: config.train.epochs,
+            sinks: &mut sinks,
+        };
+        logger
+            .on_train_end(&mut ctx)
+            .with_context(|| format!("callback {}", logger.name()))?;
+    }
     if let Some(tb) = tb_writer(&mut sinks) {
         tb.add_session_end(SessionStatus::Success, tensorboard::now_secs())?;
     }
