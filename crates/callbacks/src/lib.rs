@@ -6,6 +6,7 @@
 //! - [`logger`]: the [`Callback`] trait and [`CamLogger`]; [`sink`]: where results go.
 
 pub mod cam;
+pub mod localization;
 pub mod logger;
 pub mod render;
 pub mod sink;
@@ -14,6 +15,8 @@ pub use cam::{
     check_method, explain, explain_activations, normalize_maps, CamMethod, ExplainError,
     Explanation, Method, Target,
 };
-pub use logger::{Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages};
+pub use logger::{
+    Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, LocalizationSet,
+};
 pub use render::{colorize, overlay, Colormap, OverlayStyle};
 pub use sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};

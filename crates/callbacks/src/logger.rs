@@ -7,6 +7,7 @@ use image::{Rgb, RgbImage};
 use model::Classifier;
 
 use crate::cam::{explain_activations, ExplainError, Method, Target};
+use crate::localization::{self, BoxXyxy, LocalizationScores, Map};
 use crate::render::{overlay, OverlayStyle};
 use crate::sink::{each_sink, Sink, SinkError};
 
@@ -70,6 +71,20 @@ pub struct ExplainedImages {
     pub activations: Tensor<4>,
 }
 
+/// Validation images with ground-truth boxes, to score the maps' localization every epoch.
+pub struct LocalizationSet {
+    /// Activations at the logger's layer [N, C, h, w].
+    pub activations: Tensor<4>,
+    /// The network's input size [H, W] (the maps' size before resizing to the photos).
+    pub input_size: [usize; 2],
+    /// Each image's box, in its original pixels.
+    pub boxes: Vec<BoxXyxy>,
+    /// Each image's original (width, height).
+    pub sizes: Vec<(usize, usize)>,
+    /// Threshold of the box-IoU region (CAM paper 0.2, Grad-CAM paper 0.15).
+    pub threshold: f32,
+}
+
 /// Renders `method` heatmaps of fixed validation images every `every` epochs: one TensorBoard
 /// image tag per image (`<method>/<name>`, step = epoch), a grid (`<method>/grid`), and a
 /// caption table (`<method>/captions`: true class, predicted class, probability).
@@ -84,6 +99,60 @@ pub struct CamLogger {
     pub style: OverlayStyle,
     /// The images.
     pub images: ExplainedImages,
+    /// Images with boxes: pointing game, energy in box and box IoU each epoch, logged as
+    /// `<method>/pointing_game`, `<method>/energy_in_box`, `<method>/box_iou`.
+    pub localization: Option<LocalizationSet>,
+    /// The latest localization scores.
+    pub last_scores: Option<LocalizationScores>,
+}
+
+impl CamLogger {
+    fn localize(
+        &self,
+        model: &Classifier,
+        set: &LocalizationSet,
+    ) -> Result<LocalizationScores, CallbackError> {
+        let n = set.boxes.len();
+        let [h, w] = set.input_size;
+        let mut sums = LocalizationScores::default();
+        let chunk = 64;
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            let acts = set.activations.clone().narrow(0, start, len);
+            let out = explain_activations(
+                model,
+                &self.layer,
+                acts,
+                [h, w],
+                self.method,
+                Target::Predicted,
+            )?;
+            let values = to_vec(out.maps, "maps")?;
+            let maps: Vec<Map> = values
+                .chunks(h * w)
+                .map(|v| Map {
+                    width: w,
+                    height: h,
+                    values: v.to_vec(),
+                })
+                .collect();
+            let s = localization::score(
+                &maps,
+                &set.boxes[start..start + len],
+                &set.sizes[start..start + len],
+                set.threshold,
+            );
+            sums.pointing_game += s.pointing_game * len as f32;
+            sums.energy_in_box += s.energy_in_box * len as f32;
+            sums.box_iou += s.box_iou * len as f32;
+        }
+        let n = n.max(1) as f32;
+        Ok(LocalizationScores {
+            pointing_game: sums.pointing_game / n,
+            energy_in_box: sums.energy_in_box / n,
+            box_iou: sums.box_iou / n,
+        })
+    }
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
@@ -214,6 +283,19 @@ impl Callback for CamLogger {
         each_sink(ctx.sinks, |s| {
             s.text(&format!("{method}/captions"), &captions, step)
         })?;
+        if let Some(set) = &self.localization {
+            let scores = self.localize(ctx.model, set)?;
+            for (name, value) in [
+                ("pointing_game", scores.pointing_game),
+                ("energy_in_box", scores.energy_in_box),
+                ("box_iou", scores.box_iou),
+            ] {
+                each_sink(ctx.sinks, |s| {
+                    s.scalar(&format!("{method}/{name}"), value, step)
+                })?;
+            }
+            self.last_scores = Some(scores);
+        }
         Ok(())
     }
 }

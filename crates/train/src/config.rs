@@ -70,8 +70,17 @@ impl ImageSize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// ImageFolder (one sub-folder per class) or Kaggle flat layout (`cat.1.jpg`).
-    pub train_dir: PathBuf,
+    /// ImageFolder (one sub-folder per class) or Kaggle flat layout (`cat.1.jpg`). Required
+    /// unless `synthetic` is given.
+    #[serde(default)]
+    pub train_dir: Option<PathBuf>,
+    /// Generate a synthetic data set (into `<runs_dir>/.cache`) instead of reading one.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticConfig>,
+    /// Ground-truth boxes of (validation) images, JSON as `oxford_loc.json`: `images[]` with
+    /// `file` (matched by file name) and `head_box_xyxy`. Enables localization metrics.
+    #[serde(default)]
+    pub boxes: Option<PathBuf>,
     /// Validation images; when absent, `val_fraction` of the training images (seeded split).
     #[serde(default)]
     pub val_dir: Option<PathBuf>,
@@ -87,6 +96,20 @@ pub struct DataConfig {
     /// Images per backbone batch (default 8).
     #[serde(default = "default_backbone_batch")]
     pub backbone_batch_size: usize,
+}
+
+/// `[data] synthetic = { seed, train, val, size }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticConfig {
+    /// Generator seed.
+    pub seed: u64,
+    /// Training images.
+    pub train: usize,
+    /// Validation images.
+    pub val: usize,
+    /// Side in pixels.
+    pub size: usize,
 }
 
 /// `[model]`.
@@ -143,6 +166,13 @@ pub struct CallbackConfig {
     /// Heat below this fraction of the max is not drawn.
     #[serde(default)]
     pub threshold: f32,
+    /// Validation images with boxes scored for localization each epoch (default 256).
+    #[serde(default = "default_localization_images")]
+    pub localization_images: usize,
+    /// Box-IoU region threshold (default: 0.2 for CAM as in the CAM paper, 0.15 otherwise as
+    /// in the Grad-CAM paper).
+    #[serde(default)]
+    pub localization_threshold: Option<f32>,
 }
 
 /// `[logging]`.
@@ -199,6 +229,9 @@ fn default_colormap() -> String {
 fn default_alpha() -> f32 {
     0.5
 }
+fn default_localization_images() -> usize {
+    256
+}
 
 /// A callback's settings, parsed.
 #[derive(Debug, Clone)]
@@ -213,6 +246,10 @@ pub struct CallbackSpec {
     pub every: usize,
     /// Overlay style.
     pub style: OverlayStyle,
+    /// Images scored for localization.
+    pub localization_images: usize,
+    /// Box-IoU region threshold.
+    pub localization_threshold: f32,
 }
 
 impl Config {
@@ -237,9 +274,15 @@ impl Config {
             }
         };
         abs(&mut self.run.runs_dir);
-        abs(&mut self.data.train_dir);
-        if let Some(v) = self.data.val_dir.as_mut() {
-            abs(v);
+        for p in [
+            &mut self.data.train_dir,
+            &mut self.data.val_dir,
+            &mut self.data.boxes,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abs(p);
         }
         abs(&mut self.model.weights);
         Ok(())
@@ -258,11 +301,26 @@ impl Config {
         }
         model::device_from_name(&self.run.device)
             .map_err(|e| anyhow::anyhow!("[run] device: {e}"))?;
-        must_exist(
-            "[data] train_dir",
-            &self.data.train_dir,
-            "scripts/fetch-data.sh",
-        )?;
+        match (&self.data.train_dir, &self.data.synthetic) {
+            (Some(dir), None) => must_exist("[data] train_dir", dir, "scripts/fetch-data.sh")?,
+            (None, Some(s)) => {
+                if s.train < 2 || s.val < 2 {
+                    bail!("[data] synthetic needs at least 2 train and 2 val images");
+                }
+                model::Classifier::check_input_size(s.size, s.size)
+                    .map_err(|e| anyhow::anyhow!("[data] synthetic size: {e}"))?;
+                if self.data.val_dir.is_some() || self.data.boxes.is_some() {
+                    bail!("[data] synthetic makes its own val_dir and boxes: remove them");
+                }
+            }
+            (Some(_), Some(_)) => bail!("[data] give either train_dir or synthetic, not both"),
+            (None, None) => bail!(
+                "[data] train_dir is missing (or give synthetic = {{ seed, train, val, size }})"
+            ),
+        }
+        if let Some(boxes) = &self.data.boxes {
+            must_exist("[data] boxes", boxes, "the data set's annotations")?;
+        }
         if let Some(val) = &self.data.val_dir {
             must_exist("[data] val_dir", val, "scripts/fetch-data.sh")?;
         }
@@ -349,12 +407,19 @@ impl Config {
                 if c.every == 0 {
                     bail!("{at} every must be at least 1");
                 }
+                let default_threshold = if method == Method::Cam { 0.2 } else { 0.15 };
+                let localization_threshold = c.localization_threshold.unwrap_or(default_threshold);
+                if !(0.0..=1.0).contains(&localization_threshold) {
+                    bail!("{at} localization_threshold must be in [0, 1]");
+                }
                 Ok(CallbackSpec {
                     method,
                     layer: c.layer.clone(),
                     num_images: c.num_images,
                     every: c.every,
                     style,
+                    localization_images: c.localization_images,
+                    localization_threshold,
                 })
             })
             .collect()

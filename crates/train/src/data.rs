@@ -230,3 +230,42 @@ mod tests {
         assert_eq!(labels, [0, 1, 0, 1]);
     }
 }
+
+/// The boxes file: `images[]` with `file` and `head_box_xyxy` (as Oxford-IIIT Pet's
+/// `oxford_loc.json` and the synthetic set's `boxes.json`).
+#[derive(serde::Deserialize)]
+struct BoxFile {
+    images: Vec<BoxEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct BoxEntry {
+    file: String,
+    head_box_xyxy: [f32; 4],
+}
+
+/// Read a boxes file: box by image file name.
+pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32; 4]>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("[data] boxes: cannot read {}", path.display()))?;
+    let file: BoxFile =
+        serde_json::from_str(&text).with_context(|| format!("[data] boxes: {}", path.display()))?;
+    let mut boxes = std::collections::HashMap::new();
+    for entry in file.images {
+        let name = Path::new(&entry.file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or(entry.file.clone());
+        let [x0, y0, x1, y1] = entry.head_box_xyxy;
+        if !(x0 < x1 && y0 < y1) || entry.head_box_xyxy.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "[data] boxes: {}: box {:?} of {} is empty or invalid",
+                path.display(),
+                entry.head_box_xyxy,
+                entry.file
+            );
+        }
+        boxes.insert(name, entry.head_box_xyxy);
+    }
+    Ok(boxes)
+}

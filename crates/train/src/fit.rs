@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use callbacks::{
-    Callback, CallbackContext, CamLogger, ExplainedImages, PngSink, Sink, TensorBoardSink,
+    Callback, CallbackContext, CamLogger, ExplainedImages, LocalizationSet, PngSink, Sink,
+    TensorBoardSink,
 };
 use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
 use tensorboard::{
@@ -18,13 +19,47 @@ use crate::config::Config;
 use crate::data::{self, Dataset};
 use crate::features::{file_hash, Extractor};
 use crate::run::{self, MetricsRow};
+use crate::synth;
 use crate::trainer::HeadTrainer;
 
 /// Test hook: after checkpointing this epoch, stall (so a test can SIGKILL mid-run).
 const STALL_ENV: &str = "TRAIN_TEST_STALL_AFTER_EPOCH";
 
+/// Where a synthetic data set lives, generating it on first use.
+fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
+    let Some(s) = &config.data.synthetic else {
+        return Ok(None);
+    };
+    let cache = config.run.runs_dir.join(".cache");
+    let dir = cache.join(format!(
+        "synthetic-seed{}-train{}-val{}-{}px",
+        s.seed, s.train, s.val, s.size
+    ));
+    if !dir.join("boxes.json").is_file() {
+        let tmp = cache.join(format!("synthetic-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let start = Instant::now();
+        synth::write_dataset(&tmp, s.seed, s.train, s.val, s.size)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("cannot move {} into place", dir.display()))?;
+        println!(
+            "generated {} synthetic images in {:.1} s: {}",
+            s.train + s.val,
+            start.elapsed().as_secs_f64(),
+            dir.display()
+        );
+    }
+    Ok(Some(dir))
+}
+
 fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
-    let train = data::scan(&config.data.train_dir, "[data] train_dir")?;
+    let train_dir = config
+        .data
+        .train_dir
+        .clone()
+        .context("[data] train_dir is missing")?;
+    let train = data::scan(&train_dir, "[data] train_dir")?;
     let (train, val) = match &config.data.val_dir {
         Some(dir) => (train, data::scan(dir, "[data] val_dir")?),
         None => data::split(
@@ -101,7 +136,19 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
     let kind = config.head_kind()?;
     let specs = config.callback_specs()?;
-    let (train, val) = load_data(&config)?;
+    // A synthetic set is generated once into the cache and then read like any other.
+    let mut data_config = config.clone();
+    if let Some(dir) = synthetic_dir(&config)? {
+        data_config.data.synthetic = None;
+        data_config.data.train_dir = Some(dir.join("train"));
+        data_config.data.val_dir = Some(dir.join("val"));
+        data_config.data.boxes = Some(dir.join("boxes.json"));
+    }
+    let (train, val) = load_data(&data_config)?;
+    let boxes = match &data_config.data.boxes {
+        Some(path) => Some(data::read_boxes(path)?),
+        None => None,
+    };
 
     let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
     let backbone = Vgg16::load(&weights, &device).context("[model] weights")?;
@@ -200,7 +247,13 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
                 .zip(photos.iter().cloned())
                 .collect();
         }
+        let localization = match &boxes {
+            Some(boxes) => localization_set(&extractor, &readable, boxes, spec)?,
+            None => None,
+        };
         loggers.push(CamLogger {
+            localization,
+            last_scores: None,
             method: spec.method,
             layer: spec.layer.clone(),
             every: spec.every,
@@ -289,6 +342,13 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
                 .with_context(|| format!("callback {}", logger.name()))?;
         }
     }
+    let mut columns: Vec<String> = run::METRIC_COLUMNS.iter().map(|c| c.to_string()).collect();
+    for logger in loggers.iter().filter(|l| l.localization.is_some()) {
+        for m in ["pointing_game", "energy_in_box", "box_iou"] {
+            columns.push(format!("{}_{m}", logger.method));
+        }
+    }
+    columns.extend(run::TIMING_COLUMNS.iter().map(|c| c.to_string()));
     let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
     let mut progress = crate::progress::Progress::new("epochs", config.train.epochs - start_epoch);
     let (mut head_seconds, mut callback_seconds) = (0.0, 0.0);
@@ -328,19 +388,27 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         each(&mut sinks, |s| s.flush())?;
         head_seconds += head_time;
         callback_seconds += callback_time;
-        rows.push(MetricsRow {
-            epoch,
-            values: vec![
-                train_score.loss,
-                train_score.accuracy,
-                val_score.loss,
-                val_score.accuracy,
-                head_time,
-                callback_time,
-                epoch_start.elapsed().as_secs_f64(),
-            ],
-        });
-        run::write_metrics(&metrics_path, &rows)?;
+        let mut values = vec![
+            train_score.loss,
+            train_score.accuracy,
+            val_score.loss,
+            val_score.accuracy,
+        ];
+        for logger in loggers.iter().filter(|l| l.localization.is_some()) {
+            let s = logger.last_scores.unwrap_or_default();
+            values.extend([
+                s.pointing_game as f64,
+                s.energy_in_box as f64,
+                s.box_iou as f64,
+            ]);
+        }
+        values.extend([
+            head_time,
+            callback_time,
+            epoch_start.elapsed().as_secs_f64(),
+        ]);
+        rows.push(MetricsRow { epoch, values });
+        run::write_metrics(&metrics_path, &columns, &rows)?;
         run::export_head(&run_dir.join("head.safetensors"), &head, kind)?;
         run::save_checkpoint(&checkpoint, &head, epoch)?;
         progress.println(&format!(
@@ -408,11 +476,65 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     for s in &skipped {
         println!("    {}: {}", s.path.display(), s.reason);
     }
+    for logger in &loggers {
+        if let Some(s) = logger.last_scores {
+            println!(
+                "  {} localization (last epoch): pointing game {:.3}, energy in box {:.3}, box IoU {:.3}",
+                logger.method, s.pointing_game, s.energy_in_box, s.box_iou
+            );
+        }
+    }
     println!(
         "  open TensorBoard: scripts/tensorboard.sh {}",
         config.run.runs_dir.display()
     );
     Ok(())
+}
+
+/// The validation images that have boxes (up to `localization_images`), with their activations.
+fn localization_set(
+    extractor: &Extractor,
+    val: &Dataset,
+    boxes: &std::collections::HashMap<String, [f32; 4]>,
+    spec: &crate::config::CallbackSpec,
+) -> Result<Option<LocalizationSet>> {
+    let with_box: Vec<&crate::data::Sample> = val
+        .samples
+        .iter()
+        .filter(|s| {
+            s.path
+                .file_name()
+                .is_some_and(|n| boxes.contains_key(&*n.to_string_lossy()))
+        })
+        .take(spec.localization_images)
+        .collect();
+    if with_box.is_empty() {
+        println!(
+            "{}: no validation image has a box: no localization metrics",
+            spec.method
+        );
+        return Ok(None);
+    }
+    let (_, activations, _) = extractor.maps(&with_box, &spec.layer)?;
+    let mut set = LocalizationSet {
+        activations,
+        input_size: extractor.size,
+        boxes: Vec::new(),
+        sizes: Vec::new(),
+        threshold: spec.localization_threshold,
+    };
+    for s in with_box {
+        let name = s
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (w, h) = image::image_dimensions(&s.path)
+            .with_context(|| format!("cannot read {}", s.path.display()))?;
+        set.boxes.push(boxes[&name]);
+        set.sizes.push((w as usize, h as usize));
+    }
+    Ok(Some(set))
 }
 
 fn tb_writer(sinks: &mut [Box<dyn Sink>]) -> Option<&mut EventWriter> {

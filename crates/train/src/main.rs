@@ -11,9 +11,11 @@ mod explain;
 mod features;
 mod fit;
 mod images;
+mod pretrain;
 mod progress;
 mod rng;
 mod run;
+mod synth;
 mod trainer;
 
 use std::path::PathBuf;
@@ -40,11 +42,39 @@ struct Cli {
 enum Command {
     /// Write heatmap overlays and maps for photos (or a tensor file).
     Explain(explain::ExplainArgs),
+    /// Write a synthetic cats-vs-dogs data set (ImageFolder + boxes.json).
+    Synth(SynthArgs),
+    /// Pretrain the small backbone of the quickstart on synthetic images.
+    Pretrain(pretrain::PretrainArgs),
+}
+
+/// Arguments of `train synth`.
+#[derive(Debug, clap::Args)]
+struct SynthArgs {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Training images.
+    #[arg(long, default_value_t = 400)]
+    train: usize,
+    /// Validation images.
+    #[arg(long, default_value_t = 200)]
+    val: usize,
+    /// Image size in pixels (square).
+    #[arg(long, default_value_t = 96)]
+    size: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn run(cli: Cli) -> Result<()> {
     match (cli.command, cli.config, cli.resume) {
         (Some(Command::Explain(args)), _, _) => explain::run(&args),
+        (Some(Command::Synth(a)), _, _) => {
+            synth::write_dataset(&a.out, a.seed, a.train, a.val, a.size)
+        }
+        (Some(Command::Pretrain(args)), _, _) => pretrain::run(&args),
         (None, Some(path), None) => fit::fit(config::Config::load(&path)?, None),
         (None, None, Some(dir)) => {
             let (config, dir) = fit::run_config(&dir)?;

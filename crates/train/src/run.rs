@@ -59,21 +59,20 @@ pub struct MetricsRow {
     pub values: Vec<f64>,
 }
 
-/// metrics.csv columns: the first five are a contract; timings last.
-pub const METRIC_COLUMNS: [&str; 8] = [
+/// metrics.csv's first columns (a contract); per-method metrics follow, timings last.
+pub const METRIC_COLUMNS: [&str; 5] = [
     "epoch",
     "train_loss",
     "train_accuracy",
     "val_loss",
     "val_accuracy",
-    "head_seconds",
-    "callback_seconds",
-    "epoch_seconds",
 ];
+/// metrics.csv's last columns.
+pub const TIMING_COLUMNS: [&str; 3] = ["head_seconds", "callback_seconds", "epoch_seconds"];
 
 /// Write metrics.csv from all rows so far.
-pub fn write_metrics(path: &Path, rows: &[MetricsRow]) -> Result<()> {
-    let mut text = METRIC_COLUMNS.join(",");
+pub fn write_metrics(path: &Path, columns: &[String], rows: &[MetricsRow]) -> Result<()> {
+    let mut text = columns.join(",");
     text.push('\n');
     for row in rows {
         text.push_str(&row.epoch.to_string());

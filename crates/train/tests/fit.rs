@@ -362,3 +362,56 @@ fn bad_inputs_are_clear_errors_and_write_no_run() {
         "single class",
     );
 }
+
+#[test]
+fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
+    // The harness reads ../shared's Oxford-IIIT Pet annotations as they are.
+    let status = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "synth", "--train", "4", "--val", "2", "--size", "64", "--out",
+        ])
+        .arg(tempfile::tempdir().unwrap().path().join("s"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let oxford = shared_dir().join("data/catdog/annotations/oxford_loc.json");
+    let text = std::fs::read_to_string(&oxford).unwrap();
+    assert!(text.contains("head_box_xyxy"));
+    // A run on the Oxford images with their boxes logs localization scalars.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (split, n) in [("train", 6), ("val", 4)] {
+        for class in ["cat", "dog"] {
+            let dir = data.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut files: Vec<_> =
+                std::fs::read_dir(shared_dir().join("data/catdog/oxford_loc").join(class))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect();
+            files.sort();
+            let skip = if split == "train" { 0 } else { 6 };
+            for f in files.iter().skip(skip).take(n) {
+                std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let runs = tmp.path().join("runs");
+    let config = tmp.path().join("c.toml");
+    write_config(&config, &data, &runs, "oxford", "gap-linear", "cam", 2);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "image_size = [160, 192]",
+        &format!("image_size = [160, 192]\nboxes = \"{}\"", oxford.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = ok(&train(&["--config", config.to_str().unwrap()]));
+    assert!(
+        out.contains("cam localization (last epoch): pointing game"),
+        "{out}"
+    );
+    let run = run_dirs(&runs).remove(0);
+    let header = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(header.starts_with(
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_pointing_game,cam_energy_in_box,cam_box_iou,head_seconds"
+    ), "{header}");
+}
