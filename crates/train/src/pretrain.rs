@@ -32,13 +32,13 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 96)]
     pub size: usize,
     /// Epochs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     pub epochs: usize,
     /// Batch size.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam learning rate (1e-3 diverges: VGG has no normalisation layers).
+    #[arg(long, default_value_t = 2e-4)]
     pub learning_rate: f64,
     /// Channel divisor relative to VGG16 (8: 64→8 channels … 512→64).
     #[arg(long, default_value_t = 8)]
