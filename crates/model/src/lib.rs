@@ -6,6 +6,7 @@
 //! backbone to the explained layer once, then differentiates the logits with respect to
 //! that layer's activations.
 
+pub mod efficientnet;
 pub mod head;
 pub mod vgg16;
 pub mod weights;
@@ -13,6 +14,7 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+pub use efficientnet::EfficientNetLite0;
 pub use head::{dense_forward, global_average_pool, Head, HeadKind};
 pub use vgg16::{Vgg16, VGG16_LAYERS};
 pub use weights::{WeightError, WeightFile};
@@ -46,6 +48,9 @@ pub enum ModelError {
         /// The head.
         head: HeadKind,
     },
+    /// No backbone has this name.
+    #[error("unknown backbone `{0}` (available: vgg16, efficientnet-lite0)")]
+    UnknownBackbone(String),
     /// The input has a size the backbone cannot take.
     #[error("input size {height}x{width} does not survive five 2x2 pools (need multiples of 32)")]
     InputSize {
@@ -56,11 +61,86 @@ pub enum ModelError {
     },
 }
 
+/// The backbones, with named layers.
+// One backbone exists per process; the variants' size difference does not matter, and burn's
+// Module derive does not see through a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Backbone {
+    /// VGG16 `features` (Keras layer names).
+    Vgg16(Vgg16),
+    /// EfficientNet-Lite0 (`stem`, `block1` … `block16`, `head`).
+    EfficientNetLite0(EfficientNetLite0),
+}
+
+/// Backbone names accepted in configs and on the command line.
+pub const BACKBONES: [&str; 2] = ["vgg16", "efficientnet-lite0"];
+
+impl Backbone {
+    /// Load `name` (`vgg16` or `efficientnet-lite0`) from a weight file.
+    pub fn load(name: &str, file: &WeightFile, device: &Device) -> Result<Self, ModelError> {
+        match name {
+            "vgg16" => Ok(Backbone::Vgg16(Vgg16::load(file, device)?)),
+            "efficientnet-lite0" => Ok(Backbone::EfficientNetLite0(EfficientNetLite0::load(
+                file, device,
+            )?)),
+            other => Err(ModelError::UnknownBackbone(other.to_string())),
+        }
+    }
+
+    /// The name used in configs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backbone::Vgg16(_) => "vgg16",
+            Backbone::EfficientNetLite0(_) => "efficientnet-lite0",
+        }
+    }
+
+    /// Layer names in order.
+    pub fn layer_names(&self) -> Vec<&'static str> {
+        match self {
+            Backbone::Vgg16(_) => VGG16_LAYERS.iter().map(|(n, _)| *n).collect(),
+            Backbone::EfficientNetLite0(_) => efficientnet::layer_names(),
+        }
+    }
+
+    /// Output channels of layer `index`.
+    pub fn channels(&self, index: usize) -> usize {
+        match self {
+            Backbone::Vgg16(v) => vgg16::layer_channels(index, v.width_divisor()),
+            Backbone::EfficientNetLite0(_) => efficientnet::layer_channels(index),
+        }
+    }
+
+    /// The layer a head of `kind` pools: VGG16 `block5_conv3` (gap-linear, the CAM paper's
+    /// VGGnet-GAP) or `block5_pool` (gap-dense, the seed blog's model); EfficientNet `head`.
+    pub fn head_input(&self, kind: HeadKind) -> usize {
+        let name = match (self, kind) {
+            (Backbone::Vgg16(_), HeadKind::GapLinear) => "block5_conv3",
+            (Backbone::Vgg16(_), HeadKind::GapDense) => "block5_pool",
+            (Backbone::EfficientNetLite0(_), _) => "head",
+        };
+        let names = self.layer_names();
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or(names.len() - 1)
+    }
+
+    /// Run layers `start..=end` on `x` (the input of layer `start`).
+    pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        match self {
+            Backbone::Vgg16(v) => v.run(x, start, end),
+            Backbone::EfficientNetLite0(e) => e.run(x, start, end),
+        }
+    }
+}
+
 /// A backbone and a head: the whole classifier.
 #[derive(Module, Debug)]
 pub struct Classifier {
     /// The (frozen) backbone.
-    pub backbone: Vgg16,
+    pub backbone: Backbone,
     /// The trained head.
     pub head: Head,
 }
@@ -68,30 +148,29 @@ pub struct Classifier {
 impl Classifier {
     /// All layer names of the backbone, in order.
     pub fn layer_names(&self) -> Vec<&'static str> {
-        VGG16_LAYERS.iter().map(|(n, _)| *n).collect()
+        self.backbone.layer_names()
     }
 
     /// Index of a named layer.
     pub fn layer(&self, name: &str) -> Result<usize, ModelError> {
-        vgg16::layer_index(name).ok_or_else(|| ModelError::UnknownLayer {
-            name: name.to_string(),
-            known: self.layer_names().join(", "),
-        })
+        let names = self.layer_names();
+        names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| ModelError::UnknownLayer {
+                name: name.to_string(),
+                known: self.layer_names().join(", "),
+            })
     }
 
     /// Name of layer `index`.
     pub fn layer_name(&self, index: usize) -> &'static str {
-        VGG16_LAYERS[index].0
+        self.layer_names().get(index).copied().unwrap_or("?")
     }
 
-    /// The layer whose output the head pools: `block5_conv3` for gap-linear (the CAM
-    /// paper's VGGnet-GAP), `block5_pool` for gap-dense (the seed blog's model).
+    /// The layer whose output the head pools (see [`Backbone::head_input`]).
     pub fn head_input(&self) -> usize {
-        let name = match self.head.kind() {
-            HeadKind::GapLinear => "block5_conv3",
-            HeadKind::GapDense => "block5_pool",
-        };
-        vgg16::layer_index(name).unwrap_or(VGG16_LAYERS.len() - 1)
+        self.backbone.head_input(self.head.kind())
     }
 
     /// Check that `layer` can be explained: it exists and feeds the head.
@@ -140,7 +219,7 @@ impl Classifier {
 
     /// Channels of the head's input features.
     pub fn feature_channels(&self) -> usize {
-        vgg16::layer_channels(self.head_input(), self.backbone.width_divisor())
+        self.backbone.channels(self.head_input())
     }
 }
 

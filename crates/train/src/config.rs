@@ -96,6 +96,19 @@ pub struct DataConfig {
     /// Images per backbone batch (default 8).
     #[serde(default = "default_backbone_batch")]
     pub backbone_batch_size: usize,
+    /// More evaluation sets (`[[data.eval]]`), scored every epoch like the validation set.
+    #[serde(default)]
+    pub eval: Vec<EvalConfig>,
+}
+
+/// One `[[data.eval]]` entry: another labelled set evaluated every epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Name used in tags (`accuracy/<name>`) and metrics.csv (`<name>_accuracy`).
+    pub name: String,
+    /// ImageFolder or Kaggle-layout directory with the same classes as training.
+    pub dir: PathBuf,
 }
 
 /// `[data] synthetic = { seed, train, val, size }`.
@@ -284,6 +297,9 @@ impl Config {
         {
             abs(p);
         }
+        for e in &mut self.data.eval {
+            abs(&mut e.dir);
+        }
         abs(&mut self.model.weights);
         Ok(())
     }
@@ -321,6 +337,25 @@ impl Config {
         if let Some(boxes) = &self.data.boxes {
             must_exist("[data] boxes", boxes, "the data set's annotations")?;
         }
+        for (i, e) in self.data.eval.iter().enumerate() {
+            if e.name.is_empty()
+                || !e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!(
+                    "[[data.eval]] #{}: name `{}` must be letters, digits, `_` or `-`",
+                    i + 1,
+                    e.name
+                );
+            }
+            must_exist(
+                &format!("[[data.eval]] {} dir", e.name),
+                &e.dir,
+                "scripts/fetch-data.sh",
+            )?;
+        }
         if let Some(val) = &self.data.val_dir {
             must_exist("[data] val_dir", val, "scripts/fetch-data.sh")?;
         }
@@ -338,16 +373,17 @@ impl Config {
         if self.data.backbone_batch_size == 0 {
             bail!("[data] backbone_batch_size must be at least 1");
         }
-        if self.model.backbone != "vgg16" {
+        if !model::BACKBONES.contains(&self.model.backbone.as_str()) {
             bail!(
-                "[model] backbone `{}` is unknown (available: vgg16)",
-                self.model.backbone
+                "[model] backbone `{}` is unknown (available: {})",
+                self.model.backbone,
+                model::BACKBONES.join(", ")
             );
         }
         must_exist(
             "[model] weights",
             &self.model.weights,
-            "scripts/fetch-weights.sh vgg16",
+            &format!("scripts/fetch-weights.sh {}", self.model.backbone),
         )?;
         self.head_kind()?;
         if !self.model.freeze_backbone {

@@ -7,14 +7,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use callbacks::{explain, overlay, Colormap, Method, OverlayStyle, Target};
 use clap::Args;
 use image::RgbImage;
-use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
+use model::{Backbone, Classifier, Head, HeadKind, WeightFile};
 
 use crate::images;
 
 /// Arguments of `train explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// Backbone architecture.
+    /// Backbone architecture: vgg16 or efficientnet-lite0.
     #[arg(long, default_value = "vgg16")]
     pub backbone: String,
     /// Backbone weights: torchvision `vgg16-397923af.pth` (legacy or zip .pth) or .safetensors
@@ -30,7 +30,8 @@ pub struct ExplainArgs {
     /// cam, gradcam, gradcam++, layercam, hirescam or xgradcam.
     #[arg(long, default_value = "gradcam")]
     pub method: Method,
-    /// The layer to explain (Keras names: block1_conv1 … block5_conv3, block1_pool … block5_pool).
+    /// The layer to explain (VGG16: block1_conv1 … block5_conv3, block1_pool … block5_pool;
+    /// EfficientNet-Lite0: stem, block1 … block16, head).
     #[arg(long, default_value = "block5_conv3")]
     pub layer: String,
     /// A photo, a directory of photos, or a .safetensors file whose `input` tensor
@@ -154,12 +155,9 @@ pub fn load_classifier(
     head_weights: &Path,
     device: &Device,
 ) -> Result<Classifier> {
-    if backbone != "vgg16" {
-        bail!("unknown backbone `{backbone}` (available: vgg16)");
-    }
     let file = WeightFile::open(weights).context("--weights")?;
-    let backbone = Vgg16::load(&file, device).context("--weights")?;
-    let channels = 512 / backbone.width_divisor();
+    let backbone = Backbone::load(backbone, &file, device).context("--weights")?;
+    let channels = backbone.channels(backbone.head_input(head));
     let file = WeightFile::open(head_weights).context("--head-weights")?;
     let head = Head::load(&file, head, channels, device).context("--head-weights")?;
     Ok(Classifier { backbone, head })

@@ -11,15 +11,23 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
-use model::{global_average_pool, vgg16, Vgg16};
+use model::{global_average_pool, Backbone, HeadKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, Sample};
 use crate::images;
 
-/// Layers whose pooled output is cached: the inputs of both heads.
-pub const POOLED_LAYERS: [&str; 2] = ["block5_conv3", "block5_pool"];
+/// Layers whose pooled output is cached: the inputs of both heads, in network order.
+pub fn pooled_layers(backbone: &Backbone) -> Vec<usize> {
+    let mut layers = vec![
+        backbone.head_input(HeadKind::GapLinear),
+        backbone.head_input(HeadKind::GapDense),
+    ];
+    layers.sort_unstable();
+    layers.dedup();
+    layers
+}
 
 /// A file that could not be used, and why.
 #[derive(Debug, Clone)]
@@ -36,7 +44,7 @@ pub struct PooledFeatures {
     pub kept: Vec<usize>,
     /// Unreadable files.
     pub skipped: Vec<Skipped>,
-    /// Per layer of [`POOLED_LAYERS`]: [N_kept, C].
+    /// Per layer of [`pooled_layers`] (by name): [N_kept, C].
     pub by_layer: HashMap<String, Tensor<2>>,
     /// Whether this came from the disk cache.
     pub from_cache: bool,
@@ -49,7 +57,7 @@ pub struct PooledFeatures {
 /// Runs the backbone and the cache.
 pub struct Extractor<'a> {
     /// The frozen backbone.
-    pub backbone: &'a Vgg16,
+    pub backbone: &'a Backbone,
     /// Where tensors live.
     pub device: Device,
     /// Network input [height, width].
@@ -156,10 +164,17 @@ impl Extractor<'_> {
             .collect()
     }
 
-    /// Pooled features of every readable image of `data` ([`POOLED_LAYERS`]).
+    /// Pooled features of every readable image of `data` (at [`pooled_layers`]).
     pub fn pooled(&self, data: &Dataset, what: &str) -> Result<PooledFeatures> {
         let samples: Vec<&Sample> = data.samples.iter().collect();
-        let key = self.key("pooled", &Self::hashes(&samples), &POOLED_LAYERS.join(","));
+        let layers = pooled_layers(self.backbone);
+        let names = self.backbone.layer_names();
+        let layer_names: Vec<&str> = layers.iter().map(|&l| names[l]).collect();
+        let key = self.key(
+            "pooled",
+            &Self::hashes(&samples),
+            &format!("{}:{}", self.backbone.name(), layer_names.join(",")),
+        );
         let cache_path = self
             .cache_dir
             .as_ref()
@@ -184,8 +199,8 @@ impl Extractor<'_> {
                 })
                 .unwrap_or_default();
             let mut by_layer = HashMap::new();
-            for layer in POOLED_LAYERS {
-                if let Some((shape, values)) = hit.tensors.get(layer) {
+            for layer in &layer_names {
+                if let Some((shape, values)) = hit.tensors.get(*layer) {
                     by_layer.insert(
                         layer.to_string(),
                         Tensor::from_data(
@@ -195,7 +210,7 @@ impl Extractor<'_> {
                     );
                 }
             }
-            if by_layer.len() == POOLED_LAYERS.len() {
+            if by_layer.len() == layer_names.len() {
                 println!(
                     "{what}: {} images' features from the cache ({})",
                     kept.len(),
@@ -212,12 +227,9 @@ impl Extractor<'_> {
             }
         }
 
-        let conv3 = vgg16::layer_index("block5_conv3").context("block5_conv3")?;
-        let pool = vgg16::layer_index("block5_pool").context("block5_pool")?;
         let mut kept = Vec::new();
         let mut skipped = Vec::new();
-        let mut pooled: HashMap<&str, Vec<f32>> =
-            POOLED_LAYERS.iter().map(|l| (*l, Vec::new())).collect();
+        let mut pooled: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
         let start = Instant::now();
         let total = samples.len();
         let mut progress =
@@ -253,16 +265,13 @@ impl Extractor<'_> {
                 continue;
             }
             let batch = images::to_tensor(&photos, &self.device);
-            let a = self.backbone.run(batch, 0, conv3);
-            let b = self.backbone.run(a.clone(), conv3 + 1, pool);
-            pooled
-                .entry("block5_conv3")
-                .or_default()
-                .extend(to_vec(global_average_pool(a))?);
-            pooled
-                .entry("block5_pool")
-                .or_default()
-                .extend(to_vec(global_average_pool(b))?);
+            // One pass, pooling at each cached layer on the way.
+            let (mut x, mut next) = (batch, 0);
+            for (i, &layer) in layers.iter().enumerate() {
+                x = self.backbone.run(x, next, layer);
+                next = layer + 1;
+                pooled[i].extend(to_vec(global_average_pool(x.clone()))?);
+            }
             progress.add(chunk.len());
         }
         progress.finish();
@@ -273,8 +282,7 @@ impl Extractor<'_> {
         let n = kept.len();
         let mut by_layer = HashMap::new();
         let mut tensors = Vec::new();
-        for layer in POOLED_LAYERS {
-            let values = pooled.remove(layer).unwrap_or_default();
+        for (layer, values) in layer_names.iter().zip(pooled) {
             let c = values.len() / n;
             by_layer.insert(
                 layer.to_string(),
@@ -328,8 +336,12 @@ impl Extractor<'_> {
         samples: &[&Sample],
         layer: &str,
     ) -> Result<(Vec<RgbImage>, Tensor<4>, f64)> {
-        let index =
-            vgg16::layer_index(layer).with_context(|| format!("unknown layer `{layer}`"))?;
+        let index = self
+            .backbone
+            .layer_names()
+            .iter()
+            .position(|n| *n == layer)
+            .with_context(|| format!("unknown layer `{layer}`"))?;
         let photos = samples
             .iter()
             .map(|s| images::read_rgb(&s.path).map(|p| images::resize(&p, self.size)))

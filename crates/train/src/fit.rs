@@ -6,122 +6,19 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use callbacks::{
-    Callback, CallbackContext, CamLogger, ExplainedImages, LocalizationSet, PngSink, Sink,
-    TensorBoardSink,
+    Callback, CallbackContext, CamLogger, ExplainedImages, PngSink, Sink, TensorBoardSink,
 };
-use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
-use tensorboard::{
-    DatasetType, Domain, EventWriter, Experiment, HParamSpec, HParamValue, MetricSpec,
-    SessionStatus,
-};
+use model::{Backbone, Classifier, Head, HeadKind, WeightFile};
+use tensorboard::{EventWriter, SessionStatus};
 
 use crate::config::Config;
 use crate::data::{self, Dataset};
 use crate::features::{file_hash, Extractor};
 use crate::run::{self, MetricsRow};
-use crate::synth;
 use crate::trainer::HeadTrainer;
 
 /// Test hook: after checkpointing this epoch, stall (so a test can SIGKILL mid-run).
 const STALL_ENV: &str = "TRAIN_TEST_STALL_AFTER_EPOCH";
-
-/// Where a synthetic data set lives, generating it on first use.
-fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
-    let Some(s) = &config.data.synthetic else {
-        return Ok(None);
-    };
-    let cache = config.run.runs_dir.join(".cache");
-    let dir = cache.join(format!(
-        "synthetic-seed{}-train{}-val{}-{}px",
-        s.seed, s.train, s.val, s.size
-    ));
-    if !dir.join("boxes.json").is_file() {
-        let tmp = cache.join(format!("synthetic-tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let start = Instant::now();
-        synth::write_dataset(&tmp, s.seed, s.train, s.val, s.size)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir)
-            .with_context(|| format!("cannot move {} into place", dir.display()))?;
-        println!(
-            "generated {} synthetic images in {:.1} s: {}",
-            s.train + s.val,
-            start.elapsed().as_secs_f64(),
-            dir.display()
-        );
-    }
-    Ok(Some(dir))
-}
-
-fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
-    let train_dir = config
-        .data
-        .train_dir
-        .clone()
-        .context("[data] train_dir is missing")?;
-    let train = data::scan(&train_dir, "[data] train_dir")?;
-    let (train, val) = match &config.data.val_dir {
-        Some(dir) => (train, data::scan(dir, "[data] val_dir")?),
-        None => data::split(
-            train,
-            config.data.val_fraction.unwrap_or(0.2),
-            config.run.seed,
-        ),
-    };
-    if train.classes != val.classes {
-        bail!(
-            "[data] train classes {:?} differ from validation classes {:?}",
-            train.classes,
-            val.classes
-        );
-    }
-    Ok((train, val))
-}
-
-fn hparams(config: &Config, kind: HeadKind) -> Vec<(&'static str, HParamValue)> {
-    let methods: Vec<&str> = config.callbacks.iter().map(|c| c.kind.as_str()).collect();
-    let layers: Vec<&str> = config.callbacks.iter().map(|c| c.layer.as_str()).collect();
-    let [h, w] = config.data.image_size.hw();
-    vec![
-        ("method", HParamValue::from(methods.join("+"))),
-        ("head", kind.name().into()),
-        ("layer", HParamValue::from(layers.join("+"))),
-        ("learning_rate", config.train.learning_rate.into()),
-        ("batch_size", (config.train.batch_size as f64).into()),
-        ("epochs", (config.train.epochs as f64).into()),
-        ("backbone", HParamValue::from(config.model.backbone.clone())),
-        ("image_size", HParamValue::from(format!("{h}x{w}"))),
-        ("seed", (config.run.seed as f64).into()),
-    ]
-}
-
-fn experiment(config: &Config, kind: HeadKind) -> Experiment {
-    let metric = |tag: &str, dataset| MetricSpec {
-        tag: tag.into(),
-        group: String::new(),
-        display_name: String::new(),
-        dataset,
-    };
-    Experiment {
-        description: "catdog-cam runs: frozen backbone, trained head, CAM-family callbacks".into(),
-        time_created_secs: 0.0,
-        hparams: hparams(config, kind)
-            .into_iter()
-            .map(|(name, example)| HParamSpec {
-                name: name.into(),
-                example,
-                domain: Domain::Any,
-                description: String::new(),
-            })
-            .collect(),
-        metrics: vec![
-            metric("accuracy/val", DatasetType::Validation),
-            metric("loss/val", DatasetType::Validation),
-            metric("accuracy/train", DatasetType::Training),
-            metric("loss/train", DatasetType::Training),
-        ],
-    }
-}
 
 fn each(
     sinks: &mut [Box<dyn Sink>],
@@ -138,21 +35,22 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     let specs = config.callback_specs()?;
     // A synthetic set is generated once into the cache and then read like any other.
     let mut data_config = config.clone();
-    if let Some(dir) = synthetic_dir(&config)? {
+    if let Some(dir) = crate::setup::synthetic_dir(&config)? {
         data_config.data.synthetic = None;
         data_config.data.train_dir = Some(dir.join("train"));
         data_config.data.val_dir = Some(dir.join("val"));
         data_config.data.boxes = Some(dir.join("boxes.json"));
     }
-    let (train, val) = load_data(&data_config)?;
+    let (train, val) = crate::setup::load_data(&data_config)?;
     let boxes = match &data_config.data.boxes {
         Some(path) => Some(data::read_boxes(path)?),
         None => None,
     };
 
     let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
-    let backbone = Vgg16::load(&weights, &device).context("[model] weights")?;
-    let channels = 512 / backbone.width_divisor();
+    let backbone =
+        Backbone::load(&config.model.backbone, &weights, &device).context("[model] weights")?;
+    let channels = backbone.channels(backbone.head_input(kind));
     let num_logits = if train.classes.len() == 2 {
         1
     } else {
@@ -201,10 +99,7 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     };
     let train_features = extractor.pooled(&train, "train")?;
     let val_features = extractor.pooled(&val, "val")?;
-    let head_layer = match kind {
-        HeadKind::GapLinear => "block5_conv3",
-        HeadKind::GapDense => "block5_pool",
-    };
+    let head_layer = model.layer_name(model.head_input());
     let x_train = train_features.by_layer[head_layer].clone();
     let x_val = val_features.by_layer[head_layer].clone();
     let y_train: Vec<usize> = train_features
@@ -217,6 +112,33 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         .iter()
         .map(|&i| val.samples[i].label)
         .collect();
+
+    // More evaluation sets: pooled features and labels, scored every epoch like val.
+    let mut evals = Vec::new();
+    for e in &config.data.eval {
+        let set = data::scan(&e.dir, &format!("[[data.eval]] {}", e.name))?;
+        if set.classes != train.classes {
+            bail!(
+                "[[data.eval]] {}: classes {:?} differ from training classes {:?}",
+                e.name,
+                set.classes,
+                train.classes
+            );
+        }
+        let features = extractor.pooled(&set, &e.name)?;
+        let x = features.by_layer[head_layer].clone();
+        let y: Vec<usize> = features
+            .kept
+            .iter()
+            .map(|&i| set.samples[i].label)
+            .collect();
+        let kept: Vec<crate::data::Sample> = features
+            .kept
+            .iter()
+            .map(|&i| set.samples[i].clone())
+            .collect();
+        evals.push((e.name.clone(), x, y, kept, features));
+    }
 
     // The callbacks' fixed images: chosen once, balanced over classes, readable ones only.
     let readable = Dataset {
@@ -248,7 +170,17 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
                 .collect();
         }
         let localization = match &boxes {
-            Some(boxes) => localization_set(&extractor, &readable, boxes, spec)?,
+            Some(boxes) => {
+                // Every evaluated image that has a box: validation first, then the eval sets.
+                let mut candidates = readable.clone();
+                for (_, _, _, kept, _) in &evals {
+                    candidates.samples.extend(kept.iter().cloned());
+                }
+                let (set, seconds) =
+                    crate::setup::localization_set(&extractor, &candidates, boxes, spec)?;
+                map_seconds += seconds;
+                set
+            }
             None => None,
         };
         loggers.push(CamLogger {
@@ -324,8 +256,11 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             })?;
         }
         if let Some(tb) = tb_writer(&mut sinks) {
-            tb.add_hparams_experiment(&experiment(&config, kind))?;
-            tb.add_session_start(&hparams(&config, kind), tensorboard::now_secs())?;
+            tb.add_hparams_experiment(&crate::hparams::experiment(&config, kind))?;
+            tb.add_session_start(
+                &crate::hparams::hparams(&config, kind),
+                tensorboard::now_secs(),
+            )?;
         }
         each(&mut sinks, |s| s.flush())?;
     }
@@ -343,6 +278,10 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         }
     }
     let mut columns: Vec<String> = run::METRIC_COLUMNS.iter().map(|c| c.to_string()).collect();
+    for (name, ..) in &evals {
+        columns.push(format!("{name}_loss"));
+        columns.push(format!("{name}_accuracy"));
+    }
     for logger in loggers.iter().filter(|l| l.localization.is_some()) {
         for m in ["pointing_game", "energy_in_box", "box_iou"] {
             columns.push(format!("{}_{m}", logger.method));
@@ -362,6 +301,10 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             epoch,
         )?;
         let val_score = head.evaluate(&x_val, &y_val)?;
+        let eval_scores = evals
+            .iter()
+            .map(|(_, x, y, _, _)| head.evaluate(x, y))
+            .collect::<Result<Vec<_>>>()?;
         let head_time = epoch_start.elapsed().as_secs_f64();
         model.head = model.head.with_parameters(head.layers.clone());
         let step = epoch as i64;
@@ -372,6 +315,14 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             ("accuracy/val", val_score.accuracy),
         ] {
             each(&mut sinks, |s| s.scalar(tag, value as f32, step))?;
+        }
+        for ((name, ..), score) in evals.iter().zip(&eval_scores) {
+            each(&mut sinks, |s| {
+                s.scalar(&format!("loss/{name}"), score.loss as f32, step)
+            })?;
+            each(&mut sinks, |s| {
+                s.scalar(&format!("accuracy/{name}"), score.accuracy as f32, step)
+            })?;
         }
         let callbacks_start = Instant::now();
         for logger in &mut loggers {
@@ -394,6 +345,9 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             val_score.loss,
             val_score.accuracy,
         ];
+        for score in &eval_scores {
+            values.extend([score.loss, score.accuracy]);
+        }
         for logger in loggers.iter().filter(|l| l.localization.is_some()) {
             let s = logger.last_scores.unwrap_or_default();
             values.extend([
@@ -450,16 +404,34 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             best.values[3], best.epoch
         );
     }
-    let backbone = train_features.backbone_seconds + val_features.backbone_seconds + map_seconds;
-    let images = train_features.kept.len() + val_features.kept.len();
+    let pooled_seconds = train_features.backbone_seconds
+        + val_features.backbone_seconds
+        + evals.iter().map(|e| e.4.backbone_seconds).sum::<f64>();
+    let images = train_features.kept.len()
+        + val_features.kept.len()
+        + evals.iter().map(|e| e.3.len()).sum::<usize>();
+    if let Some(last) = rows.last() {
+        for (i, (name, ..)) in evals.iter().enumerate() {
+            println!(
+                "  {name} accuracy {:.4} (last epoch)",
+                last.values[5 + 2 * i]
+            );
+        }
+    }
+    let from_cache = train_features.from_cache
+        && val_features.from_cache
+        && evals.iter().all(|e| e.4.from_cache);
+    if from_cache {
+        println!("  backbone 0.0 s ({images} images, from the cache)");
+    } else {
+        println!(
+            "  backbone {pooled_seconds:.1} s for {images} images = {:.1} img/s (pooled features)",
+            images as f64 / pooled_seconds.max(1e-9)
+        );
+    }
     println!(
-        "  backbone {:.1} s ({} images{}; weights hash {:.1} s), head training {:.2} s, callbacks {:.2} s, total {:.1} s",
-        backbone,
-        images,
-        if train_features.from_cache && val_features.from_cache { ", from the cache" } else { "" },
-        hash_seconds,
-        head_seconds,
-        callback_seconds,
+        "  callback maps {map_seconds:.1} s, weights hash {hash_seconds:.1} s, head training {head_seconds:.2} s, \
+         callbacks {callback_seconds:.2} s, total {:.1} s",
         started.elapsed().as_secs_f64()
     );
     println!(
@@ -489,52 +461,6 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         config.run.runs_dir.display()
     );
     Ok(())
-}
-
-/// The validation images that have boxes (up to `localization_images`), with their activations.
-fn localization_set(
-    extractor: &Extractor,
-    val: &Dataset,
-    boxes: &std::collections::HashMap<String, [f32; 4]>,
-    spec: &crate::config::CallbackSpec,
-) -> Result<Option<LocalizationSet>> {
-    let with_box: Vec<&crate::data::Sample> = val
-        .samples
-        .iter()
-        .filter(|s| {
-            s.path
-                .file_name()
-                .is_some_and(|n| boxes.contains_key(&*n.to_string_lossy()))
-        })
-        .take(spec.localization_images)
-        .collect();
-    if with_box.is_empty() {
-        println!(
-            "{}: no validation image has a box: no localization metrics",
-            spec.method
-        );
-        return Ok(None);
-    }
-    let (_, activations, _) = extractor.maps(&with_box, &spec.layer)?;
-    let mut set = LocalizationSet {
-        activations,
-        input_size: extractor.size,
-        boxes: Vec::new(),
-        sizes: Vec::new(),
-        threshold: spec.localization_threshold,
-    };
-    for s in with_box {
-        let name = s
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (w, h) = image::image_dimensions(&s.path)
-            .with_context(|| format!("cannot read {}", s.path.display()))?;
-        set.boxes.push(boxes[&name]);
-        set.sizes.push((w as usize, h as usize));
-    }
-    Ok(Some(set))
 }
 
 fn tb_writer(sinks: &mut [Box<dyn Sink>]) -> Option<&mut EventWriter> {

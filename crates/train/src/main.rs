@@ -10,11 +10,13 @@ mod data;
 mod explain;
 mod features;
 mod fit;
+mod hparams;
 mod images;
 mod pretrain;
 mod progress;
 mod rng;
 mod run;
+mod setup;
 mod synth;
 mod trainer;
 

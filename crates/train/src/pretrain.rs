@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 use clap::Args;
-use model::{Classifier, Head, HeadKind, Vgg16, VGG16_LAYERS};
+use model::{Backbone, Classifier, Head, HeadKind, Vgg16, VGG16_LAYERS};
 
 use crate::rng::SplitMix64;
 use crate::{images, synth, trainer};
@@ -73,7 +73,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
     let backbone = Vgg16::random(args.width_divisor, &device);
     let channels = 512 / args.width_divisor;
     let mut model = Classifier {
-        backbone,
+        backbone: Backbone::Vgg16(backbone),
         head: Head::new(HeadKind::GapLinear, channels, 1, &device),
     };
     let mut optim = AdamConfig::new().init();
@@ -121,7 +121,9 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     }
-    let backbone = model.valid().backbone;
+    let Backbone::Vgg16(backbone) = model.valid().backbone else {
+        anyhow::bail!("pretrain trains a VGG16");
+    };
     let mut tensors = Vec::new();
     let mut convs = backbone.convs.iter();
     for (_, op) in VGG16_LAYERS {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use model::{Classifier, Head, HeadKind, Vgg16, WeightFile};
+use model::{Backbone, Classifier, Head, HeadKind, Vgg16, WeightFile};
 
 /// `$SHARED_DIR`, or `../shared` next to the repository. Panics (the test fails) when missing:
 /// a parity test that silently passes without its fixtures would prove nothing.
@@ -70,7 +70,10 @@ impl Fixture {
         };
         let file = WeightFile::open(self.dir.join(file)).expect("head weights");
         let head = Head::load(&file, kind, channels, &self.device).expect("load head");
-        Classifier { backbone, head }
+        Classifier {
+            backbone: Backbone::Vgg16(backbone),
+            head,
+        }
     }
 }
 

@@ -1,0 +1,70 @@
+//! EfficientNet-Lite0 parity with PyTorch (../shared/fixtures/effnet-lite0-parity), on the real
+//! ImageNet weights (../shared/weights/efficientnet-lite0-57934424.pth, legacy pickle).
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use model::{global_average_pool, EfficientNetLite0, WeightFile};
+
+fn shared() -> PathBuf {
+    let dir = std::env::var_os("SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    assert!(
+        dir.join("weights/efficientnet-lite0-57934424.pth")
+            .is_file(),
+        "SHARED DATA MISSING: {} has no weights/efficientnet-lite0-57934424.pth. Set SHARED_DIR.",
+        dir.display()
+    );
+    dir
+}
+
+fn tensor<const D: usize>(file: &WeightFile, key: &str, device: &Device) -> Tensor<D> {
+    let shape = file.shape(key).unwrap();
+    Tensor::from_data(
+        TensorData::new(file.tensor(key, &shape).unwrap(), shape),
+        device,
+    )
+}
+
+fn relative_error<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    let a: Vec<f32> = a.into_data().convert::<f32>().try_to_vec().unwrap();
+    let b: Vec<f32> = b.into_data().convert::<f32>().try_to_vec().unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+#[test]
+fn features_and_logits_match_pytorch() {
+    let device = Device::flex();
+    let weights =
+        WeightFile::open(shared().join("weights/efficientnet-lite0-57934424.pth")).unwrap();
+    let net = EfficientNetLite0::load(&weights, &device).unwrap();
+    let expected =
+        WeightFile::open(shared().join("fixtures/effnet-lite0-parity/expected.safetensors"))
+            .unwrap();
+    let input: Tensor<4> = tensor(&expected, "input", &device);
+    let features = net.run(input, 0, 17);
+    assert_eq!(features.dims(), [4, 1280, 7, 7]);
+    let err = relative_error(features.clone(), tensor(&expected, "features", &device));
+    println!("features: relative error {err:.2e}");
+    assert!(err < 1e-4, "features: {err}");
+    // The ImageNet classifier `_fc` on the pooled features.
+    let w: Tensor<2> = tensor(&weights, "_fc.weight", &device);
+    let b: Tensor<1> = tensor(&weights, "_fc.bias", &device);
+    let logits = global_average_pool(features).matmul(w.transpose()) + b.unsqueeze_dim(0);
+    let err = relative_error(logits.clone(), tensor(&expected, "logits", &device));
+    println!("logits: relative error {err:.2e}");
+    assert!(err < 1e-4, "logits: {err}");
+    // Top-1 ImageNet classes as recorded with PyTorch: 287, 266, 285, 166.
+    let top1: Vec<i64> = logits
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(top1, [287, 266, 285, 166]);
+}
