@@ -10,6 +10,7 @@ use image::RgbImage;
 use model::{Backbone, Classifier, Head, HeadKind, WeightFile};
 
 use crate::images;
+use crate::tensors::{to_vec, write_safetensors};
 
 /// Arguments of `train explain`.
 #[derive(Debug, Args)]
@@ -163,13 +164,6 @@ pub fn load_classifier(
     Ok(Classifier { backbone, head })
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
-}
-
 /// Run `train explain`.
 pub fn run(args: &ExplainArgs) -> Result<()> {
     let style = OverlayStyle {
@@ -241,15 +235,13 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         );
     }
     let maps_path = args.out_dir.join("maps.safetensors");
-    write_maps(
-        &maps_path,
-        &[
-            ("maps", vec![n, height, width], &maps),
-            ("raw", vec![n, raw_shape[0], raw_shape[1]], &raw),
-            ("logits", vec![n, num_logits], &logits),
-            ("classes", vec![n], &classes),
-        ],
-    )?;
+    let tensors = [
+        ("maps".to_string(), vec![n, height, width], maps),
+        ("raw".to_string(), vec![n, raw_shape[0], raw_shape[1]], raw),
+        ("logits".to_string(), vec![n, num_logits], logits),
+        ("classes".to_string(), vec![n], classes),
+    ];
+    write_safetensors(&maps_path, &tensors, Default::default())?;
     println!("wrote {n} overlays and {}", maps_path.display());
     Ok(())
 }
@@ -260,20 +252,4 @@ fn class_name(class: usize, num_logits: usize) -> String {
         (1, _) => "dog".into(),
         _ => class.to_string(),
     }
-}
-
-fn write_maps(path: &Path, tensors: &[(&str, Vec<usize>, &Vec<f32>)]) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::new();
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .with_context(|| format!("tensor {name}"))?;
-        views.push((name.to_string(), view));
-    }
-    safetensors::serialize_to_file(views, &None, path)
-        .with_context(|| format!("cannot write {}", path.display()))
 }

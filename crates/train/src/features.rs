@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, Sample};
 use crate::images;
+use crate::tensors::{to_vec, write_safetensors};
 
 /// Layers whose pooled output is cached: the inputs of both heads, in network order.
 pub fn pooled_layers(backbone: &Backbone) -> Vec<usize> {
@@ -78,37 +79,6 @@ pub fn file_hash(path: &Path) -> Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
-}
-
-fn save(
-    path: &Path,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-    metadata: HashMap<String, String>,
-) -> Result<u64> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::new();
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        views.push((
-            name.clone(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?,
-        ));
-    }
-    let serialized = safetensors::serialize(views, &Some(metadata))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    crate::run::write_atomic(path, &serialized)?;
-    Ok(serialized.len() as u64)
 }
 
 struct CacheFile {
@@ -315,7 +285,7 @@ impl Extractor<'_> {
                         .join("\n"),
                 ),
             ]);
-            cache_bytes = save(path, tensors, metadata)
+            cache_bytes = write_safetensors(path, &tensors, metadata)
                 .with_context(|| format!("cannot write cache {}", path.display()))?;
         }
         Ok(PooledFeatures {
@@ -370,9 +340,9 @@ impl Extractor<'_> {
         let seconds = start.elapsed().as_secs_f64();
         if let Some(path) = &cache_path {
             let shape = activations.dims().to_vec();
-            save(
+            write_safetensors(
                 path,
-                vec![(layer.to_string(), shape, to_vec(activations.clone())?)],
+                &[(layer.to_string(), shape, to_vec(activations.clone())?)],
                 HashMap::new(),
             )
             .with_context(|| format!("cannot write cache {}", path.display()))?;

@@ -18,6 +18,7 @@ mod rng;
 mod run;
 mod setup;
 mod synth;
+mod tensors;
 mod trainer;
 
 use std::path::PathBuf;

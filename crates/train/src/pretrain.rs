@@ -14,6 +14,7 @@ use clap::Args;
 use model::{Backbone, Classifier, Head, HeadKind, Vgg16, VGG16_LAYERS};
 
 use crate::rng::SplitMix64;
+use crate::tensors::{to_vec, write_safetensors};
 use crate::{images, synth, trainer};
 
 /// Arguments of `train pretrain`.
@@ -143,20 +144,6 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             ));
         }
     }
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::new();
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        views.push((
-            name.clone(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?,
-        ));
-    }
     let metadata = std::collections::HashMap::from([(
         "recipe".to_string(),
         format!(
@@ -164,15 +151,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
             args.images, args.size, args.epochs, args.batch_size, args.learning_rate, args.width_divisor, args.seed
         ),
     )]);
-    let serialized = safetensors::serialize(views, &Some(metadata))?;
-    crate::run::write_atomic(&args.out, &serialized)?;
-    println!("wrote {} ({} bytes)", args.out.display(), serialized.len());
+    let bytes = write_safetensors(&args.out, &tensors, metadata)?;
+    println!("wrote {} ({bytes} bytes)", args.out.display());
     Ok(())
-}
-
-fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use model::HeadKind;
 
+use crate::tensors::{to_vec, write_safetensors};
 use crate::trainer::HeadTrainer;
 
 /// Create a new run directory; never reuses an existing one.
@@ -104,31 +105,6 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
     Ok(rows)
 }
 
-fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
-}
-
-fn serialize(
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-    metadata: HashMap<String, String>,
-) -> Result<Vec<u8>> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let mut views = Vec::new();
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        views.push((
-            name.clone(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?,
-        ));
-    }
-    Ok(safetensors::serialize(views, &Some(metadata))?)
-}
-
 /// Save the checkpoint (head + Adam state + epoch) atomically.
 pub fn save_checkpoint(path: &Path, head: &HeadTrainer, epoch: usize) -> Result<()> {
     let tensors = head
@@ -140,7 +116,7 @@ pub fn save_checkpoint(path: &Path, head: &HeadTrainer, epoch: usize) -> Result<
         ("epoch".to_string(), epoch.to_string()),
         ("adam_step".to_string(), head.step.to_string()),
     ]);
-    write_atomic(path, &serialize(tensors, metadata)?)
+    write_safetensors(path, &tensors, metadata).map(|_| ())
 }
 
 /// Load a checkpoint into `head`; the epoch it was taken after.
@@ -196,5 +172,5 @@ pub fn export_head(path: &Path, head: &HeadTrainer, kind: HeadKind) -> Result<()
             to_vec(b.clone())?,
         ));
     }
-    write_atomic(path, &serialize(tensors, HashMap::new())?)
+    write_safetensors(path, &tensors, HashMap::new()).map(|_| ())
 }

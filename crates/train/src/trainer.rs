@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use model::dense_forward;
 
 use crate::rng::SplitMix64;
+use crate::tensors::to_vec;
 
 /// One linear layer's parameters: weight [in, out] (burn layout) and bias [out].
 pub type Layer = (Tensor<2>, Tensor<1>);
@@ -46,13 +47,6 @@ const ADAM_EPS: f64 = 1e-8;
 
 fn zeros_like(layer: &Layer) -> Layer {
     (layer.0.zeros_like(), layer.1.zeros_like())
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
 }
 
 /// Loss of logits [B, n] against labels: BCE on the logit for n = 1, cross-entropy otherwise.

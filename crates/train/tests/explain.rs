@@ -3,19 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::shared_dir;
 use model::WeightFile;
 
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(
-        dir.join("fixtures").is_dir() && dir.join("data/catdog").is_dir(),
-        "SHARED DATA MISSING: {} lacks fixtures/ or data/catdog/. Set SHARED_DIR.",
-        dir.display()
-    );
-    dir
-}
+mod common;
 
 fn fixture(name: &str) -> PathBuf {
     shared_dir().join("fixtures/vgg16-w8-parity").join(name)

@@ -6,17 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(
-        dir.join("fixtures").is_dir() && dir.join("data/catdog").is_dir(),
-        "SHARED DATA MISSING: {} lacks fixtures/ or data/catdog/. Set SHARED_DIR.",
-        dir.display()
-    );
-    dir
-}
+use common::shared_dir;
+
+mod common;
 
 fn python() -> PathBuf {
     std::env::var_os("TENSORBOARD_PYTHON")
