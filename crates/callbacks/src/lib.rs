@@ -6,6 +6,7 @@
 //! - [`logger`]: the [`Callback`] trait and [`CamLogger`]; [`sink`]: where results go.
 
 pub mod cam;
+pub mod faithfulness;
 pub mod localization;
 pub mod logger;
 pub mod render;
