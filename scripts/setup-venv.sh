@@ -3,7 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    if ! python3 -m venv .venv; then
+        rm -rf .venv
+        echo "error: python3 -m venv failed; on Debian/Ubuntu install the python3-venv package" >&2
+        exit 1
+    fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     "tensorboard==2.21.0" "pillow==13.0.0"

@@ -39,13 +39,18 @@ pub fn read_event_file(path: &Path) -> std::io::Result<EventFile> {
 }
 
 /// Byte length of the prefix of an event file holding only complete records with step ≤
-/// `through_step` (the file-version record counts as step 0).
+/// `through_step`; the file-version record is always kept (so `through_step = -1` keeps only it).
 pub fn keep_through_step(bytes: &[u8], through_step: i64) -> usize {
     let (records, _) = read_records(bytes);
     let mut keep = 0;
     for record in records {
         match Event::decode(record) {
-            Ok(event) if event.step <= through_step => keep += record.len() + 16,
+            Ok(event)
+                if event.step <= through_step
+                    || matches!(event.what, Some(crate::proto::EventWhat::FileVersion(_))) =>
+            {
+                keep += record.len() + 16
+            }
             _ => break,
         }
     }

@@ -122,7 +122,8 @@ impl EventWriter {
     }
 
     /// Continue a run after a crash: keep the newest event file of `run_dir` up to the last
-    /// complete record whose step is ≤ `through_step` (records of later steps, written after
+    /// complete record whose step is ≤ `through_step` (−1: keep only the file-version record;
+    /// records of later steps, written after
     /// the last checkpoint, and any record cut short are removed), and append to it. Older
     /// event files of the run are trimmed the same way, so no step is ever duplicated. With no
     /// event file, a new one is created.

@@ -346,3 +346,22 @@ fn resume_drops_steps_after_the_checkpoint_and_appends() {
         ]
     );
 }
+
+#[test]
+fn resume_before_any_checkpoint_keeps_only_the_version_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventWriter::create(dir.path()).unwrap();
+    log.add_text("config", "x", 0).unwrap();
+    log.add_scalar("loss", 1.0, 1).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let mut log = EventWriter::resume(dir.path(), -1).unwrap();
+    log.add_text("config", "x", 0).unwrap();
+    log.flush().unwrap();
+    let events = events_of(dir.path());
+    assert_eq!(events.len(), 2, "version record + the rewritten config");
+    assert_eq!(
+        events[0].what,
+        Some(EventWhat::FileVersion("brain.Event:2".into()))
+    );
+}

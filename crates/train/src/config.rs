@@ -443,6 +443,9 @@ impl Config {
                 if c.every == 0 {
                     bail!("{at} every must be at least 1");
                 }
+                if c.num_images == 0 {
+                    bail!("{at} num_images must be at least 1");
+                }
                 let default_threshold = if method == Method::Cam { 0.2 } else { 0.15 };
                 let localization_threshold = c.localization_threshold.unwrap_or(default_threshold);
                 if !(0.0..=1.0).contains(&localization_threshold) {

@@ -19,6 +19,9 @@ use crate::data::{Dataset, Sample};
 use crate::images;
 use crate::tensors::{to_vec, write_safetensors};
 
+/// Bump when preprocessing or the cache layout changes: old entries are then never reused.
+const CACHE_FORMAT: &str = "v1: rgb8 triangle-resize imagenet-norm f32";
+
 /// Layers whose pooled output is cached: the inputs of both heads, in network order.
 pub fn pooled_layers(backbone: &Backbone) -> Vec<usize> {
     let mut layers = vec![
@@ -114,7 +117,15 @@ fn load(path: &Path) -> Option<CacheFile> {
 impl Extractor<'_> {
     fn key(&self, kind: &str, image_hashes: &[String], extra: &str) -> String {
         let mut h = Sha256::new();
-        for part in [kind, &self.weights_hash, &format!("{:?}", self.size), extra] {
+        let parts = [
+            CACHE_FORMAT,
+            kind,
+            self.backbone.name(),
+            &self.weights_hash,
+            &format!("{:?}", self.size),
+            extra,
+        ];
+        for part in parts {
             h.update(part.as_bytes());
             h.update([0]);
         }

@@ -235,7 +235,13 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if config.logging.tensorboard {
         let writer = if resume_dir.is_some() {
-            EventWriter::resume(&run_dir, start_epoch as i64)?
+            // Before the first checkpoint nothing is kept: the step-0 records are written again.
+            let through = if start_epoch == 0 {
+                -1
+            } else {
+                start_epoch as i64
+            };
+            EventWriter::resume(&run_dir, through)?
         } else {
             EventWriter::create(&run_dir)?
         };

@@ -24,7 +24,7 @@ pub struct PretrainArgs {
     #[arg(long, default_value = "data/weights/vgg16-w8-synthetic.safetensors")]
     pub out: PathBuf,
     /// Synthetic training images.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 4000, value_parser = at_least_one)]
     pub images: usize,
     /// Held-out images to report accuracy on.
     #[arg(long, default_value_t = 400)]
@@ -36,17 +36,33 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 6)]
     pub epochs: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
     /// Adam learning rate (1e-3 diverges: VGG has no normalisation layers).
     #[arg(long, default_value_t = 2e-4)]
     pub learning_rate: f64,
-    /// Channel divisor relative to VGG16 (8: 64→8 channels … 512→64).
-    #[arg(long, default_value_t = 8)]
+    /// Channel divisor relative to VGG16 (8: 64→8 channels … 512→64): 1, 2, 4, 8, 16, 32 or 64.
+    #[arg(long, default_value_t = 8, value_parser = divisor_of_64)]
     pub width_divisor: usize,
     /// Seed of the synthetic images and the initialisation (the quickstart uses seed 1).
     #[arg(long, default_value_t = 1000)]
     pub seed: u64,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}` is not a whole number ≥ 1")),
+    }
+}
+
+fn divisor_of_64(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 && 64 % n == 0 => Ok(n),
+        _ => Err(format!(
+            "`{text}` must divide 64 (1, 2, 4, 8, 16, 32 or 64)"
+        )),
+    }
 }
 
 fn batch(
