@@ -217,14 +217,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
             .save(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         let row = &logits[i * num_logits..(i + 1) * num_logits];
-        let predicted = if num_logits == 1 {
-            usize::from(row[0] >= 0.0)
-        } else {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
-                .0
-        };
+        let (predicted, _) = callbacks::logger::prediction(row);
         let shown: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
         println!(
             "{name:<28} {:>10} {:>9}  {} ({})",

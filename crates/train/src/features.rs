@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, Sample};
 use crate::images;
-use crate::tensors::{to_vec, write_safetensors};
+use crate::tensors::{read_safetensors, to_vec, write_safetensors};
 
 /// Bump when preprocessing or the cache layout changes: old entries are then never reused.
 const CACHE_FORMAT: &str = "v1: rgb8 triangle-resize imagenet-norm f32";
@@ -84,36 +84,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-struct CacheFile {
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    metadata: HashMap<String, String>,
-    bytes: u64,
-}
-
-fn load(path: &Path) -> Option<CacheFile> {
-    let data = std::fs::read(path).ok()?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&data).ok()?;
-    let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = safetensors::SafeTensors::deserialize(&data).ok()?;
-    let mut tensors = HashMap::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return None;
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.insert(name, (view.shape().to_vec(), values));
-    }
-    Some(CacheFile {
-        tensors,
-        metadata,
-        bytes: data.len() as u64,
-    })
-}
-
 impl Extractor<'_> {
     fn key(&self, kind: &str, image_hashes: &[String], extra: &str) -> String {
         let mut h = Sha256::new();
@@ -160,7 +130,7 @@ impl Extractor<'_> {
             .cache_dir
             .as_ref()
             .map(|d| d.join(format!("pooled-{key}.safetensors")));
-        if let Some(hit) = cache_path.as_deref().and_then(load) {
+        if let Some(hit) = cache_path.as_deref().and_then(|p| read_safetensors(p).ok()) {
             let kept: Vec<usize> = hit
                 .metadata
                 .get("kept")
@@ -309,37 +279,38 @@ impl Extractor<'_> {
         })
     }
 
-    /// Photos (at the input size) and activations of `layer` for a few images (the callbacks'),
-    /// cached like the pooled features. Returns the photos, the activations [n, C, h, w] and the
-    /// seconds spent in the backbone.
-    pub fn maps(
-        &self,
-        samples: &[&Sample],
-        layer: &str,
-    ) -> Result<(Vec<RgbImage>, Tensor<4>, f64)> {
+    /// The photos at the network's input size.
+    pub fn photos(&self, samples: &[&Sample]) -> Result<Vec<RgbImage>> {
+        samples
+            .iter()
+            .map(|s| images::read_rgb(&s.path).map(|p| images::resize(&p, self.size)))
+            .collect()
+    }
+
+    /// Activations of `layer` [n, C, h, w] for a few images (the callbacks' and the localization
+    /// sets'), cached like the pooled features; photos are decoded only on a cache miss. Returns
+    /// the activations and the seconds spent in the backbone.
+    pub fn maps(&self, samples: &[&Sample], layer: &str) -> Result<(Tensor<4>, f64)> {
         let index = self
             .backbone
             .layer_names()
             .iter()
             .position(|n| *n == layer)
             .with_context(|| format!("unknown layer `{layer}`"))?;
-        let photos = samples
-            .iter()
-            .map(|s| images::read_rgb(&s.path).map(|p| images::resize(&p, self.size)))
-            .collect::<Result<Vec<_>>>()?;
         let key = self.key("maps", &Self::hashes(samples), layer);
         let cache_path = self
             .cache_dir
             .as_ref()
             .map(|d| d.join(format!("maps-{key}.safetensors")));
-        if let Some(hit) = cache_path.as_deref().and_then(load) {
+        if let Some(hit) = cache_path.as_deref().and_then(|p| read_safetensors(p).ok()) {
             if let Some((shape, values)) = hit.tensors.get(layer) {
                 let t =
                     Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &self.device);
-                return Ok((photos, t, 0.0));
+                return Ok((t, 0.0));
             }
         }
         let start = Instant::now();
+        let photos = self.photos(samples)?;
         let mut parts = Vec::new();
         for chunk in photos.chunks(self.batch_size) {
             parts.push(
@@ -358,7 +329,7 @@ impl Extractor<'_> {
             )
             .with_context(|| format!("cannot write cache {}", path.display()))?;
         }
-        Ok((photos, activations, seconds))
+        Ok((activations, seconds))
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use model::HeadKind;
 
-use crate::tensors::{to_vec, write_safetensors};
+use crate::tensors::{read_safetensors, to_vec, write_safetensors};
 use crate::trainer::HeadTrainer;
 
 /// Create a new run directory; never reuses an existing one.
@@ -121,34 +121,22 @@ pub fn save_checkpoint(path: &Path, head: &HeadTrainer, epoch: usize) -> Result<
 
 /// Load a checkpoint into `head`; the epoch it was taken after.
 pub fn load_checkpoint(path: &Path, head: &mut HeadTrainer, device: &Device) -> Result<usize> {
-    let data = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&data)
-        .with_context(|| format!("checkpoint {}", path.display()))?;
-    let metadata = meta.metadata().clone().unwrap_or_default();
+    let file = read_safetensors(path).context("checkpoint")?;
     let number = |key: &str| -> Result<u64> {
-        metadata
+        file.metadata
             .get(key)
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("checkpoint {} lacks `{key}`", path.display()))
     };
     let (epoch, step) = (number("epoch")? as usize, number("adam_step")?);
-    let st = safetensors::SafeTensors::deserialize(&data)
-        .with_context(|| format!("checkpoint {}", path.display()))?;
     let mut tensors = HashMap::new();
-    for (name, view) in st.tensors() {
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let shape = view.shape().to_vec();
-        if shape.len() != 2 {
+    for (name, (shape, values)) in file.tensors {
+        let [rows, cols] = shape[..] else {
             anyhow::bail!("checkpoint {}: `{name}` is not 2-D", path.display());
-        }
+        };
         tensors.insert(
             name,
-            Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device),
+            Tensor::from_data(TensorData::new(values, [rows, cols]), device),
         );
     }
     head.restore(tensors, step)

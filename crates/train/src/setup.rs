@@ -89,7 +89,7 @@ pub fn localization_set(
         );
         return Ok((None, 0.0));
     }
-    let (_, activations, seconds) = extractor.maps(&with_box, &spec.layer)?;
+    let (activations, seconds) = extractor.maps(&with_box, &spec.layer)?;
     let mut set = LocalizationSet {
         activations,
         input_size: extractor.size,

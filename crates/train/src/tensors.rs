@@ -18,6 +18,47 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| anyhow::anyhow!("cannot read tensor: {e:?}"))
 }
 
+/// An f32 safetensors file read back: tensors by name, string metadata, size in bytes.
+pub struct F32File {
+    /// (shape, values) by name.
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The header's metadata.
+    pub metadata: HashMap<String, String>,
+    /// The file's size.
+    pub bytes: u64,
+}
+
+/// Read a safetensors file written by [`write_safetensors`]; any non-f32 tensor is an error.
+pub fn read_safetensors(path: &Path) -> Result<F32File> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&data)
+        .with_context(|| format!("{}", path.display()))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let st = safetensors::SafeTensors::deserialize(&data)
+        .with_context(|| format!("{}", path.display()))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            anyhow::bail!(
+                "{}: tensor `{name}` is {:?}, expected F32",
+                path.display(),
+                view.dtype()
+            );
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(F32File {
+        tensors,
+        metadata,
+        bytes: data.len() as u64,
+    })
+}
+
 /// Write f32 tensors (with string metadata) to a safetensors file atomically, creating the
 /// parent directory. Returns the file's size in bytes.
 pub fn write_safetensors(
