@@ -160,7 +160,8 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             .take(spec.num_images)
             .map(|&i| &readable.samples[i])
             .collect();
-        let (photos, activations, seconds) = extractor.maps(&samples, &spec.layer)?;
+        let photos = extractor.photos(&samples)?;
+        let (activations, seconds) = extractor.maps(&samples, &spec.layer)?;
         map_seconds += seconds;
         if originals.len() < photos.len() {
             originals = samples
@@ -199,13 +200,24 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             },
         });
     }
-    let cache_memory: usize = [&x_train, &x_val]
-        .iter()
-        .map(|t| t.dims().iter().product::<usize>() * 4 * 2)
+    // Everything the run keeps from the backbone: pooled features of every set and layer, and
+    // the callbacks' and localization sets' activation maps.
+    let bytes_of = |t: &burn::tensor::Tensor<2>| t.dims().iter().product::<usize>() * 4;
+    let maps_of = |t: &burn::tensor::Tensor<4>| t.dims().iter().product::<usize>() * 4;
+    let cache_memory: usize = [&train_features, &val_features]
+        .into_iter()
+        .chain(evals.iter().map(|e| &e.4))
+        .flat_map(|f| f.by_layer.values())
+        .map(bytes_of)
         .sum::<usize>()
         + loggers
             .iter()
-            .map(|l| l.images.activations.dims().iter().product::<usize>() * 4)
+            .map(|l| {
+                maps_of(&l.images.activations)
+                    + l.localization
+                        .as_ref()
+                        .map_or(0, |s| maps_of(&s.activations))
+            })
             .sum::<usize>();
 
     // The head, fresh or from the checkpoint.
@@ -441,8 +453,8 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "  feature cache: {:.2} MB on disk, {:.2} MB in memory",
-        (train_features.cache_bytes + val_features.cache_bytes) as f64 / 1e6,
+        "  feature cache: {:.2} MB of pooled features on disk; {:.2} MB of features and maps in memory",
+        (train_features.cache_bytes + val_features.cache_bytes + evals.iter().map(|e| e.4.cache_bytes).sum::<u64>()) as f64 / 1e6,
         cache_memory as f64 / 1e6
     );
     let skipped: Vec<_> = train_features
