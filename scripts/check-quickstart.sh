@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run the quickstart (a fresh run dir under runs/) and check its figures: wall time < 60 s,
-# final validation accuracy ≥ 0.95, CAM pointing game ≥ 0.90, and TensorBoard's reader on the run.
+# final validation accuracy ≥ 0.95, CAM pointing game ≥ 0.90, Grad-CAM deletion AUC < insertion
+# AUC, CAM/Grad-CAM agreement ρ ≥ 0.99, TensorBoard's reader on the run (every score scalar);
+# then `train sanity` (mean Spearman < 0.5 once the head is randomised) and `train compare`.
 # Needs the release build (cargo build --release) and .venv (scripts/setup-venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +19,34 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 last = rows[-1]
 seconds = float(sys.argv[3]) - float(sys.argv[2])
 val, point = float(last["val_accuracy"]), float(last["cam_pointing_game"])
+deletion, insertion = float(last["gradcam_deletion_auc"]), float(last["gradcam_insertion_auc"])
+rho = float(last["cam_vs_gradcam_spearman"])
 print(f"quickstart: {seconds:.1f} s, {len(rows)} epochs, val accuracy {val:.4f}, "
       f"CAM pointing game {point:.3f}, Grad-CAM pointing game {float(last['gradcam_pointing_game']):.3f}")
+for m in ["cam", "gradcam"]:
+    print(f"  {m}: average drop {float(last[m + '_average_drop']):.4f}, increase in confidence "
+          f"{float(last[m + '_increase_in_confidence']):.3f}, deletion AUC {float(last[m + '_deletion_auc']):.3f}, "
+          f"insertion AUC {float(last[m + '_insertion_auc']):.3f}")
+print(f"  agreement CAM vs Grad-CAM: Spearman {rho:.4f}, top-20% IoU {float(last['cam_vs_gradcam_top20_iou']):.3f}")
 failures = [m for ok, m in [(seconds < 60, "took 60 s or more"), (val >= 0.95, "val accuracy < 0.95"),
-                            (point >= 0.90, "CAM pointing game < 0.90")] if not ok]
+                            (point >= 0.90, "CAM pointing game < 0.90"),
+                            (deletion < insertion, "Grad-CAM deletion AUC >= insertion AUC"),
+                            (rho >= 0.99, "CAM and Grad-CAM disagree at the pooled layer")] if not ok]
 if failures:
     sys.exit("QUICKSTART FAILED: " + ", ".join(failures))
 print("QUICKSTART OK")
 PY
 .venv/bin/python scripts/check_tensorboard.py --runs "$runs" --epochs "$(grep -c '^[0-9]' "$run_dir/metrics.csv")"
+./target/release/train sanity --run "$run_dir" | tee "$runs/sanity.txt"
+python3 - "$run_dir/sanity/sanity.csv" <<'PY'
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["randomised"] == "head"]
+bad = [r["method"] for r in rows if not float(r["spearman"]) < 0.5]
+print("after the head is randomised: " + ", ".join(f"{r['method']} Spearman {float(r['spearman']):.3f} "
+      f"(abs {float(r['spearman_abs']):.3f}, SSIM {float(r['ssim']):.3f})" for r in rows))
+if not rows or bad:
+    sys.exit(f"SANITY FAILED: maps still correlate after head randomisation: {bad}")
+PY
+./target/release/train compare "$run_dir" --out "$runs/report"
+test -s "$runs/report/index.html"
+echo "QUICKSTART SANITY AND COMPARE OK"

@@ -274,6 +274,37 @@ def check_png_tensor(acc, run, tag, steps):
             check(png.format == "PNG" and png.size == (w, h), f"{run} {tag} step {event.step}: PNG {png.size} vs {(w, h)}")
 
 
+def check_score_scalars(acc, run, metrics_csv, methods):
+    """Every per-method score column of metrics.csv (localization, faithfulness) is the scalar
+    `<method>/<score>`, every agreement column `<a>_vs_<b>_<measure>` the scalar
+    `agreement/<a>_vs_<b>/<measure>`, at every epoch and with the same value."""
+    import csv
+    rows = list(csv.DictReader(open(metrics_csv)))
+    scalars = set(acc.Tags()["scalars"])
+    checked = 0
+    for column in rows[0].keys():
+        tag = None
+        for measure in ("spearman", "top20_iou"):
+            if "_vs_" in column and column.endswith("_" + measure):
+                tag = f"agreement/{column[:-len(measure) - 1]}/{measure}"
+        for method in sorted(methods, key=len, reverse=True):
+            if tag is None and column.startswith(method + "_"):
+                tag = f"{method}/{column[len(method) + 1:]}"
+        if tag is None:
+            continue
+        got = {e.step: e.value for e in acc.Scalars(tag)} if tag in scalars else {}
+        # NaN in the CSV: the logger did not run that epoch (`every` > 1).
+        scored = [int(r["epoch"]) for r in rows if float(r[column]) == float(r[column])]
+        check(scored and sorted(got) == scored, f"{run} scalar {tag}: steps {sorted(got)}, CSV {scored}")
+        for row in (r for r in rows if int(r["epoch"]) in scored):
+            want = float(row[column])
+            have = got.get(int(row["epoch"]))
+            check(have is not None and have == pytest_f32(want),
+                  f"{run} scalar {tag} epoch {row['epoch']}: {have} != {want}")
+        checked += 1
+    print(f"  {checked} score scalars match metrics.csv")
+
+
 def check_runs(runs_dir, epochs):
     runs = sorted(d for d in os.listdir(runs_dir)
                   if os.path.isdir(os.path.join(runs_dir, d)) and not d.startswith(".")
@@ -311,6 +342,7 @@ def check_runs(runs_dir, epochs):
             for tag in per_image + [f"{method}/grid"]:
                 check_png_tensor(acc, run, tag, steps)
             check(f"{method}/captions" in tags["tensors"], f"{run}: no {method}/captions text")
+        check_score_scalars(acc, run, os.path.join(runs_dir, run, "metrics.csv"), methods)
     check(experiments == len(runs), "every run carries the HParams experiment")
     if failures:
         print(f"{len(failures)} CHECKS FAILED")

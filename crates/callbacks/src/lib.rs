@@ -4,12 +4,15 @@
 //!   batched pipeline with pytorch-grad-cam's normalisation.
 //! - [`render`]: colormaps (OpenCV's JET exactly, Turbo, Viridis) and overlays.
 //! - [`logger`]: the [`Callback`] trait and [`CamLogger`]; [`sink`]: where results go.
+//! - [`localization`], [`faithfulness`], [`agreement`]: the scores logged with the maps.
 
+pub mod agreement;
 pub mod cam;
 pub mod faithfulness;
 pub mod localization;
 pub mod logger;
 pub mod render;
+pub mod sanity;
 pub mod sink;
 
 pub use cam::{
@@ -17,7 +20,8 @@ pub use cam::{
     Explanation, Method, Target,
 };
 pub use logger::{
-    Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, LocalizationSet,
+    Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, FaithfulnessSettings,
+    LocalizationSet,
 };
 pub use render::{colorize, overlay, Colormap, OverlayStyle};
 pub use sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};

@@ -7,6 +7,7 @@ use image::{Rgb, RgbImage};
 use model::Classifier;
 
 use crate::cam::{explain_activations, ExplainError, Method, Target};
+use crate::faithfulness::{self, Baseline, FaithfulnessScores};
 use crate::localization::{self, BoxXyxy, LocalizationScores, Map};
 use crate::render::{overlay, OverlayStyle};
 use crate::sink::{each_sink, Sink, SinkError};
@@ -20,6 +21,9 @@ pub enum CallbackError {
     /// Writing the results failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// Scoring faithfulness failed.
+    #[error("faithfulness: {0}")]
+    Faithfulness(String),
     /// Reading a tensor back failed.
     #[error("cannot read {what} back from the device: {cause}")]
     Data {
@@ -85,6 +89,18 @@ pub struct LocalizationSet {
     pub threshold: f32,
 }
 
+/// Faithfulness scoring of a logger's first `images` images each epoch (see
+/// [`faithfulness`](crate::faithfulness)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaithfulnessSettings {
+    /// How many of the logger's images are scored (each costs `2·steps + 1` forward passes).
+    pub images: usize,
+    /// What removed pixels become.
+    pub baseline: Baseline,
+    /// Deletion/insertion steps (20 in RISE).
+    pub steps: usize,
+}
+
 /// Renders `method` heatmaps of fixed validation images every `every` epochs: one TensorBoard
 /// image tag per image (`<method>/<name>`, step = epoch), a grid (`<method>/grid`), and a
 /// caption table (`<method>/captions`: true class, predicted class, probability).
@@ -102,11 +118,29 @@ pub struct CamLogger {
     /// Images with boxes: pointing game, energy in box and box IoU each epoch, logged as
     /// `<method>/pointing_game`, `<method>/energy_in_box`, `<method>/box_iou`.
     pub localization: Option<LocalizationSet>,
-    /// The latest localization scores.
-    pub last_scores: Option<LocalizationScores>,
+    /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
+    /// logged as `<method>/<score>`.
+    pub faithfulness: Option<FaithfulnessSettings>,
+    /// The latest scalars, in the order of [`scalar_names`](Self::scalar_names) (NaN before the
+    /// first scored epoch).
+    pub last_scalars: Vec<f32>,
+    /// The epoch and normalised maps [N·H·W] of the latest rendered epoch (for agreement).
+    pub last_maps: Option<(usize, Vec<f32>)>,
 }
 
 impl CamLogger {
+    /// Names of the scalars this logger writes each epoch (tags `<method>/<name>`).
+    pub fn scalar_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.localization.is_some() {
+            names.extend(LOCALIZATION_NAMES);
+        }
+        if self.faithfulness.is_some() {
+            names.extend(FaithfulnessScores::NAMES);
+        }
+        names
+    }
+
     fn localize(
         &self,
         model: &Classifier,
@@ -155,6 +189,9 @@ impl CamLogger {
     }
 }
 
+/// Names of the localization scores.
+const LOCALIZATION_NAMES: [&str; 3] = ["pointing_game", "energy_in_box", "box_iou"];
+
 fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
     t.into_data()
         .convert::<f32>()
@@ -187,11 +224,16 @@ pub fn prediction(logits: &[f32]) -> (usize, f32) {
 
 /// Tile equal-size images in a near-square grid with 2-pixel white gaps.
 pub fn grid(images: &[RgbImage]) -> RgbImage {
+    grid_with_columns(images, (images.len() as f64).sqrt().ceil() as usize)
+}
+
+/// Tile equal-size images row by row, `columns` per row, with 2-pixel white gaps.
+pub fn grid_with_columns(images: &[RgbImage], columns: usize) -> RgbImage {
     let Some(first) = images.first() else {
         return RgbImage::new(1, 1);
     };
     let (w, h) = first.dimensions();
-    let columns = (images.len() as f64).sqrt().ceil().max(1.0) as u32;
+    let columns = columns.max(1) as u32;
     let rows = (images.len() as u32).div_ceil(columns);
     let gap = 2;
     let mut out = RgbImage::from_pixel(
@@ -283,19 +325,35 @@ impl Callback for CamLogger {
         each_sink(ctx.sinks, |s| {
             s.text(&format!("{method}/captions"), &captions, step)
         })?;
+        let mut scalars = Vec::new();
         if let Some(set) = &self.localization {
-            let scores = self.localize(ctx.model, set)?;
-            for (name, value) in [
-                ("pointing_game", scores.pointing_game),
-                ("energy_in_box", scores.energy_in_box),
-                ("box_iou", scores.box_iou),
-            ] {
-                each_sink(ctx.sinks, |s| {
-                    s.scalar(&format!("{method}/{name}"), value, step)
-                })?;
-            }
-            self.last_scores = Some(scores);
+            let s = self.localize(ctx.model, set)?;
+            scalars.extend([s.pointing_game, s.energy_in_box, s.box_iou]);
         }
+        if let Some(settings) = self.faithfulness {
+            let n = settings.images.min(self.images.photos.len());
+            let classes: Vec<usize> = (0..n)
+                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
+                .collect();
+            let scores = faithfulness::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                settings.baseline,
+                settings.steps,
+                &self.images.activations.device(),
+            )
+            .map_err(CallbackError::Faithfulness)?;
+            scalars.extend(scores.values());
+        }
+        for (name, value) in self.scalar_names().into_iter().zip(&scalars) {
+            each_sink(ctx.sinks, |s| {
+                s.scalar(&format!("{method}/{name}"), *value, step)
+            })?;
+        }
+        self.last_scalars = scalars;
+        self.last_maps = Some((ctx.epoch, maps));
         Ok(())
     }
 }

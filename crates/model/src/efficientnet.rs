@@ -277,6 +277,21 @@ impl EfficientNetLite0 {
         }
     }
 
+    /// Re-initialise layer `index` (0 = stem, 1..=16 = blocks, 17 = head).
+    pub fn reinitialize(&mut self, index: usize) {
+        use crate::reinitialized;
+        match index {
+            0 => self.stem = reinitialized(&self.stem),
+            i if i <= self.blocks.len() => {
+                let block = &mut self.blocks[i - 1];
+                block.expand = block.expand.as_ref().map(reinitialized);
+                block.depthwise = reinitialized(&block.depthwise);
+                block.project = reinitialized(&block.project);
+            }
+            _ => self.head = reinitialized(&self.head),
+        }
+    }
+
     /// Run layers `start..=end` (0 = stem, 1..=16 = blocks, 17 = head) on `x`.
     pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         for index in start..=end.min(BLOCKS.len() + 1) {

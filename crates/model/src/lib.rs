@@ -127,6 +127,31 @@ impl Backbone {
             .unwrap_or(names.len() - 1)
     }
 
+    /// The blocks, top first, with their layer indices: the order of a cascading
+    /// randomisation (Adebayo et al. 2018). VGG16 `block5` … `block1`; EfficientNet `head`,
+    /// `block16` … `block1`, `stem`.
+    pub fn blocks(&self) -> Vec<(String, Vec<usize>)> {
+        let mut blocks: Vec<(String, Vec<usize>)> = Vec::new();
+        for (index, name) in self.layer_names().into_iter().enumerate() {
+            let block = name.split('_').next().unwrap_or(name).to_string();
+            match blocks.last_mut() {
+                Some((last, layers)) if *last == block => layers.push(index),
+                _ => blocks.push((block, vec![index])),
+            }
+        }
+        blocks.reverse();
+        blocks
+    }
+
+    /// Replace the weights of layer `index` (if it has any) with a fresh He-normal
+    /// initialisation (zero biases), drawn from the device's random generator.
+    pub fn reinitialize(&mut self, index: usize) {
+        match self {
+            Backbone::Vgg16(v) => v.reinitialize(index),
+            Backbone::EfficientNetLite0(e) => e.reinitialize(index),
+        }
+    }
+
     /// Run layers `start..=end` on `x` (the input of layer `start`).
     pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         match self {
@@ -134,6 +159,26 @@ impl Backbone {
             Backbone::EfficientNetLite0(e) => e.run(x, start, end),
         }
     }
+}
+
+/// A copy of `conv` with He-normal weights (std √(2 / fan_in)) and zero biases.
+pub fn reinitialized(conv: &burn::nn::conv::Conv2d) -> burn::nn::conv::Conv2d {
+    let weight = conv.weight.val();
+    let shape = weight.dims();
+    let device = weight.device();
+    let fan_in = (shape[1] * shape[2] * shape[3]) as f64;
+    let random = Tensor::random(
+        shape,
+        burn::tensor::Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
+        &device,
+    );
+    let mut out = conv.clone();
+    out.weight = burn::module::Param::from_tensor(random);
+    out.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+        [shape[0]],
+        &device,
+    )));
+    out
 }
 
 /// A backbone and a head: the whole classifier.

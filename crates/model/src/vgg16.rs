@@ -164,6 +164,17 @@ impl Vgg16 {
         64 / self.convs[0].weight.dims()[0].max(1)
     }
 
+    /// Re-initialise layer `index` (a no-op for pools).
+    pub fn reinitialize(&mut self, index: usize) {
+        if let Some((_, Op::Conv { .. })) = VGG16_LAYERS.get(index) {
+            let ordinal = VGG16_LAYERS[..index]
+                .iter()
+                .filter(|(_, op)| matches!(op, Op::Conv { .. }))
+                .count();
+            self.convs[ordinal] = crate::reinitialized(&self.convs[ordinal]);
+        }
+    }
+
     /// Run layers `start..=end` of [`VGG16_LAYERS`] on `x` (the input of layer `start`).
     /// `run(x, 0, layer_index("block5_conv3"))` runs the network from the image.
     pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {

@@ -70,3 +70,45 @@ pub fn event_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+/// An image logged under `tag` at `step`: the PNG bytes of its first sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedImage {
+    /// The tag.
+    pub tag: String,
+    /// The step.
+    pub step: i64,
+    /// PNG bytes.
+    pub png: Vec<u8>,
+}
+
+/// Every image summary (first sample) whose tag starts with `prefix`, in the event files of a
+/// run directory, in file and record order (later records of a tag and step win when a
+/// caller keeps the last).
+pub fn run_images(dir: &Path, prefix: &str) -> std::io::Result<Vec<LoggedImage>> {
+    const PNG_MAGIC: &[u8] = b"\x89PNG";
+    let mut out = Vec::new();
+    for path in event_files(dir)? {
+        for event in read_event_file(&path)?.events {
+            let Some(crate::proto::EventWhat::Summary(summary)) = event.what else {
+                continue;
+            };
+            for value in summary.value {
+                let Some(crate::proto::SummaryValueKind::Tensor(tensor)) = value.value else {
+                    continue;
+                };
+                if value.tag.starts_with(prefix)
+                    && tensor.string_val.len() >= 3
+                    && tensor.string_val[2].starts_with(PNG_MAGIC)
+                {
+                    out.push(LoggedImage {
+                        tag: value.tag,
+                        step: event.step,
+                        png: tensor.string_val.into_iter().nth(2).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use callbacks::{Colormap, Method, OverlayStyle};
+use callbacks::faithfulness::Baseline;
+use callbacks::{Colormap, FaithfulnessSettings, Method, OverlayStyle};
 use model::HeadKind;
 use serde::{Deserialize, Serialize};
 
@@ -186,6 +187,17 @@ pub struct CallbackConfig {
     /// in the Grad-CAM paper).
     #[serde(default)]
     pub localization_threshold: Option<f32>,
+    /// How many of the callback's images are scored for faithfulness each epoch (Average
+    /// Drop, Increase in Confidence, deletion/insertion AUC); 0 = off. Each image costs
+    /// 2·steps + 1 backbone passes per epoch.
+    #[serde(default)]
+    pub faithfulness_images: usize,
+    /// zeros | blur: what deleted pixels become and what insertion starts from.
+    #[serde(default = "default_baseline")]
+    pub faithfulness_baseline: String,
+    /// Deletion/insertion steps (20 as in RISE).
+    #[serde(default = "default_faithfulness_steps")]
+    pub faithfulness_steps: usize,
 }
 
 /// `[logging]`.
@@ -242,6 +254,12 @@ fn default_colormap() -> String {
 fn default_alpha() -> f32 {
     0.5
 }
+fn default_baseline() -> String {
+    "zeros".into()
+}
+fn default_faithfulness_steps() -> usize {
+    20
+}
 fn default_localization_images() -> usize {
     256
 }
@@ -263,6 +281,8 @@ pub struct CallbackSpec {
     pub localization_images: usize,
     /// Box-IoU region threshold.
     pub localization_threshold: f32,
+    /// Faithfulness scoring, if on.
+    pub faithfulness: Option<FaithfulnessSettings>,
 }
 
 impl Config {
@@ -451,7 +471,27 @@ impl Config {
                 if !(0.0..=1.0).contains(&localization_threshold) {
                     bail!("{at} localization_threshold must be in [0, 1]");
                 }
+                let baseline: Baseline = c
+                    .faithfulness_baseline
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("{at} faithfulness_baseline: {e}"))?;
+                if !(1..=1000).contains(&c.faithfulness_steps) {
+                    bail!("{at} faithfulness_steps must be in 1..=1000");
+                }
+                if c.faithfulness_images > c.num_images {
+                    bail!(
+                        "{at} faithfulness_images ({}) must be at most num_images ({})",
+                        c.faithfulness_images,
+                        c.num_images
+                    );
+                }
+                let faithfulness = (c.faithfulness_images > 0).then_some(FaithfulnessSettings {
+                    images: c.faithfulness_images,
+                    baseline,
+                    steps: c.faithfulness_steps,
+                });
                 Ok(CallbackSpec {
+                    faithfulness,
                     method,
                     layer: c.layer.clone(),
                     num_images: c.num_images,

@@ -186,7 +186,9 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         };
         loggers.push(CamLogger {
             localization,
-            last_scores: None,
+            faithfulness: spec.faithfulness,
+            last_scalars: Vec::new(),
+            last_maps: None,
             method: spec.method,
             layer: spec.layer.clone(),
             every: spec.every,
@@ -300,11 +302,13 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         columns.push(format!("{name}_loss"));
         columns.push(format!("{name}_accuracy"));
     }
-    for logger in loggers.iter().filter(|l| l.localization.is_some()) {
-        for m in ["pointing_game", "energy_in_box", "box_iou"] {
+    for logger in &loggers {
+        for m in logger.scalar_names() {
             columns.push(format!("{}_{m}", logger.method));
         }
     }
+    let pairs = callbacks::agreement::pairs(&loggers, &model);
+    columns.extend(callbacks::agreement::column_names(&pairs));
     columns.extend(run::TIMING_COLUMNS.iter().map(|c| c.to_string()));
     let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
     let mut progress = crate::progress::Progress::new("epochs", config.train.epochs - start_epoch);
@@ -353,6 +357,12 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
                 .on_epoch_end(&mut ctx)
                 .with_context(|| format!("callback {}", logger.name()))?;
         }
+        let (agreement, warnings) =
+            callbacks::agreement::log_epoch(&loggers, &pairs, epoch, &mut sinks)
+                .context("agreement between methods")?;
+        for warning in &warnings {
+            progress.println(&format!("warning: {warning}"));
+        }
         let callback_time = callbacks_start.elapsed().as_secs_f64();
         each(&mut sinks, |s| s.flush())?;
         head_seconds += head_time;
@@ -366,14 +376,13 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         for score in &eval_scores {
             values.extend([score.loss, score.accuracy]);
         }
-        for logger in loggers.iter().filter(|l| l.localization.is_some()) {
-            let s = logger.last_scores.unwrap_or_default();
-            values.extend([
-                s.pointing_game as f64,
-                s.energy_in_box as f64,
-                s.box_iou as f64,
-            ]);
+        for logger in &loggers {
+            let n = logger.scalar_names().len();
+            let latest = logger.last_scalars.iter().copied().map(f64::from);
+            // NaN when the logger did not score yet (`every` > 1).
+            values.extend(latest.chain(std::iter::repeat(f64::NAN)).take(n));
         }
+        values.extend(agreement.into_iter().map(f64::from));
         values.extend([
             head_time,
             callback_time,
@@ -467,10 +476,24 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         println!("    {}: {}", s.path.display(), s.reason);
     }
     for logger in &loggers {
-        if let Some(s) = logger.last_scores {
+        let scores: Vec<String> = logger
+            .scalar_names()
+            .iter()
+            .zip(&logger.last_scalars)
+            .map(|(name, value)| format!("{} {value:.3}", name.replace('_', " ")))
+            .collect();
+        if !scores.is_empty() {
+            println!("  {} (last epoch): {}", logger.method, scores.join(", "));
+        }
+    }
+    if let (Some(last), false) = (rows.last(), pairs.is_empty()) {
+        let start = last.values.len() - run::TIMING_COLUMNS.len() - 2 * pairs.len();
+        for (i, pair) in pairs.iter().enumerate() {
             println!(
-                "  {} localization (last epoch): pointing game {:.3}, energy in box {:.3}, box IoU {:.3}",
-                logger.method, s.pointing_game, s.energy_in_box, s.box_iou
+                "  agreement {} (last epoch): Spearman {:.3}, top-20% IoU {:.3}",
+                pair.label,
+                last.values[start + 2 * i],
+                last.values[start + 2 * i + 1]
             );
         }
     }

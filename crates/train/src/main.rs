@@ -4,7 +4,10 @@
 //! - `train --config configs/cam.toml`: a training run (see [`fit`]).
 //! - `train --resume runs/<run>`: continue a run from its last complete epoch.
 //! - `train explain ...`: heatmap overlays for photos from a backbone and a trained head.
+//! - `train sanity --run runs/<run>`: do the run's maps depend on the weights? (randomisation)
+//! - `train compare runs/<a> runs/<b> --out DIR`: an HTML report of runs side by side.
 
+mod compare;
 mod config;
 mod data;
 mod explain;
@@ -12,10 +15,12 @@ mod features;
 mod fit;
 mod hparams;
 mod images;
+mod plot;
 mod pretrain;
 mod progress;
 mod rng;
 mod run;
+mod sanity;
 mod setup;
 mod synth;
 mod tensors;
@@ -49,6 +54,10 @@ enum Command {
     Synth(SynthArgs),
     /// Pretrain the small backbone of the quickstart on synthetic images.
     Pretrain(pretrain::PretrainArgs),
+    /// Model-parameter randomisation test of a run's explanations (Adebayo et al. 2018).
+    Sanity(sanity::SanityArgs),
+    /// An HTML report comparing runs side by side (overlays, metric charts, final table).
+    Compare(compare::CompareArgs),
 }
 
 /// Arguments of `train synth`.
@@ -78,6 +87,8 @@ fn run(cli: Cli) -> Result<()> {
             synth::write_dataset(&a.out, a.seed, a.train, a.val, a.size)
         }
         (Some(Command::Pretrain(args)), _, _) => pretrain::run(&args),
+        (Some(Command::Sanity(args)), _, _) => sanity::run(&args),
+        (Some(Command::Compare(args)), _, _) => compare::run(&args),
         (None, Some(path), None) => fit::fit(config::Config::load(&path)?, None),
         (None, None, Some(dir)) => {
             let (config, dir) = fit::run_config(&dir)?;

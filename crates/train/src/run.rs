@@ -162,3 +162,44 @@ pub fn export_head(path: &Path, head: &HeadTrainer, kind: HeadKind) -> Result<()
     }
     write_safetensors(path, &tensors, HashMap::new()).map(|_| ())
 }
+
+/// The column names of a metrics.csv (`epoch` first).
+pub fn read_metric_columns(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_string)
+        .collect())
+}
+
+/// The images a run logged to TensorBoard under tags starting with `prefix`, decoded, as
+/// (tag, step, image); for a tag and step logged twice (a resumed run) the last one.
+pub fn logged_images(run_dir: &Path, prefix: &str) -> Result<Vec<(String, i64, image::RgbImage)>> {
+    let logged = tensorboard::read::run_images(run_dir, prefix)
+        .with_context(|| format!("cannot read the event files in {}", run_dir.display()))?;
+    let mut out: Vec<(String, i64, image::RgbImage)> = Vec::new();
+    for image in logged {
+        let decoded = image::load_from_memory(&image.png)
+            .with_context(|| {
+                format!(
+                    "{}: image {} step {}",
+                    run_dir.display(),
+                    image.tag,
+                    image.step
+                )
+            })?
+            .to_rgb8();
+        match out
+            .iter_mut()
+            .find(|(t, s, _)| *t == image.tag && *s == image.step)
+        {
+            Some(slot) => slot.2 = decoded,
+            None => out.push((image.tag, image.step, decoded)),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,438 @@
+//! `train sanity --run runs/<run>`: the model-parameter randomisation test (Adebayo et al.
+//! 2018) on a finished run. The head is re-initialised, then the backbone block by block from
+//! the top (cascading); after each stage every method's maps of the run's logged validation
+//! images are compared with the trained model's (Spearman of the raw maps with and without
+//! absolute values, SSIM of the normalised maps). Writes `<run>/sanity/`: sanity.csv,
+//! sanity.png (the three curves), `<method>_maps.png` (images × stages) and a TensorBoard log
+//! (scalars `sanity/<method>/<measure>` at step = stage, the table, the map grids).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::{Int, Tensor, TensorData};
+use callbacks::sanity::{similarity, unchanged, Similarity, UNCHANGED_SPEARMAN};
+use callbacks::{explain, logger::grid_with_columns, overlay, Method, OverlayStyle, Target};
+use model::{Backbone, Classifier, Head, WeightFile};
+use tensorboard::EventWriter;
+
+use crate::plot::{LineChart, Series};
+
+/// Arguments of `train sanity`.
+#[derive(Debug, clap::Args)]
+pub struct SanityArgs {
+    /// The run directory (runs/<name>-<stamp>).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Methods to check, comma-separated (default: the run's callbacks; `all` = every method
+    /// at the first callback's layer).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// At most this many of the run's logged validation images.
+    #[arg(long, default_value_t = 16)]
+    pub images: usize,
+    /// Seed of the first re-initialisation (repeat r uses seed + r).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Independent random draws of the whole cascade; the table reports their mean and
+    /// standard deviation (one draw is noisy: a random head can flip a map's sign or not).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
+/// One method at one layer.
+struct Checked {
+    method: Method,
+    layer: String,
+}
+
+/// The maps of every checked method at one stage: (raw [N·h·w], raw size, maps [N·H·W]).
+type StageMaps = Vec<(Vec<f32>, [usize; 2], Vec<f32>)>;
+
+/// Run `train sanity`.
+pub fn run(args: &SanityArgs) -> Result<()> {
+    let (config, run_dir) = crate::fit::run_config(&args.run)?;
+    let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
+    let kind = config.head_kind()?;
+    let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
+    let backbone =
+        Backbone::load(&config.model.backbone, &weights, &device).context("[model] weights")?;
+    let channels = backbone.channels(backbone.head_input(kind));
+    let head_path = run_dir.join("head.safetensors");
+    if !head_path.is_file() {
+        bail!(
+            "{}: no head.safetensors (has the run finished an epoch?)",
+            run_dir.display()
+        );
+    }
+    let head_file =
+        WeightFile::open(&head_path).with_context(|| head_path.display().to_string())?;
+    let head = Head::load(&head_file, kind, channels, &device)
+        .with_context(|| head_path.display().to_string())?;
+    let model = Classifier { backbone, head };
+
+    let checked = checked_methods(args, &config, &model)?;
+    let originals = crate::run::logged_images(&run_dir, "originals/")?;
+    if originals.is_empty() {
+        bail!(
+            "{}: the run logged no validation images (originals/* in its TensorBoard log; \
+             it needs [[callbacks]] and [logging] tensorboard = true)",
+            run_dir.display()
+        );
+    }
+    let originals: Vec<_> = originals.into_iter().take(args.images.max(1)).collect();
+    let names: Vec<String> = originals
+        .iter()
+        .map(|(tag, ..)| tag.trim_start_matches("originals/").to_string())
+        .collect();
+    let photos: Vec<image::RgbImage> = originals.into_iter().map(|(_, _, p)| p).collect();
+    let x = crate::images::to_tensor(&photos, &device);
+    // Every stage explains the classes the trained model predicts.
+    let logits = crate::tensors::to_vec(model.forward(x.clone()))?;
+    let per_row = logits.len() / photos.len();
+    let classes: Vec<usize> = logits
+        .chunks(per_row)
+        .map(|row| callbacks::logger::prediction(row).0)
+        .collect();
+
+    let trained = stage_maps(&model, &x, &classes, &checked)?;
+    let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
+    let mut stage_names = vec!["trained".to_string(), "head".to_string()];
+    stage_names.extend(model.backbone.blocks().into_iter().map(|(name, _)| name));
+    // draws[r][method][stage − 1]; the first draw's maps are kept for the grids.
+    let mut draws: Vec<Vec<Vec<Similarity>>> = Vec::new();
+    let mut first_stages: Vec<StageMaps> = vec![trained.clone()];
+    for r in 0..args.repeats.max(1) {
+        device.seed(args.seed.wrapping_add(r as u64));
+        let mut random = model.clone();
+        random.head = Head::new(kind, channels, model.head.num_classes(), &device);
+        let mut stages = vec![stage_maps(&random, &x, &classes, &checked)?];
+        for (_, layers) in model.backbone.blocks() {
+            for layer in layers {
+                random.backbone.reinitialize(layer);
+            }
+            stages.push(stage_maps(&random, &x, &classes, &checked)?);
+        }
+        draws.push(
+            (0..checked.len())
+                .map(|m| {
+                    let (raw0, raw_size, maps0) = &trained[m];
+                    stages
+                        .iter()
+                        .map(|st| similarity(raw0, &st[m].0, *raw_size, maps0, &st[m].2, [h, w]))
+                        .collect()
+                })
+                .collect(),
+        );
+        if r == 0 {
+            first_stages.extend(stages);
+        }
+    }
+    // mean and standard deviation over draws: [method][stage − 1].
+    let table: Vec<Vec<(Similarity, Similarity)>> = (0..checked.len())
+        .map(|m| {
+            (0..stage_names.len() - 1)
+                .map(|s| mean_std(&draws.iter().map(|d| d[m][s]).collect::<Vec<_>>()))
+                .collect()
+        })
+        .collect();
+    write_outputs(
+        &run_dir,
+        &checked,
+        &stage_names,
+        &table,
+        &first_stages,
+        &photos,
+        &names,
+        args.repeats.max(1),
+    )
+}
+
+/// The methods to check: `--methods`, or the run's callbacks.
+fn checked_methods(
+    args: &SanityArgs,
+    config: &crate::config::Config,
+    model: &Classifier,
+) -> Result<Vec<Checked>> {
+    let specs = config.callback_specs()?;
+    let default_layer = specs
+        .first()
+        .map(|s| s.layer.clone())
+        .unwrap_or_else(|| model.layer_name(model.head_input()).to_string());
+    let checked: Vec<Checked> = if args.methods.is_empty() {
+        specs
+            .iter()
+            .map(|s| Checked {
+                method: s.method,
+                layer: s.layer.clone(),
+            })
+            .collect()
+    } else if args.methods == ["all"] {
+        Method::ALL
+            .iter()
+            .filter(|m| callbacks::check_method(model, &default_layer, **m).is_ok())
+            .map(|&method| Checked {
+                method,
+                layer: default_layer.clone(),
+            })
+            .collect()
+    } else {
+        args.methods
+            .iter()
+            .map(|m| {
+                let method: Method = m
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--methods: {e}"))?;
+                Ok(Checked {
+                    method,
+                    layer: default_layer.clone(),
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    for c in &checked {
+        callbacks::check_method(model, &c.layer, c.method)
+            .with_context(|| format!("{} at `{}`", c.method, c.layer))?;
+    }
+    if checked.is_empty() {
+        bail!("nothing to check: the run has no [[callbacks]]; pass --methods");
+    }
+    Ok(checked)
+}
+
+/// Mean and (population) standard deviation of each measure.
+fn mean_std(values: &[Similarity]) -> (Similarity, Similarity) {
+    let n = values.len().max(1) as f32;
+    let stat = |get: fn(&Similarity) -> f32| {
+        let mean = values.iter().map(get).sum::<f32>() / n;
+        let var = values.iter().map(|v| (get(v) - mean).powi(2)).sum::<f32>() / n;
+        (mean, var.sqrt())
+    };
+    let (a, b, c) = (
+        stat(|s| s.spearman),
+        stat(|s| s.spearman_abs),
+        stat(|s| s.ssim),
+    );
+    (
+        Similarity {
+            spearman: a.0,
+            spearman_abs: b.0,
+            ssim: c.0,
+        },
+        Similarity {
+            spearman: a.1,
+            spearman_abs: b.1,
+            ssim: c.1,
+        },
+    )
+}
+
+/// Every checked method's raw and normalised maps for the trained model's classes.
+fn stage_maps(
+    model: &Classifier,
+    x: &Tensor<4>,
+    classes: &[usize],
+    checked: &[Checked],
+) -> Result<StageMaps> {
+    let [n, _, h, w] = x.dims();
+    let device = x.device();
+    let mut out = Vec::new();
+    for c in checked {
+        let (mut raw, mut maps, mut raw_size) = (vec![Vec::new(); n], vec![Vec::new(); n], [0, 0]);
+        let mut distinct: Vec<usize> = classes.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for class in distinct {
+            let rows: Vec<usize> = (0..n).filter(|&i| classes[i] == class).collect();
+            let index = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    rows.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [rows.len()],
+                ),
+                &device,
+            );
+            let e = explain(
+                model,
+                x.clone().select(0, index),
+                &c.layer,
+                c.method,
+                Target::Class(class),
+            )
+            .with_context(|| format!("{} at `{}`", c.method, c.layer))?;
+            let [_, rh, rw] = e.raw.dims();
+            raw_size = [rh, rw];
+            let (r, m) = (
+                crate::tensors::to_vec(e.raw)?,
+                crate::tensors::to_vec(e.maps)?,
+            );
+            for (k, &i) in rows.iter().enumerate() {
+                raw[i] = r[k * rh * rw..(k + 1) * rh * rw].to_vec();
+                maps[i] = m[k * h * w..(k + 1) * h * w].to_vec();
+            }
+        }
+        out.push((raw.concat(), raw_size, maps.concat()));
+    }
+    Ok(out)
+}
+
+fn write_outputs(
+    run_dir: &std::path::Path,
+    checked: &[Checked],
+    stage_names: &[String],
+    table: &[Vec<(Similarity, Similarity)>],
+    stages: &[StageMaps],
+    photos: &[image::RgbImage],
+    names: &[String],
+    draws: usize,
+) -> Result<()> {
+    let out = run_dir.join("sanity");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    // Table: stdout, CSV and TensorBoard text.
+    let mut csv = String::from(
+        "stage,randomised,method,layer,spearman,spearman_std,spearman_abs,spearman_abs_std,ssim,ssim_std\n",
+    );
+    let mut markdown = String::from(
+        "| randomised up to | method | Spearman | Spearman (abs) | SSIM |\n|---|---|---|---|---|\n",
+    );
+    println!(
+        "{:<12} {:<10} {:>15} {:>15} {:>15}   (mean ± std over draws)",
+        "randomised", "method", "Spearman", "Spearman (abs)", "SSIM"
+    );
+    let pm = |m: f32, s: f32| format!("{m:.3} ± {s:.3}");
+    for (s, stage) in stage_names[1..].iter().enumerate() {
+        for (c, rows) in checked.iter().zip(table) {
+            let (r, d) = rows[s];
+            println!(
+                "{stage:<12} {:<10} {:>15} {:>15} {:>15}",
+                c.method.name(),
+                pm(r.spearman, d.spearman),
+                pm(r.spearman_abs, d.spearman_abs),
+                pm(r.ssim, d.ssim)
+            );
+            csv.push_str(&format!(
+                "{},{stage},{},{},{},{},{},{},{},{}\n",
+                s + 1,
+                c.method,
+                c.layer,
+                r.spearman,
+                d.spearman,
+                r.spearman_abs,
+                d.spearman_abs,
+                r.ssim,
+                d.ssim
+            ));
+            markdown.push_str(&format!(
+                "| {stage} | {} | {} | {} | {} |\n",
+                c.method,
+                pm(r.spearman, d.spearman),
+                pm(r.spearman_abs, d.spearman_abs),
+                pm(r.ssim, d.ssim)
+            ));
+        }
+    }
+    let mut verdicts = String::new();
+    for (c, rows) in checked.iter().zip(table) {
+        let rows: Vec<Similarity> = rows.iter().map(|r| r.0).collect();
+        let verdict = if unchanged(&rows) {
+            format!(
+                "FLAGGED: {} at `{}`: maps did not change under randomisation (Spearman (abs) ≥ \
+                 {UNCHANGED_SPEARMAN} at every stage); they do not explain this model",
+                c.method, c.layer
+            )
+        } else {
+            format!(
+                "ok: {} at `{}`: maps decorrelate under randomisation (Spearman (abs) after the \
+                 head: {:.3}, after everything: {:.3})",
+                c.method,
+                c.layer,
+                rows[0].spearman_abs,
+                rows.last().map_or(f32::NAN, |r| r.spearman_abs)
+            )
+        };
+        println!("{verdict}");
+        verdicts.push_str(&format!("\n{verdict}\n"));
+    }
+    crate::run::write_atomic(&out.join("sanity.csv"), csv.as_bytes())?;
+
+    // Plot: one chart per measure, one line per method, x = stage.
+    let x_names: Vec<String> = stage_names[1..].to_vec();
+    let measures: [(&str, fn(&Similarity) -> f32); 3] = [
+        ("Spearman (raw)", |s| s.spearman),
+        ("Spearman (abs)", |s| s.spearman_abs),
+        ("SSIM", |s| s.ssim),
+    ];
+    let charts: Vec<LineChart> = measures
+        .iter()
+        .map(|(title, get)| LineChart {
+            title: format!("{title} vs trained maps (mean)"),
+            x_label: "randomised up to".into(),
+            y_label: title.to_string(),
+            x_names: Some(x_names.clone()),
+            series: checked
+                .iter()
+                .zip(table)
+                .map(|(c, rows)| Series {
+                    name: c.method.to_string(),
+                    points: rows
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| (i as f64, get(&r.0) as f64))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    crate::plot::png(&charts, (520, 400), &out.join("sanity.png"))?;
+
+    // Map grids (first 4 images × stages) and TensorBoard.
+    let mut writer = EventWriter::create(&out)?;
+    let style = OverlayStyle::default();
+    let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
+    let shown = photos.len().min(4);
+    for (m, c) in checked.iter().enumerate() {
+        let mut tiles = Vec::new();
+        for i in 0..shown {
+            for stage in stages {
+                tiles.push(overlay(
+                    &stage[m].2[i * h * w..(i + 1) * h * w],
+                    &photos[i],
+                    &style,
+                ));
+            }
+        }
+        let grid = grid_with_columns(&tiles, stages.len());
+        let file = out.join(format!("{}_maps.png", c.method.name().replace('+', "p")));
+        grid.save(&file)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        writer.add_image(&format!("sanity/{}/maps", c.method), &grid, 0)?;
+        for (s, (r, _)) in table[m].iter().enumerate() {
+            let step = s as i64 + 1;
+            writer.add_scalar(&format!("sanity/{}/spearman", c.method), r.spearman, step)?;
+            writer.add_scalar(
+                &format!("sanity/{}/spearman_abs", c.method),
+                r.spearman_abs,
+                step,
+            )?;
+            writer.add_scalar(&format!("sanity/{}/ssim", c.method), r.ssim, step)?;
+        }
+    }
+    let legend = format!(
+        "Stages (step): {}. Images: {}. Mean ± std over {} random draws. Map grids (first draw): \
+         rows = images, columns = trained, then each stage.\n\n",
+        stage_names[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{} = {s}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        names.join(", "),
+        draws
+    );
+    writer.add_text("sanity/table", &format!("{legend}{markdown}{verdicts}"), 0)?;
+    writer.flush()?;
+    println!("sanity check written to {}", out.display());
+    Ok(())
+}
