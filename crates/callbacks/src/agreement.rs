@@ -126,7 +126,8 @@ pub fn log_epoch(
                 )
             })?;
         }
-        if pair.must_agree && !(rho >= INVARIANT_MIN_SPEARMAN) {
+        // NaN (e.g. constant maps) counts as a disagreement.
+        if pair.must_agree && (rho.is_nan() || rho < INVARIANT_MIN_SPEARMAN) {
             let warning = format!(
                 "epoch {epoch}: {} Spearman ρ = {rho:.4} < {INVARIANT_MIN_SPEARMAN}: CAM and \
                  Grad-CAM at the pooled layer of a gap-linear head must give the same maps; \
@@ -141,4 +142,76 @@ pub fn log_epoch(
         values.extend([rho, iou]);
     }
     Ok((values, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logger::ExplainedImages;
+    use burn::tensor::{Device, Tensor};
+    use image::RgbImage;
+    use model::{Backbone, Head, Vgg16};
+
+    fn logger(method: Method, layer: &str, maps: Option<(usize, Vec<f32>)>) -> CamLogger {
+        CamLogger {
+            method,
+            layer: layer.into(),
+            every: 1,
+            style: Default::default(),
+            images: ExplainedImages {
+                names: vec!["a".into(), "b".into()],
+                photos: vec![RgbImage::new(4, 4); 2],
+                labels: vec![0, 1],
+                class_names: vec!["cat".into(), "dog".into()],
+                activations: Tensor::zeros([2, 1, 1, 1], &Device::default()),
+            },
+            localization: None,
+            faithfulness: None,
+            last_scalars: Vec::new(),
+            last_maps: maps,
+        }
+    }
+
+    #[test]
+    fn pairs_scores_and_the_invariant_warning() {
+        let device = Device::default();
+        let model = Classifier {
+            backbone: Backbone::Vgg16(Vgg16::random(8, &device)),
+            head: Head::new(HeadKind::GapLinear, 64, 1, &device),
+        };
+        let map: Vec<f32> = (0..32).map(|i| i as f32).collect();
+        let reversed: Vec<f32> = map.iter().rev().copied().collect();
+        let loggers = vec![
+            logger(Method::Cam, "block5_conv3", Some((2, map.clone()))),
+            logger(Method::GradCam, "block5_conv3", Some((2, reversed))),
+            logger(Method::GradCam, "block4_conv3", Some((1, map))),
+        ];
+        let pairs = pairs(&loggers, &model);
+        let labels: Vec<(&str, bool)> = pairs
+            .iter()
+            .map(|p| (p.label.as_str(), p.must_agree))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("cam_vs_gradcam", true),
+                ("cam_vs_gradcam", false),
+                ("gradcam@block5_conv3_vs_gradcam@block4_conv3", false)
+            ]
+        );
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let (values, warnings) = log_epoch(&loggers, &pairs, 2, &mut sinks).unwrap();
+        // Reversed maps: ρ = −1, disjoint top-20 %; the epoch-1 logger is not compared.
+        assert!(
+            (values[0] + 1.0).abs() < 1e-6 && values[1] == 0.0,
+            "{values:?}"
+        );
+        assert!(values[2..].iter().all(|v| v.is_nan()));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("must give the same maps"));
+        assert_eq!(
+            column_names(&pairs[..1]),
+            ["cam_vs_gradcam_spearman", "cam_vs_gradcam_top20_iou"]
+        );
+    }
 }

@@ -295,3 +295,56 @@ pub fn device_from_name(name: &str) -> Result<Device, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(backbone: &Backbone) -> Vec<Vec<f32>> {
+        let convs: Vec<&burn::nn::conv::Conv2d> = match backbone {
+            Backbone::Vgg16(v) => v.convs.iter().collect(),
+            Backbone::EfficientNetLite0(e) => std::iter::once(&e.stem)
+                .chain(e.blocks.iter().map(|b| &b.project))
+                .chain(std::iter::once(&e.head))
+                .collect(),
+        };
+        convs
+            .iter()
+            .map(|c| {
+                c.weight
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_top_first_and_reinitialize_one_layer() {
+        let device = Device::default();
+        let mut vgg = Backbone::Vgg16(Vgg16::random(8, &device));
+        let blocks = vgg.blocks();
+        let names: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["block5", "block4", "block3", "block2", "block1"]);
+        assert_eq!(blocks[0].1, vec![14, 15, 16, 17]); // block5_conv1..3 and block5_pool
+        let before = weights(&vgg);
+        vgg.reinitialize(16); // block5_conv3 = the 13th conv
+        vgg.reinitialize(17); // a pool: nothing to do
+        let after = weights(&vgg);
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            assert_eq!(b == a, i != 12, "conv {i}");
+        }
+
+        let mut effnet = Backbone::EfficientNetLite0(EfficientNetLite0::random(&device));
+        let names: Vec<String> = effnet.blocks().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), 18);
+        assert_eq!((names[0].as_str(), names[17].as_str()), ("head", "stem"));
+        let before = weights(&effnet);
+        effnet.reinitialize(0);
+        let after = weights(&effnet);
+        assert_ne!(before[0], after[0]);
+        assert_eq!(before[1..], after[1..]);
+    }
+}

@@ -143,9 +143,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
     let _ = writeln!(html, "</ul>");
 
-    html.push_str(&final_table(&runs));
-    html.push_str(&charts(&runs, &plots_dir)?);
     html.push_str(&overlays(&runs, &epochs, args.images, &images_dir)?);
+    html.push_str(&charts(&runs, &plots_dir)?);
+    html.push_str(&final_table(&runs));
     html.push_str(&sanity(&runs, &images_dir)?);
     html.push_str(FOOTER);
     let index = args.out.join("index.html");

@@ -45,6 +45,23 @@ struct Checked {
     layer: String,
 }
 
+/// Everything the outputs show.
+struct Findings {
+    checked: Vec<Checked>,
+    /// "trained", "head", then the blocks top first.
+    stage_names: Vec<String>,
+    /// Mean and standard deviation over draws: [method][stage − 1].
+    table: Vec<Vec<(Similarity, Similarity)>>,
+    /// The trained maps and the first draw's stages.
+    first_stages: Vec<StageMaps>,
+    photos: Vec<image::RgbImage>,
+    names: Vec<String>,
+    draws: usize,
+}
+
+/// A similarity measure's name and getter.
+type Measure = (&'static str, fn(&Similarity) -> f32);
+
 /// The maps of every checked method at one stage: (raw [N·h·w], raw size, maps [N·H·W]).
 type StageMaps = Vec<(Vec<f32>, [usize; 2], Vec<f32>)>;
 
@@ -137,13 +154,15 @@ pub fn run(args: &SanityArgs) -> Result<()> {
         .collect();
     write_outputs(
         &run_dir,
-        &checked,
-        &stage_names,
-        &table,
-        &first_stages,
-        &photos,
-        &names,
-        args.repeats.max(1),
+        &Findings {
+            checked,
+            stage_names,
+            table,
+            first_stages,
+            photos,
+            names,
+            draws: args.repeats.max(1),
+        },
     )
 }
 
@@ -274,16 +293,16 @@ fn stage_maps(
     Ok(out)
 }
 
-fn write_outputs(
-    run_dir: &std::path::Path,
-    checked: &[Checked],
-    stage_names: &[String],
-    table: &[Vec<(Similarity, Similarity)>],
-    stages: &[StageMaps],
-    photos: &[image::RgbImage],
-    names: &[String],
-    draws: usize,
-) -> Result<()> {
+fn write_outputs(run_dir: &std::path::Path, findings: &Findings) -> Result<()> {
+    let Findings {
+        checked,
+        stage_names,
+        table,
+        first_stages: stages,
+        photos,
+        names,
+        draws,
+    } = findings;
     let out = run_dir.join("sanity");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
@@ -359,7 +378,7 @@ fn write_outputs(
 
     // Plot: one chart per measure, one line per method, x = stage.
     let x_names: Vec<String> = stage_names[1..].to_vec();
-    let measures: [(&str, fn(&Similarity) -> f32); 3] = [
+    let measures: [Measure; 3] = [
         ("Spearman (raw)", |s| s.spearman),
         ("Spearman (abs)", |s| s.spearman_abs),
         ("SSIM", |s| s.ssim),
@@ -394,11 +413,11 @@ fn write_outputs(
     let shown = photos.len().min(4);
     for (m, c) in checked.iter().enumerate() {
         let mut tiles = Vec::new();
-        for i in 0..shown {
+        for (i, photo) in photos.iter().enumerate().take(shown) {
             for stage in stages {
                 tiles.push(overlay(
                     &stage[m].2[i * h * w..(i + 1) * h * w],
-                    &photos[i],
+                    photo,
                     &style,
                 ));
             }
