@@ -15,6 +15,10 @@ use tensorboard::read::LoggedImage;
 
 use crate::plot::{LineChart, Series};
 
+mod html;
+
+use html::{escape, file_safe, header, FOOTER};
+
 /// Arguments of `train compare`.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -386,65 +390,6 @@ fn sanity(runs: &[Run], images_dir: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// Characters safe in a file name; anything else becomes `_`.
-fn file_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn header(title: &str) -> String {
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{}</title>
-<style>
-body {{ font-family: sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 16px; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: center; }}
-table.metrics td:first-child {{ text-align: left; font-family: monospace; }}
-.charts img.chart {{ width: 560px; height: 360px; margin: 4px; border: 1px solid #eee; }}
-img.wide {{ max-width: 100%; }}
-td.missing {{ color: #999; }}
-#broken {{ display: none; background: #c00; color: white; padding: 8px; }}
-</style></head>
-<body data-images-loaded="pending" data-images-broken="pending">
-<div id="broken"></div>
-"#,
-        escape(title)
-    )
-}
-
-/// The page checks its own images once loaded (and a headless browser test reads the result).
-const FOOTER: &str = r#"<script>
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images);
-  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
-  document.body.dataset.imagesLoaded = String(images.length - broken.length);
-  document.body.dataset.imagesBroken = String(broken.length);
-  if (broken.length > 0) {
-    var banner = document.getElementById("broken");
-    banner.style.display = "block";
-    banner.textContent = broken.length + " image(s) failed to load: " +
-      broken.map(function (i) { return i.getAttribute("src"); }).join(", ");
-  }
-});
-</script>
-</body></html>
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,7 +424,5 @@ mod tests {
         assert_eq!(default_epochs(&logged), vec![1, 6, 10]);
         assert_eq!(default_epochs(&BTreeSet::from([3])), vec![3]);
         assert!(default_epochs(&BTreeSet::new()).is_empty());
-        assert_eq!(file_safe("run0_gradcam++_a b"), "run0_gradcam___a_b");
-        assert_eq!(escape("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
     }
 }

@@ -10,12 +10,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
-use callbacks::sanity::{similarity, unchanged, Similarity, UNCHANGED_SPEARMAN};
-use callbacks::{explain, logger::grid_with_columns, overlay, Method, OverlayStyle, Target};
+use callbacks::sanity::{similarity, Similarity};
+use callbacks::{explain, Method, Target};
 use model::{Backbone, Classifier, Head, WeightFile};
-use tensorboard::EventWriter;
 
-use crate::plot::{LineChart, Series};
+mod outputs;
 
 /// Arguments of `train sanity`.
 #[derive(Debug, clap::Args)]
@@ -40,30 +39,27 @@ pub struct SanityArgs {
 }
 
 /// One method at one layer.
-struct Checked {
-    method: Method,
-    layer: String,
+pub(crate) struct Checked {
+    pub(crate) method: Method,
+    pub(crate) layer: String,
 }
 
 /// Everything the outputs show.
-struct Findings {
-    checked: Vec<Checked>,
+pub(crate) struct Findings {
+    pub(crate) checked: Vec<Checked>,
     /// "trained", "head", then the blocks top first.
-    stage_names: Vec<String>,
+    pub(crate) stage_names: Vec<String>,
     /// Mean and standard deviation over draws: [method][stage − 1].
-    table: Vec<Vec<(Similarity, Similarity)>>,
+    pub(crate) table: Vec<Vec<(Similarity, Similarity)>>,
     /// The trained maps and the first draw's stages.
-    first_stages: Vec<StageMaps>,
-    photos: Vec<image::RgbImage>,
-    names: Vec<String>,
-    draws: usize,
+    pub(crate) first_stages: Vec<StageMaps>,
+    pub(crate) photos: Vec<image::RgbImage>,
+    pub(crate) names: Vec<String>,
+    pub(crate) draws: usize,
 }
 
-/// A similarity measure's name and getter.
-type Measure = (&'static str, fn(&Similarity) -> f32);
-
 /// The maps of every checked method at one stage: (raw [N·h·w], raw size, maps [N·H·W]).
-type StageMaps = Vec<(Vec<f32>, [usize; 2], Vec<f32>)>;
+pub(crate) type StageMaps = Vec<(Vec<f32>, [usize; 2], Vec<f32>)>;
 
 /// Run `train sanity`.
 pub fn run(args: &SanityArgs) -> Result<()> {
@@ -114,7 +110,15 @@ pub fn run(args: &SanityArgs) -> Result<()> {
     let trained = stage_maps(&model, &x, &classes, &checked)?;
     let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
     let mut stage_names = vec!["trained".to_string(), "head".to_string()];
-    stage_names.extend(model.backbone.blocks().into_iter().map(|(name, _)| name));
+    // EfficientNet's last conv is the layer `head`; its stage is `head_conv` so it is not
+    // confused with the classifier head's stage.
+    stage_names.extend(model.backbone.blocks().into_iter().map(|(name, _)| {
+        if name == "head" {
+            "head_conv".to_string()
+        } else {
+            name
+        }
+    }));
     // draws[r][method][stage − 1]; the first draw's maps are kept for the grids.
     let mut draws: Vec<Vec<Vec<Similarity>>> = Vec::new();
     let mut first_stages: Vec<StageMaps> = vec![trained.clone()];
@@ -152,7 +156,7 @@ pub fn run(args: &SanityArgs) -> Result<()> {
                 .collect()
         })
         .collect();
-    write_outputs(
+    outputs::write(
         &run_dir,
         &Findings {
             checked,
@@ -291,167 +295,4 @@ fn stage_maps(
         out.push((raw.concat(), raw_size, maps.concat()));
     }
     Ok(out)
-}
-
-fn write_outputs(run_dir: &std::path::Path, findings: &Findings) -> Result<()> {
-    let Findings {
-        checked,
-        stage_names,
-        table,
-        first_stages: stages,
-        photos,
-        names,
-        draws,
-    } = findings;
-    let out = run_dir.join("sanity");
-    if out.exists() {
-        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
-    }
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-
-    // Table: stdout, CSV and TensorBoard text.
-    let mut csv = String::from(
-        "stage,randomised,method,layer,spearman,spearman_std,spearman_abs,spearman_abs_std,ssim,ssim_std\n",
-    );
-    let mut markdown = String::from(
-        "| randomised up to | method | Spearman | Spearman (abs) | SSIM |\n|---|---|---|---|---|\n",
-    );
-    println!(
-        "{:<12} {:<10} {:>15} {:>15} {:>15}   (mean ± std over draws)",
-        "randomised", "method", "Spearman", "Spearman (abs)", "SSIM"
-    );
-    let pm = |m: f32, s: f32| format!("{m:.3} ± {s:.3}");
-    for (s, stage) in stage_names[1..].iter().enumerate() {
-        for (c, rows) in checked.iter().zip(table) {
-            let (r, d) = rows[s];
-            println!(
-                "{stage:<12} {:<10} {:>15} {:>15} {:>15}",
-                c.method.name(),
-                pm(r.spearman, d.spearman),
-                pm(r.spearman_abs, d.spearman_abs),
-                pm(r.ssim, d.ssim)
-            );
-            csv.push_str(&format!(
-                "{},{stage},{},{},{},{},{},{},{},{}\n",
-                s + 1,
-                c.method,
-                c.layer,
-                r.spearman,
-                d.spearman,
-                r.spearman_abs,
-                d.spearman_abs,
-                r.ssim,
-                d.ssim
-            ));
-            markdown.push_str(&format!(
-                "| {stage} | {} | {} | {} | {} |\n",
-                c.method,
-                pm(r.spearman, d.spearman),
-                pm(r.spearman_abs, d.spearman_abs),
-                pm(r.ssim, d.ssim)
-            ));
-        }
-    }
-    let mut verdicts = String::new();
-    for (c, rows) in checked.iter().zip(table) {
-        let rows: Vec<Similarity> = rows.iter().map(|r| r.0).collect();
-        let verdict = if unchanged(&rows) {
-            format!(
-                "FLAGGED: {} at `{}`: maps did not change under randomisation (Spearman (abs) ≥ \
-                 {UNCHANGED_SPEARMAN} at every stage); they do not explain this model",
-                c.method, c.layer
-            )
-        } else {
-            format!(
-                "ok: {} at `{}`: maps decorrelate under randomisation (Spearman (abs) after the \
-                 head: {:.3}, after everything: {:.3})",
-                c.method,
-                c.layer,
-                rows[0].spearman_abs,
-                rows.last().map_or(f32::NAN, |r| r.spearman_abs)
-            )
-        };
-        println!("{verdict}");
-        verdicts.push_str(&format!("\n{verdict}\n"));
-    }
-    crate::run::write_atomic(&out.join("sanity.csv"), csv.as_bytes())?;
-
-    // Plot: one chart per measure, one line per method, x = stage.
-    let x_names: Vec<String> = stage_names[1..].to_vec();
-    let measures: [Measure; 3] = [
-        ("Spearman (raw)", |s| s.spearman),
-        ("Spearman (abs)", |s| s.spearman_abs),
-        ("SSIM", |s| s.ssim),
-    ];
-    let charts: Vec<LineChart> = measures
-        .iter()
-        .map(|(title, get)| LineChart {
-            title: format!("{title} vs trained maps (mean)"),
-            x_label: "randomised up to".into(),
-            y_label: title.to_string(),
-            x_names: Some(x_names.clone()),
-            series: checked
-                .iter()
-                .zip(table)
-                .map(|(c, rows)| Series {
-                    name: c.method.to_string(),
-                    points: rows
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| (i as f64, get(&r.0) as f64))
-                        .collect(),
-                })
-                .collect(),
-        })
-        .collect();
-    crate::plot::png(&charts, (520, 400), &out.join("sanity.png"))?;
-
-    // Map grids (first 4 images × stages) and TensorBoard.
-    let mut writer = EventWriter::create(&out)?;
-    let style = OverlayStyle::default();
-    let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
-    let shown = photos.len().min(4);
-    for (m, c) in checked.iter().enumerate() {
-        let mut tiles = Vec::new();
-        for (i, photo) in photos.iter().enumerate().take(shown) {
-            for stage in stages {
-                tiles.push(overlay(
-                    &stage[m].2[i * h * w..(i + 1) * h * w],
-                    photo,
-                    &style,
-                ));
-            }
-        }
-        let grid = grid_with_columns(&tiles, stages.len());
-        let file = out.join(format!("{}_maps.png", c.method.name().replace('+', "p")));
-        grid.save(&file)
-            .with_context(|| format!("cannot write {}", file.display()))?;
-        writer.add_image(&format!("sanity/{}/maps", c.method), &grid, 0)?;
-        for (s, (r, _)) in table[m].iter().enumerate() {
-            let step = s as i64 + 1;
-            writer.add_scalar(&format!("sanity/{}/spearman", c.method), r.spearman, step)?;
-            writer.add_scalar(
-                &format!("sanity/{}/spearman_abs", c.method),
-                r.spearman_abs,
-                step,
-            )?;
-            writer.add_scalar(&format!("sanity/{}/ssim", c.method), r.ssim, step)?;
-        }
-    }
-    let legend = format!(
-        "Stages (step): {}. Images: {}. Mean ± std over {} random draws. Map grids (first draw): \
-         rows = images, columns = trained, then each stage.\n\n",
-        stage_names[1..]
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{} = {s}", i + 1))
-            .collect::<Vec<_>>()
-            .join(", "),
-        names.join(", "),
-        draws
-    );
-    writer.add_text("sanity/table", &format!("{legend}{markdown}{verdicts}"), 0)?;
-    writer.flush()?;
-    println!("sanity check written to {}", out.display());
-    Ok(())
 }

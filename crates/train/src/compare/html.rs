@@ -1,0 +1,73 @@
+//! The report page's HTML pieces: escaping, file names, the head with its style, and the
+//! footer script that checks the page's images.
+
+/// Characters safe in a file name; anything else becomes `_`.
+pub fn file_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn header(title: &str) -> String {
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 16px; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: center; }}
+table.metrics td:first-child {{ text-align: left; font-family: monospace; }}
+.charts img.chart {{ width: 560px; height: 360px; margin: 4px; border: 1px solid #eee; }}
+img.wide {{ max-width: 100%; }}
+td.missing {{ color: #999; }}
+table.overlays {{ display: block; overflow-x: auto; max-width: 100%; }}
+#broken {{ display: none; background: #c00; color: white; padding: 8px; }}
+</style></head>
+<body data-images-loaded="pending" data-images-broken="pending">
+<div id="broken"></div>
+"#,
+        escape(title)
+    )
+}
+
+/// The page checks its own images once loaded (and a headless browser test reads the result).
+pub const FOOTER: &str = r#"<script>
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  document.body.dataset.imagesLoaded = String(images.length - broken.length);
+  document.body.dataset.imagesBroken = String(broken.length);
+  if (broken.length > 0) {
+    var banner = document.getElementById("broken");
+    banner.style.display = "block";
+    banner.textContent = broken.length + " image(s) failed to load: " +
+      broken.map(function (i) { return i.getAttribute("src"); }).join(", ");
+  }
+});
+</script>
+</body></html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_escaping() {
+        assert_eq!(file_safe("run0_gradcam++_a b"), "run0_gradcam___a_b");
+        assert_eq!(escape("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
+    }
+}
