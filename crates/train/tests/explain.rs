@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::shared_dir;
+use common::{ok, shared_dir};
 use model::WeightFile;
 
 mod common;
@@ -31,16 +31,6 @@ fn explain(extra: &[&str], head: &str, out: &Path) -> Output {
         .arg(out)
         .args(extra);
     cmd.output().expect("run train")
-}
-
-fn ok(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "train explain failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 fn failure(output: &Output) -> String {

@@ -3,10 +3,10 @@
 //! resume, and bad inputs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::shared_dir;
+use common::{ok, shared_dir, train};
 
 mod common;
 
@@ -89,23 +89,6 @@ num_images = 4
         weights = weights.display(),
     );
     std::fs::write(path, text).unwrap();
-}
-
-fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .output()
-        .expect("run train")
-}
-
-fn ok(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "train failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 fn run_dirs(runs: &Path) -> Vec<PathBuf> {

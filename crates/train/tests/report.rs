@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{ok, train};
+
+mod common;
 
 /// `$CHROMIUM`, or Debian's `chromium` (installed by .ci/run). Fails loudly when missing.
 fn chromium() -> PathBuf {
@@ -21,24 +21,6 @@ fn chromium() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run train")
-}
-
-fn ok(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "train failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 fn fails_with(output: &Output, needle: &str) {
