@@ -10,6 +10,7 @@ pub mod efficientnet;
 pub mod head;
 pub mod vgg16;
 pub mod weights;
+pub mod winograd;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};

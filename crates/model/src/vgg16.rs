@@ -177,11 +177,22 @@ impl Vgg16 {
 
     /// Run layers `start..=end` of [`VGG16_LAYERS`] on `x` (the input of layer `start`).
     /// `run(x, 0, layer_index("block5_conv3"))` runs the network from the image.
-    pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
-        let mut conv_index = VGG16_LAYERS[..start]
-            .iter()
-            .filter(|(_, op)| matches!(op, Op::Conv { .. }))
-            .count();
+    ///
+    /// On the CPU (`flex`) and outside autodiff, the layers run on the Winograd fast path
+    /// ([`run_fast`](Self::run_fast)); otherwise on burn's ops ([`run_burn`](Self::run_burn)).
+    pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        let fast = x.device() == Device::flex()
+            && !x.is_require_grad()
+            && !self.convs.iter().any(|c| c.weight.val().is_require_grad());
+        match fast {
+            true => self.run_fast(x.clone(), start, end).unwrap_or_else(|| self.run_burn(x, start, end)),
+            false => self.run_burn(x, start, end),
+        }
+    }
+
+    /// [`run`](Self::run) on burn's conv, ReLU and pooling ops (any device, autodiff).
+    pub fn run_burn(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        let mut conv_index = Self::convs_before(start);
         for (_, op) in &VGG16_LAYERS[start..=end] {
             x = match op {
                 Op::Conv { .. } => {
@@ -192,5 +203,61 @@ impl Vgg16 {
             };
         }
         x
+    }
+
+    /// [`run`](Self::run) on the host with Winograd F(2x2, 3x3) convolutions (bias and ReLU
+    /// fused) and our own pooling, image by image ([`crate::winograd`]). `None` when a tensor
+    /// cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
+    pub fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
+        let [n, c0, h0, w0] = x.dims();
+        let device = x.device();
+        let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>().ok();
+        let input = host(x)?;
+        let mut conv_index = Self::convs_before(start);
+        let mut layers = Vec::new();
+        for (_, op) in &VGG16_LAYERS[start..=end] {
+            layers.push(match op {
+                Op::Conv { .. } => {
+                    let conv = &self.convs[conv_index];
+                    conv_index += 1;
+                    let [k, c, _, _] = conv.weight.dims();
+                    let weight = conv.weight.val().into_data().convert::<f32>().try_into_vec::<f32>().ok()?;
+                    let bias = match &conv.bias {
+                        Some(b) => b.val().into_data().convert::<f32>().try_into_vec::<f32>().ok()?,
+                        None => vec![0.0; k],
+                    };
+                    Some(crate::winograd::WinogradConv::new(&weight, &bias, k, c))
+                }
+                Op::Pool => None,
+            });
+        }
+        let (mut c, mut h, mut w) = (c0, h0, w0);
+        let mut out = Vec::new();
+        for image in input.chunks(c0 * h0 * w0) {
+            let mut y = image.to_vec();
+            (c, h, w) = (c0, h0, w0);
+            for layer in &layers {
+                y = match layer {
+                    Some(conv) => {
+                        c = conv.out_channels();
+                        conv.forward_relu(&y, h, w)
+                    }
+                    None => {
+                        let pooled = crate::winograd::max_pool_2x2(&y, c, h, w);
+                        (h, w) = (h / 2, w / 2);
+                        pooled
+                    }
+                };
+            }
+            out.extend(y);
+        }
+        Some(Tensor::from_data(TensorData::new(out, [n, c, h, w]), &device))
+    }
+
+    fn convs_before(start: usize) -> usize {
+        VGG16_LAYERS[..start]
+            .iter()
+            .filter(|(_, op)| matches!(op, Op::Conv { .. }))
+            .count()
     }
 }

@@ -7,6 +7,7 @@
 //! - `train sanity --run runs/<run>`: do the run's maps depend on the weights? (randomisation)
 //! - `train compare runs/<a> runs/<b> --out DIR`: an HTML report of runs side by side.
 
+mod bench;
 mod compare;
 mod config;
 mod data;
@@ -58,6 +59,8 @@ enum Command {
     Sanity(sanity::SanityArgs),
     /// An HTML report comparing runs side by side (overlays, metric charts, final table).
     Compare(compare::CompareArgs),
+    /// Measure speed and memory (issue 8's figures) on random weights.
+    Bench(bench::BenchArgs),
 }
 
 /// Arguments of `train synth`.
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         (Some(Command::Pretrain(args)), _, _) => pretrain::run(&args),
         (Some(Command::Sanity(args)), _, _) => sanity::run(&args),
         (Some(Command::Compare(args)), _, _) => compare::run(&args),
+        (Some(Command::Bench(args)), _, _) => bench::run(&args),
         (None, Some(path), None) => fit::fit(config::Config::load(&path)?, None),
         (None, None, Some(dir)) => {
             let (config, dir) = fit::run_config(&dir)?;
