@@ -2,9 +2,17 @@
 use std::time::Instant;
 
 fn main() {
-    for (c, k, hw) in [(64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14)] {
+    for (c, k, hw) in [
+        (64, 64, 224),
+        (128, 128, 112),
+        (256, 256, 56),
+        (512, 512, 28),
+        (512, 512, 14),
+    ] {
         let x: Vec<f32> = (0..c * hw * hw).map(|i| (i % 97) as f32 / 97.0).collect();
-        let w: Vec<f32> = (0..k * c * 9).map(|i| ((i % 13) as f32 - 6.0) / 100.0).collect();
+        let w: Vec<f32> = (0..k * c * 9)
+            .map(|i| ((i % 13) as f32 - 6.0) / 100.0)
+            .collect();
         let b = vec![0.0; k];
         let start = Instant::now();
         let conv = model::winograd::WinogradConv::new(&w, &b, k, c);

@@ -348,4 +348,49 @@ mod tests {
         assert_ne!(before[0], after[0]);
         assert_eq!(before[1..], after[1..]);
     }
+
+    #[test]
+    fn vgg_fast_path_matches_burn_and_keeps_autodiff() {
+        let device = Device::flex();
+        let vgg = Vgg16::random(8, &device);
+        let x = Tensor::<4>::random(
+            [2, 3, 64, 96],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let last = VGG16_LAYERS.len() - 1;
+        for (start, end) in [(0, last), (0, 16), (4, 9), (14, 16)] {
+            let input = if start == 0 {
+                x.clone()
+            } else {
+                vgg.run_burn(x.clone(), 0, start - 1)
+            };
+            let fast = vgg
+                .run_fast(input.clone(), start, end)
+                .expect("flex tensors read back")
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let reference = vgg
+                .run_burn(input, start, end)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let scale = reference.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+            let err = fast
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            assert!(err < 1e-5, "layers {start}..={end}: error {err}");
+        }
+        // Under autodiff `run` takes burn's ops, so gradients reach the input.
+        let leaf = x.clone().autodiff().require_grad();
+        let out = vgg.run(leaf.clone(), 0, 16).sum();
+        let grads = out.backward();
+        let grad = leaf.grad(&grads).expect("a gradient for the input");
+        assert_eq!(grad.dims(), [2, 3, 64, 96]);
+    }
 }

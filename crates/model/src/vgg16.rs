@@ -185,7 +185,9 @@ impl Vgg16 {
             && !x.is_require_grad()
             && !self.convs.iter().any(|c| c.weight.val().is_require_grad());
         match fast {
-            true => self.run_fast(x.clone(), start, end).unwrap_or_else(|| self.run_burn(x, start, end)),
+            true => self
+                .run_fast(x.clone(), start, end)
+                .unwrap_or_else(|| self.run_burn(x, start, end)),
             false => self.run_burn(x, start, end),
         }
     }
@@ -221,9 +223,20 @@ impl Vgg16 {
                     let conv = &self.convs[conv_index];
                     conv_index += 1;
                     let [k, c, _, _] = conv.weight.dims();
-                    let weight = conv.weight.val().into_data().convert::<f32>().try_into_vec::<f32>().ok()?;
+                    let weight = conv
+                        .weight
+                        .val()
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec::<f32>()
+                        .ok()?;
                     let bias = match &conv.bias {
-                        Some(b) => b.val().into_data().convert::<f32>().try_into_vec::<f32>().ok()?,
+                        Some(b) => b
+                            .val()
+                            .into_data()
+                            .convert::<f32>()
+                            .try_into_vec::<f32>()
+                            .ok()?,
                         None => vec![0.0; k],
                     };
                     Some(crate::winograd::WinogradConv::new(&weight, &bias, k, c))
@@ -251,7 +264,10 @@ impl Vgg16 {
             }
             out.extend(y);
         }
-        Some(Tensor::from_data(TensorData::new(out, [n, c, h, w]), &device))
+        Some(Tensor::from_data(
+            TensorData::new(out, [n, c, h, w]),
+            &device,
+        ))
     }
 
     fn convs_before(start: usize) -> usize {

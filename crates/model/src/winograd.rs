@@ -123,12 +123,10 @@ impl WinogradConv {
                 for (j, t) in (t0..t1).enumerate() {
                     let at = |xi: usize| m[(xi * k + ki) * p + j];
                     // s = Aᵀ m (2x4), then s A (2x2).
-                    let mut s = [[0.0f32; 4]; 2];
-                    for col in 0..4 {
-                        let (m0, m1, m2, m3) = (at(col), at(4 + col), at(8 + col), at(12 + col));
-                        s[0][col] = m0 + m1 + m2;
-                        s[1][col] = m1 - m2 - m3;
-                    }
+                    let s: [[f32; 4]; 2] = [
+                        std::array::from_fn(|col| at(col) + at(4 + col) + at(8 + col)),
+                        std::array::from_fn(|col| at(4 + col) - at(8 + col) - at(12 + col)),
+                    ];
                     let (ty, tx) = (t / tw, t % tw);
                     for (i, row) in s.iter().enumerate() {
                         let (oy, ox) = (2 * ty + i, 2 * tx);
@@ -142,7 +140,8 @@ impl WinogradConv {
                         unsafe {
                             *out.ptr().add(base) = (row[0] + row[1] + row[2] + bias).max(0.0);
                             if ox + 1 < w {
-                                *out.ptr().add(base + 1) = (row[1] - row[2] - row[3] + bias).max(0.0);
+                                *out.ptr().add(base + 1) =
+                                    (row[1] - row[2] - row[3] + bias).max(0.0);
                             }
                         }
                     }
@@ -227,7 +226,15 @@ mod tests {
     use super::*;
 
     /// Direct convolution, padding 1, for reference.
-    fn direct(x: &[f32], wt: &[f32], b: &[f32], c: usize, k: usize, h: usize, w: usize) -> Vec<f32> {
+    fn direct(
+        x: &[f32],
+        wt: &[f32],
+        b: &[f32],
+        c: usize,
+        k: usize,
+        h: usize,
+        w: usize,
+    ) -> Vec<f32> {
         let mut y = vec![0.0; k * h * w];
         for ki in 0..k {
             for oy in 0..h {
@@ -256,7 +263,9 @@ mod tests {
     fn matches_direct_convolution_even_and_odd_sizes() {
         let mut seed = 1u64;
         let mut rand = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         for (c, k, h, w) in [(3, 5, 8, 8), (7, 4, 5, 7), (16, 9, 14, 14)] {
@@ -265,7 +274,11 @@ mod tests {
             let b: Vec<f32> = (0..k).map(|_| rand()).collect();
             let got = WinogradConv::new(&wt, &b, k, c).forward_relu(&x, h, w);
             let want = direct(&x, &wt, &b, c, k, h, w);
-            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(err < 1e-5, "{c}x{k} at {h}x{w}: max error {err}");
         }
     }
@@ -273,6 +286,9 @@ mod tests {
     #[test]
     fn pooling() {
         let x: Vec<f32> = (0..2 * 4 * 4).map(|i| i as f32).collect();
-        assert_eq!(max_pool_2x2(&x, 2, 4, 4), vec![5.0, 7.0, 13.0, 15.0, 21.0, 23.0, 29.0, 31.0]);
+        assert_eq!(
+            max_pool_2x2(&x, 2, 4, 4),
+            vec![5.0, 7.0, 13.0, 15.0, 21.0, 23.0, 29.0, 31.0]
+        );
     }
 }

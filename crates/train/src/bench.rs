@@ -86,7 +86,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     });
     let fast = crate::tensors::to_vec(vgg.run(batch.clone(), 0, conv5_3))?;
     let reference = crate::tensors::to_vec(vgg.run_burn(batch.clone(), 0, conv5_3))?;
-    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let scale = reference
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-12);
     let max_err = fast
         .iter()
         .zip(&reference)
@@ -94,11 +97,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         / scale;
     let vgg_ips = 8.0 / fast_s;
     figures.add("vgg16_block5_conv3_224_b8_img_per_s", vgg_ips, "img/s");
-    figures.add("vgg16_block5_conv3_224_b8_burn_img_per_s", 8.0 / burn_s, "img/s");
+    figures.add(
+        "vgg16_block5_conv3_224_b8_burn_img_per_s",
+        8.0 / burn_s,
+        "img/s",
+    );
     figures.add("vgg16_block5_conv3_224_b8_vs_burn", burn_s / fast_s, "x");
     // 15.35 GMAC per image up to block5_conv3 (the direct convolution's count).
-    figures.add("vgg16_block5_conv3_224_b8_gflop_per_s", vgg_ips * 30.7, "GFLOP/s (direct-conv count)");
-    figures.add("vgg16_fast_vs_burn_max_error_rel_to_max", max_err as f64, "");
+    figures.add(
+        "vgg16_block5_conv3_224_b8_gflop_per_s",
+        vgg_ips * 30.7,
+        "GFLOP/s (direct-conv count)",
+    );
+    figures.add(
+        "vgg16_fast_vs_burn_max_error_rel_to_max",
+        max_err as f64,
+        "",
+    );
 
     // EfficientNet-Lite0 (burn's ops: depthwise convs), 224, batch 32 (8 in quick mode).
     let effnet = EfficientNetLite0::random(&device);
@@ -107,7 +122,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let s = best_seconds(repeats, || {
         let _ = crate::tensors::to_vec(effnet.run(x.clone(), 0, 17));
     });
-    figures.add(&format!("effnet_lite0_224_b{b}_img_per_s"), b as f64 / s, "img/s");
+    figures.add(
+        &format!("effnet_lite0_224_b{b}_img_per_s"),
+        b as f64 / s,
+        "img/s",
+    );
 
     // CAM and Grad-CAM for 16 validation images from cached activations (the callbacks' work:
     // maps, ReLU, normalisation, resize to 224).
@@ -129,7 +148,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 let _ = crate::tensors::to_vec(e.maps);
             }
         });
-        figures.add(&format!("{method}_16_images_ms_per_img"), s / 16.0 * 1e3, "ms/img");
+        figures.add(
+            &format!("{method}_16_images_ms_per_img"),
+            s / 16.0 * 1e3,
+            "ms/img",
+        );
     }
 
     // Head epochs on cached pooled features of 2,000 images (batch 32), both heads.
@@ -152,7 +175,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // The seed run (2,000 train + 1,000 val images at 224, 20 epochs, CAM on 16 images),
     // estimated from the parts: decode + resize a 500x375 JPEG, one backbone pass to
     // block5_pool per image, 20 head epochs and 20 callback rounds.
-    let photo = image::RgbImage::from_fn(500, 375, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let photo = image::RgbImage::from_fn(500, 375, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
     let mut jpeg = std::io::Cursor::new(Vec::new());
     photo.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
     let jpeg = jpeg.into_inner();
@@ -162,11 +187,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     });
     figures.add("decode_resize_500x375_jpeg_ms", decode_s * 1e3, "ms/img");
-    let head_s = figures.get("head_epoch_gap_linear_2000_images_s").unwrap_or(0.0);
+    let head_s = figures
+        .get("head_epoch_gap_linear_2000_images_s")
+        .unwrap_or(0.0);
     let cam_ms = figures.get("cam_16_images_ms_per_img").unwrap_or(0.0);
     // block5_pool costs the same as block5_conv3 plus one pooling.
-    let estimate = 3000.0 * (decode_s / 2.0 + 1.0 / vgg_ips) + 20.0 * (head_s * 1.5 + 16.0 * cam_ms / 1e3);
-    figures.add("seed_run_estimate_s", estimate, "s (2 cores: decode on both, then the backbone)");
+    let estimate =
+        3000.0 * (decode_s / 2.0 + 1.0 / vgg_ips) + 20.0 * (head_s * 1.5 + 16.0 * cam_ms / 1e3);
+    figures.add(
+        "seed_run_estimate_s",
+        estimate,
+        "s (2 cores: decode on both, then the backbone)",
+    );
     if let Some(mb) = peak_rss_mb() {
         figures.add("bench_peak_rss_mb", mb, "MB");
     }
@@ -185,17 +217,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .with_context(|| format!("{}", reference_path.display()))?;
             let get = |k: &str| reference.get(k).and_then(|v| v.as_f64());
             let ours = |k: &str| figures.get(k);
-            if let (Some(t), Some(o)) = (get("vgg16_block5_conv3_224_b8_img_per_s"), ours("vgg16_block5_conv3_224_b8_img_per_s")) {
+            if let (Some(t), Some(o)) = (
+                get("vgg16_block5_conv3_224_b8_img_per_s"),
+                ours("vgg16_block5_conv3_224_b8_img_per_s"),
+            ) {
                 ratios.push(("vgg16_block5_conv3_224_b8_vs_pytorch", o / t));
             }
-            if let (Some(t), Some(o)) = (get("effnet_lite0_224_b32_img_per_s"), ours("effnet_lite0_224_b32_img_per_s")) {
+            if let (Some(t), Some(o)) = (
+                get("effnet_lite0_224_b32_img_per_s"),
+                ours("effnet_lite0_224_b32_img_per_s"),
+            ) {
                 ratios.push(("effnet_lite0_224_b32_vs_pytorch", o / t));
             }
-            if let (Some(t), Some(o)) = (get("pytorch_grad_cam_vgg16_224_s_per_img"), ours("gradcam_16_images_ms_per_img")) {
+            if let (Some(t), Some(o)) = (
+                get("pytorch_grad_cam_vgg16_224_s_per_img"),
+                ours("gradcam_16_images_ms_per_img"),
+            ) {
                 ratios.push(("gradcam_vs_pytorch_grad_cam_speedup", t * 1e3 / o));
             }
         }
-        Err(_) => println!("(no PyTorch reference at {}: ratios against it skipped)", reference_path.display()),
+        Err(_) => println!(
+            "(no PyTorch reference at {}: ratios against it skipped)",
+            reference_path.display()
+        ),
     }
     for (key, value) in &ratios {
         println!("{key:<52} {value:>12.4} x");
@@ -206,7 +250,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut map = serde_json::Map::new();
         map.insert("quick".into(), args.quick.into());
         map.insert("threads".into(), rayon::current_num_threads().into());
-        map.insert("date".into(), chrono::Local::now().format("%Y-%m-%d").to_string().into());
+        map.insert(
+            "date".into(),
+            chrono::Local::now().format("%Y-%m-%d").to_string().into(),
+        );
         for (key, value, _) in &figures.0 {
             map.insert(key.clone(), (*value).into());
         }

@@ -20,7 +20,7 @@ use crate::images;
 use crate::tensors::{read_safetensors, to_vec, write_safetensors};
 
 /// Bump when preprocessing or the cache layout changes: old entries are then never reused.
-const CACHE_FORMAT: &str = "v1: rgb8 triangle-resize imagenet-norm f32";
+const CACHE_FORMAT: &str = "v2: rgb8 triangle-resize imagenet-norm; pooled f16, maps f32";
 
 /// Layers whose pooled output is cached: the inputs of both heads, in network order.
 pub fn pooled_layers(backbone: &Backbone) -> Vec<usize> {
@@ -233,7 +233,10 @@ impl Extractor<'_> {
         let n = kept.len();
         let mut by_layer = HashMap::new();
         let mut tensors = Vec::new();
-        for (layer, values) in layer_names.iter().zip(pooled) {
+        for (layer, mut values) in layer_names.iter().zip(pooled) {
+            // Pooled features are stored as f16 (half the disk); training uses the same
+            // rounded values whether they come from the backbone or the cache.
+            crate::tensors::round_to_f16(&mut values);
             let c = values.len() / n;
             by_layer.insert(
                 layer.to_string(),
@@ -266,7 +269,7 @@ impl Extractor<'_> {
                         .join("\n"),
                 ),
             ]);
-            cache_bytes = write_safetensors(path, &tensors, metadata)
+            cache_bytes = crate::tensors::write_safetensors_f16(path, &tensors, metadata)
                 .with_context(|| format!("cannot write cache {}", path.display()))?;
         }
         Ok(PooledFeatures {

@@ -1,5 +1,5 @@
-//! Moving tensors to the host and into f32 safetensors files (the cache, checkpoints, heads,
-//! maps, pretrained weights all use these two functions).
+//! Moving tensors to the host and into safetensors files (the cache, checkpoints, heads, maps,
+//! pretrained weights all use these functions): f32, or f16 for the pooled-feature cache.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +28,16 @@ pub struct F32File {
     pub bytes: u64,
 }
 
-/// Read a safetensors file written by [`write_safetensors`]; any non-f32 tensor is an error.
+/// Round to the nearest f16 and back: what an f16 cache stores, so a run reading the cache sees
+/// exactly the values a run that filled it trained on.
+pub fn round_to_f16(values: &mut [f32]) {
+    for v in values {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Read a safetensors file written by [`write_safetensors`] (f32) or
+/// [`write_safetensors_f16`] (f16, widened to f32); any other dtype is an error.
 pub fn read_safetensors(path: &Path) -> Result<F32File> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&data)
@@ -38,18 +47,22 @@ pub fn read_safetensors(path: &Path) -> Result<F32File> {
         .with_context(|| format!("{}", path.display()))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            anyhow::bail!(
-                "{}: tensor `{name}` is {:?}, expected F32",
-                path.display(),
-                view.dtype()
-            );
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let values = match view.dtype() {
+            safetensors::Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            safetensors::Dtype::F16 => view
+                .data()
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => anyhow::bail!(
+                "{}: tensor `{name}` is {other:?}, expected F32 or F16",
+                path.display()
+            ),
+        };
         tensors.insert(name, (view.shape().to_vec(), values));
     }
     Ok(F32File {
@@ -66,15 +79,38 @@ pub fn write_safetensors(
     tensors: &[NamedTensor],
     metadata: HashMap<String, String>,
 ) -> Result<u64> {
+    write_as(path, tensors, metadata, safetensors::Dtype::F32)
+}
+
+/// [`write_safetensors`], storing the values as f16 (half the bytes; values are rounded).
+pub fn write_safetensors_f16(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: HashMap<String, String>,
+) -> Result<u64> {
+    write_as(path, tensors, metadata, safetensors::Dtype::F16)
+}
+
+fn write_as(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: HashMap<String, String>,
+    dtype: safetensors::Dtype,
+) -> Result<u64> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .map(|(_, _, v)| match dtype {
+            safetensors::Dtype::F16 => v
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect(),
+            _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        })
         .collect();
     let mut views = Vec::new();
     for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .with_context(|| format!("tensor `{name}`"))?;
+        let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), data)
+            .with_context(|| format!("tensor `{name}`"))?;
         views.push((name.clone(), view));
     }
     let metadata = (!metadata.is_empty()).then_some(metadata);
@@ -84,4 +120,42 @@ pub fn write_safetensors(
     }
     crate::run::write_atomic(path, &serialized)?;
     Ok(serialized.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_files_hold_exactly_the_rounded_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut values = vec![0.1f32, 1.0 / 3.0, 1234.567, -2.5e-3, 0.0];
+        let original = values.clone();
+        round_to_f16(&mut values);
+        assert_ne!(values, original);
+        for (r, o) in values.iter().zip(&original) {
+            assert!((r - o).abs() <= o.abs() * 1e-3, "{r} vs {o}");
+        }
+        let path = dir.path().join("x.safetensors");
+        let bytes = write_safetensors_f16(
+            &path,
+            &[("x".into(), vec![5], original.clone())],
+            HashMap::new(),
+        )
+        .unwrap();
+        let back = read_safetensors(&path).unwrap();
+        assert_eq!(
+            back.tensors["x"].1, values,
+            "the file holds the rounded values"
+        );
+        assert_eq!(back.bytes, bytes);
+        // Half the payload of the f32 file.
+        let f32_bytes = write_safetensors(
+            &dir.path().join("y.safetensors"),
+            &[("x".into(), vec![5], original)],
+            HashMap::new(),
+        )
+        .unwrap();
+        assert!(bytes < f32_bytes);
+    }
 }
