@@ -328,7 +328,9 @@ def check_runs(runs_dir, epochs):
         methods = []
         if "_hparams_/session_start_info" in hp:
             start = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_start_info"]).session_start_info
-            methods = start.hparams["method"].string_value.split("+")
+            # Methods are joined with "+"; "gradcam++" contains two of them.
+            joined = start.hparams["method"].string_value.replace("gradcam++", "GRADCAMPP")
+            methods = [m.replace("GRADCAMPP", "gradcam++") for m in joined.split("+")]
             print(f"  hparams: { {k: (v.string_value or v.number_value) for k, v in start.hparams.items()} }")
         check("config" in tags["tensors"], f"{run}: no config text")
         originals = [t for t in tags["tensors"] if t.startswith("originals/")]

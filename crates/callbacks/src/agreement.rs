@@ -26,7 +26,7 @@ pub struct Pair {
     pub a: usize,
     /// Index of the second logger.
     pub b: usize,
-    /// `<a>_vs_<b>` (with `@layer` when both use the same method).
+    /// `<a>_vs_<b>` (a method that several loggers use is written `<method>@<layer>`).
     pub label: String,
     /// CAM and Grad-CAM at the pooled layer of a gap-linear head: must agree.
     pub must_agree: bool,
@@ -38,8 +38,9 @@ pub fn pairs(loggers: &[CamLogger], model: &Classifier) -> Vec<Pair> {
     for a in 0..loggers.len() {
         for b in a + 1..loggers.len() {
             let (la, lb) = (&loggers[a], &loggers[b]);
+            // A method used by several loggers is named with its layer, so labels never collide.
             let name = |l: &CamLogger| {
-                if la.method == lb.method {
+                if loggers.iter().filter(|o| o.method == l.method).count() > 1 {
                     format!("{}@{}", l.method, l.layer)
                 } else {
                     l.method.to_string()
@@ -194,8 +195,8 @@ mod tests {
         assert_eq!(
             labels,
             [
-                ("cam_vs_gradcam", true),
-                ("cam_vs_gradcam", false),
+                ("cam_vs_gradcam@block5_conv3", true),
+                ("cam_vs_gradcam@block4_conv3", false),
                 ("gradcam@block5_conv3_vs_gradcam@block4_conv3", false)
             ]
         );
@@ -211,7 +212,10 @@ mod tests {
         assert!(warnings[0].contains("must give the same maps"));
         assert_eq!(
             column_names(&pairs[..1]),
-            ["cam_vs_gradcam_spearman", "cam_vs_gradcam_top20_iou"]
+            [
+                "cam_vs_gradcam@block5_conv3_spearman",
+                "cam_vs_gradcam@block5_conv3_top20_iou"
+            ]
         );
     }
 }

@@ -392,5 +392,13 @@ mod tests {
         let grads = out.backward();
         let grad = leaf.grad(&grads).expect("a gradient for the input");
         assert_eq!(grad.dims(), [2, 3, 64, 96]);
+        // A tracked tensor that is not a leaf (is_require_grad() is false for it) too.
+        let leaf = x.autodiff().require_grad();
+        let out = vgg.run(leaf.clone() * 1.0, 0, 16).sum();
+        let grads = out.backward();
+        assert!(
+            leaf.grad(&grads).is_some(),
+            "gradient lost through a non-leaf input"
+        );
     }
 }

@@ -181,7 +181,10 @@ impl Vgg16 {
     /// On the CPU (`flex`) and outside autodiff, the layers run on the Winograd fast path
     /// ([`run_fast`](Self::run_fast)); otherwise on burn's ops ([`run_burn`](Self::run_burn)).
     pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        // Device equality ignores autodiff, and `is_require_grad` is true only for leaves: check
+        // the device's autodiff flag too, so a tracked non-leaf never leaves the graph.
         let fast = x.device() == Device::flex()
+            && !x.device().is_autodiff()
             && !x.is_require_grad()
             && !self.convs.iter().any(|c| c.weight.val().is_require_grad());
         match fast {
@@ -212,6 +215,9 @@ impl Vgg16 {
     /// cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
     pub fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
         let [n, c0, h0, w0] = x.dims();
+        if n == 0 {
+            return None;
+        }
         let device = x.device();
         let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>().ok();
         let input = host(x)?;

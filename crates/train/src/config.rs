@@ -450,6 +450,15 @@ impl Config {
                     .kind
                     .parse()
                     .map_err(|e: String| anyhow::anyhow!("{at} kind: {e}"))?;
+                if let Some(first) = self.callbacks[..i].iter().position(|o| o.kind == c.kind) {
+                    bail!(
+                        "{at}: a second `{}` callback (the first is #{}): one callback per method \
+                         per run, as their TensorBoard tags and CSV columns are named by method; \
+                         use another run for another layer",
+                        c.kind,
+                        first + 1
+                    );
+                }
                 let colormap: Colormap = c
                     .colormap
                     .parse()

@@ -313,6 +313,8 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
     let mut progress = crate::progress::Progress::new("epochs", config.train.epochs - start_epoch);
     let (mut head_seconds, mut callback_seconds) = (0.0, 0.0);
+    // The agreement values of the latest epoch run here (for the summary).
+    let mut last_agreement: Vec<f32> = Vec::new();
     for epoch in start_epoch + 1..=config.train.epochs {
         let epoch_start = Instant::now();
         let train_score = head.train_epoch(
@@ -382,7 +384,8 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             // NaN when the logger did not score yet (`every` > 1).
             values.extend(latest.chain(std::iter::repeat(f64::NAN)).take(n));
         }
-        values.extend(agreement.into_iter().map(f64::from));
+        values.extend(agreement.iter().map(|&v| f64::from(v)));
+        last_agreement = agreement;
         values.extend([
             head_time,
             callback_time,
@@ -486,14 +489,11 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             println!("  {} (last epoch): {}", logger.method, scores.join(", "));
         }
     }
-    if let (Some(last), false) = (rows.last(), pairs.is_empty()) {
-        let start = last.values.len() - run::TIMING_COLUMNS.len() - 2 * pairs.len();
-        for (i, pair) in pairs.iter().enumerate() {
+    for (i, pair) in pairs.iter().enumerate() {
+        if let (Some(rho), Some(iou)) = (last_agreement.get(2 * i), last_agreement.get(2 * i + 1)) {
             println!(
-                "  agreement {} (last epoch): Spearman {:.3}, top-20% IoU {:.3}",
-                pair.label,
-                last.values[start + 2 * i],
-                last.values[start + 2 * i + 1]
+                "  agreement {} (last epoch): Spearman {rho:.3}, top-20% IoU {iou:.3}",
+                pair.label
             );
         }
     }

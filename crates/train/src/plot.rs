@@ -148,14 +148,12 @@ pub fn png(charts: &[LineChart], (width, height): (u32, u32), path: &Path) -> Re
 pub fn svg(chart: &LineChart, size: (u32, u32), path: &Path) -> Result<()> {
     // Text is laid out with the font's metrics even in SVG.
     register_font();
+    let mut text = String::new();
     {
-        let root = SVGBackend::new(path, size).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         draw(chart, &root)?;
     }
-    if !path.is_file() {
-        anyhow::bail!("cannot write {}", path.display());
-    }
-    Ok(())
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

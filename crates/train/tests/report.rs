@@ -296,6 +296,10 @@ fn bad_inputs_are_clear_errors() {
             "kind = \"cam\"\nfaithfulness_images = 1\nfaithfulness_steps = 0",
             "faithfulness_steps must be in 1..=1000",
         ),
+        (
+            "kind = \"cam\"\n\n[[callbacks]]\nkind = \"cam\"\nlayer = \"block5_conv3\"",
+            "a second `cam` callback (the first is #1)",
+        ),
     ] {
         let path = config(
             tmp.path(),
@@ -333,5 +337,16 @@ fn bad_inputs_are_clear_errors() {
         ]),
         "--methods",
     );
-    assert!(!tmp.path().join("runs").join("bad").exists());
+    // The rejected configs created no run directory (`bad-<stamp>`).
+    let bad_runs: Vec<_> = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("bad-")
+        })
+        .collect();
+    assert!(bad_runs.is_empty(), "{bad_runs:?}");
 }

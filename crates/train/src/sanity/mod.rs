@@ -199,7 +199,9 @@ fn checked_methods(
             })
             .collect()
     } else {
-        args.methods
+        let mut methods = args.methods.clone();
+        methods.dedup();
+        methods
             .iter()
             .map(|m| {
                 let method: Method = m
