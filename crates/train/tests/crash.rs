@@ -1,0 +1,213 @@
+//! Crash safety: SIGKILL training at random moments (while generating data, during the backbone
+//! pass, mid-epoch, while writing checkpoints and events), resume each time, and check that the
+//! run finishes with the metrics of an uninterrupted run, that every event file reads back
+//! completely, that no scalar or image step is duplicated, that the final checkpoint loads, and
+//! (TensorBoard's own reader) that every run's tags have exactly the steps 1..=epochs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ok, train};
+
+mod common;
+
+const EPOCHS: usize = 6;
+
+fn config(dir: &Path, runs: &Path) -> PathBuf {
+    let path = dir.join("crash.toml");
+    let text = format!(
+        r#"[run]
+name = "crash"
+runs_dir = "{runs}"
+seed = 11
+
+[data]
+synthetic = {{ seed = 9, train = 64, val = 16, size = 64 }}
+image_size = 64
+
+[model]
+backbone = "vgg16"
+weights = "data/weights/vgg16-w8-synthetic.safetensors"
+head = "gap-linear"
+
+[train]
+epochs = {EPOCHS}
+batch_size = 16
+learning_rate = 1e-2
+
+[[callbacks]]
+kind = "cam"
+num_images = 4
+faithfulness_images = 1
+
+[[callbacks]]
+kind = "gradcam"
+num_images = 4
+"#,
+        runs = runs.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// metrics.csv without the timing columns (the last three).
+fn metrics(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            fields[..fields.len() - 3].join(",")
+        })
+        .collect()
+}
+
+/// Run directories (with a config.toml) under `runs`.
+fn runs_in(runs: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    dirs.retain(|p| p.join("config.toml").is_file());
+    dirs.sort();
+    dirs
+}
+
+/// Start `train args`, SIGKILL it after `delay` unless it ends first; true when it was killed.
+fn run_or_kill(args: &[&str], delay: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .current_dir(common::repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if !status.success() {
+                use std::io::Read;
+                child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            }
+            assert!(status.success(), "train {args:?} failed: {stderr}");
+            return false;
+        }
+        if start.elapsed() >= delay {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The uninterrupted reference, with its own cache.
+    let reference_runs = tmp.path().join("reference");
+    let started = Instant::now();
+    ok(&train(&["--config", config(tmp.path(), &reference_runs).to_str().unwrap()]));
+    let duration = started.elapsed();
+    let reference = metrics(&runs_in(&reference_runs)[0]);
+    assert_eq!(reference.len(), EPOCHS + 1);
+
+    let runs = tmp.path().join("runs");
+    let config = config(tmp.path(), &runs);
+    let mut state = 0x5eed_u64;
+    let mut random = move || {
+        // SplitMix64: kill moments reproducible from the seed above.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut kills, mut campaigns) = (0, 0);
+    let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
+    while kills < 20 {
+        campaigns += 1;
+        // A cold cache each time, so kills also land in data generation and the backbone pass.
+        let _ = std::fs::remove_dir_all(runs.join(".cache"));
+        let before = runs_in(&runs);
+        let mut run: Option<PathBuf> = None;
+        for attempt in 0.. {
+            assert!(attempt < 200, "no progress after 200 attempts");
+            let delay = duration.mul_f64(random() * 1.2);
+            let killed = match &run {
+                None => run_or_kill(&["--config", config.to_str().unwrap()], delay),
+                Some(dir) => run_or_kill(&["--resume", dir.to_str().unwrap()], delay),
+            };
+            kills += killed as usize;
+            if run.is_none() {
+                // The run exists once its config.toml does; killed earlier, start afresh.
+                run = runs_in(&runs).into_iter().find(|d| !before.contains(d));
+            }
+            if killed {
+                *phases.entry(phase(run.as_deref())).or_default() += 1;
+            }
+            if !killed {
+                break;
+            }
+        }
+        let run = run.expect("the finished campaign has a run dir");
+        assert_eq!(metrics(&run), reference, "campaign {campaigns}: {}", run.display());
+        check_events(&run);
+        // The final checkpoint loads: resuming a finished run says so.
+        let out = ok(&train(&["--resume", run.to_str().unwrap()]));
+        assert!(out.contains(&format!("run already complete ({EPOCHS} epochs)")), "{out}");
+    }
+    println!("{kills} kills over {campaigns} campaigns, reference run {duration:?}; killed: {phases:?}");
+
+    // TensorBoard's reader: every run that has event files has exactly the steps 1..=EPOCHS.
+    let python = std::env::var_os("TENSORBOARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::repo().join(".venv/bin/python"));
+    assert!(python.exists(), "PYTHON VENV MISSING: run scripts/setup-venv.sh");
+    let status = Command::new(python)
+        .arg(common::repo().join("scripts/check_tensorboard.py"))
+        .args(["--runs", runs.to_str().unwrap(), "--epochs", &EPOCHS.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "TensorBoard's reader rejected a resumed run");
+}
+
+/// Where a kill landed, from what the run left on disk.
+fn phase(run: Option<&Path>) -> String {
+    let Some(run) = run else {
+        return "0: before the run dir (data generation, setup)".into();
+    };
+    let epochs = std::fs::read_to_string(run.join("metrics.csv"))
+        .map(|t| t.lines().count().saturating_sub(1))
+        .unwrap_or(0);
+    if epochs == 0 {
+        "1: backbone pass or epoch 1".into()
+    } else {
+        format!("2: after epoch {epochs}")
+    }
+}
+
+/// Every event file reads to its end; no (tag, step) of a scalar or an image appears twice.
+fn check_events(run: &Path) {
+    let mut seen: HashMap<(String, i64), usize> = HashMap::new();
+    for path in tensorboard::read::event_files(run).unwrap() {
+        let file = tensorboard::read::read_event_file(&path).unwrap();
+        assert_eq!(
+            file.stop,
+            tensorboard::record::ReadStop::End,
+            "{} does not read to its end",
+            path.display()
+        );
+        for event in file.events {
+            if let Some(tensorboard::proto::EventWhat::Summary(summary)) = event.what {
+                for value in summary.value {
+                    *seen.entry((value.tag, event.step)).or_default() += 1;
+                }
+            }
+        }
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "{}: duplicated {duplicated:?}", run.display());
+}
