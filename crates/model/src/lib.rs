@@ -53,7 +53,9 @@ pub enum ModelError {
     #[error("unknown backbone `{0}` (available: vgg16, efficientnet-lite0)")]
     UnknownBackbone(String),
     /// The input has a size the backbone cannot take.
-    #[error("input size {height}x{width} does not survive five 2x2 pools (need multiples of 32)")]
+    #[error(
+        "input size {height}x{width}: need multiples of 32 (five 2x2 pools), at most {MAX_INPUT_SIDE} a side"
+    )]
     InputSize {
         /// Height in pixels.
         height: usize,
@@ -61,6 +63,10 @@ pub enum ModelError {
         width: usize,
     },
 }
+
+/// The largest input side accepted (a batch of 8 at 1024x1024 already needs 2 GB for VGG16's
+/// first activations): a bound on memory for any config or command line.
+pub const MAX_INPUT_SIDE: usize = 1024;
 
 /// The backbones, with named layers.
 // One backbone exists per process; the variants' size difference does not matter, and burn's
@@ -234,7 +240,8 @@ impl Classifier {
 
     /// Check an input size: five 2x2 pools need height and width divisible by 32.
     pub fn check_input_size(height: usize, width: usize) -> Result<(), ModelError> {
-        if height == 0 || width == 0 || !height.is_multiple_of(32) || !width.is_multiple_of(32) {
+        let side_ok = |s: usize| s > 0 && s <= MAX_INPUT_SIDE && s.is_multiple_of(32);
+        if !side_ok(height) || !side_ok(width) {
             return Err(ModelError::InputSize { height, width });
         }
         Ok(())

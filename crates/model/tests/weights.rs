@@ -207,3 +207,62 @@ fn code_execution_pickles_are_rejected_without_running() {
         assert!(!marker.exists(), "{name}: the payload ran");
     }
 }
+
+/// A safetensors header that claims a tensor of terabytes (shape 2^20 x 2^20 f32 = 4 TiB) in a
+/// file of a few hundred bytes: rejected from the header, nothing of that size allocated.
+#[test]
+fn absurd_shapes_in_a_header_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = r#"{"features.0.weight":{"dtype":"F32","shape":[1048576,1048576],"data_offsets":[0,4398046511104]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 64]);
+    let path = dir.path().join("huge.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_error(&path);
+    println!("huge header: {err}");
+    assert!(matches!(err, WeightError::Format { .. }), "{err}");
+    // A header length field of 2^60 bytes.
+    let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    let path = dir.path().join("huge-header.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_error(&path);
+    assert!(matches!(err, WeightError::Format { .. }), "{err}");
+}
+
+/// Weights stored as integers are refused, naming the tensor (f64 and f16 are converted).
+#[test]
+fn wrong_dtypes_are_errors_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let tensors = fixture_tensors();
+    let bytes: HashMap<String, Vec<u8>> = tensors
+        .iter()
+        .map(|(k, (_, v))| {
+            let b: Vec<u8> = if k == "features.0.weight" {
+                v.iter().flat_map(|x| (*x as i32).to_le_bytes()).collect()
+            } else {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            };
+            (k.clone(), b)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(k, (shape, _))| {
+            let dtype = if k == "features.0.weight" {
+                safetensors::Dtype::I32
+            } else {
+                safetensors::Dtype::F32
+            };
+            let view =
+                safetensors::tensor::TensorView::new(dtype, shape.clone(), &bytes[k]).unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    let path = dir.path().join("int-weights.safetensors");
+    safetensors::serialize_to_file(views, &None, &path).unwrap();
+    let err = load_error(&path);
+    println!("int weights: {err}");
+    assert!(err.to_string().contains("features.0.weight"), "{err}");
+}

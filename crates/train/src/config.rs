@@ -340,8 +340,8 @@ impl Config {
         match (&self.data.train_dir, &self.data.synthetic) {
             (Some(dir), None) => must_exist("[data] train_dir", dir, "scripts/fetch-data.sh")?,
             (None, Some(s)) => {
-                if s.train < 2 || s.val < 2 {
-                    bail!("[data] synthetic needs at least 2 train and 2 val images");
+                if s.train < 2 || s.val < 2 || s.train > 1_000_000 || s.val > 1_000_000 {
+                    bail!("[data] synthetic needs 2 to 1,000,000 train and val images");
                 }
                 model::Classifier::check_input_size(s.size, s.size)
                     .map_err(|e| anyhow::anyhow!("[data] synthetic size: {e}"))?;
@@ -390,8 +390,8 @@ impl Config {
         let [h, w] = self.data.image_size.hw();
         model::Classifier::check_input_size(h, w)
             .map_err(|e| anyhow::anyhow!("[data] image_size: {e}"))?;
-        if self.data.backbone_batch_size == 0 {
-            bail!("[data] backbone_batch_size must be at least 1");
+        if !(1..=256).contains(&self.data.backbone_batch_size) {
+            bail!("[data] backbone_batch_size must be in 1..=256");
         }
         if !model::BACKBONES.contains(&self.model.backbone.as_str()) {
             bail!(
@@ -412,8 +412,8 @@ impl Config {
                  cached features of a frozen backbone"
             );
         }
-        if self.train.epochs == 0 || self.train.batch_size == 0 {
-            bail!("[train] epochs and batch_size must be at least 1");
+        if !(1..=100_000).contains(&self.train.epochs) || self.train.batch_size == 0 {
+            bail!("[train] epochs must be in 1..=100000 and batch_size at least 1");
         }
         if !(self.train.learning_rate > 0.0 && self.train.learning_rate.is_finite()) {
             bail!(
@@ -472,8 +472,14 @@ impl Config {
                 if c.every == 0 {
                     bail!("{at} every must be at least 1");
                 }
-                if c.num_images == 0 {
-                    bail!("{at} num_images must be at least 1");
+                if !(1..=1024).contains(&c.num_images) {
+                    bail!("{at} num_images must be in 1..=1024");
+                }
+                if c.localization_images > 4096 {
+                    bail!(
+                        "{at} localization_images must be at most 4096 (their activation maps \
+                         are kept in memory)"
+                    );
                 }
                 let default_threshold = if method == Method::Cam { 0.2 } else { 0.15 };
                 let localization_threshold = c.localization_threshold.unwrap_or(default_threshold);

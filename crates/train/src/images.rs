@@ -15,19 +15,50 @@ use model::{IMAGENET_MEAN, IMAGENET_STD};
 /// File extensions read as photos (case-insensitive).
 pub const PHOTO_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
 
+/// The most pixels a photo may declare (100 megapixels: 300 MB as RGB). A header claiming more
+/// is refused before decoding: some decoders (JPEG's) allocate the declared size up front, so a
+/// 200-byte file claiming 65,000 x 65,000 pixels took 24 GB and was OOM-killed before this check.
+pub const MAX_PIXELS: u64 = 100_000_000;
+
 /// Read a photo as upright 8-bit RGB.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    let mut decoder = ImageReader::open(path)
+    let reader = ImageReader::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?
         .with_guessed_format()
-        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    decode(reader, &path.display().to_string())
+}
+
+/// Decode image bytes (any supported format) as upright 8-bit RGB, with the same guard.
+pub fn decode_rgb(bytes: &[u8], what: &str) -> Result<RgbImage> {
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {what}"))?;
+    decode(reader, what)
+}
+
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    mut reader: ImageReader<R>,
+    what: &str,
+) -> Result<RgbImage> {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(2 * MAX_PIXELS * 4);
+    reader.limits(limits);
+    let mut decoder = reader
         .into_decoder()
-        .with_context(|| format!("{} is not a readable image", path.display()))?;
+        .with_context(|| format!("{what} is not a readable image"))?;
+    let (width, height) = decoder.dimensions();
+    if width as u64 * height as u64 > MAX_PIXELS {
+        bail!(
+            "{what} declares {width}x{height} pixels, more than {MAX_PIXELS}: not decoded \
+             (a decompression bomb, or a photo far larger than any network input)"
+        );
+    }
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder)
-        .with_context(|| format!("cannot decode {}", path.display()))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).with_context(|| format!("cannot decode {what}"))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
 }

@@ -183,16 +183,15 @@ pub fn logged_images(run_dir: &Path, prefix: &str) -> Result<Vec<(String, i64, i
         .with_context(|| format!("cannot read the event files in {}", run_dir.display()))?;
     let mut out: Vec<(String, i64, image::RgbImage)> = Vec::new();
     for image in logged {
-        let decoded = image::load_from_memory(&image.png)
-            .with_context(|| {
-                format!(
-                    "{}: image {} step {}",
-                    run_dir.display(),
-                    image.tag,
-                    image.step
-                )
-            })?
-            .to_rgb8();
+        let decoded = crate::images::decode_rgb(
+            &image.png,
+            &format!(
+                "{}: image {} step {}",
+                run_dir.display(),
+                image.tag,
+                image.step
+            ),
+        )?;
         match out
             .iter_mut()
             .find(|(t, s, _)| *t == image.tag && *s == image.step)

@@ -89,7 +89,12 @@ fn run_or_kill(args: &[&str], delay: Duration) -> bool {
             let mut stderr = String::new();
             if !status.success() {
                 use std::io::Read;
-                child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
             }
             assert!(status.success(), "train {args:?} failed: {stderr}");
             return false;
@@ -109,7 +114,10 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
     // The uninterrupted reference, with its own cache.
     let reference_runs = tmp.path().join("reference");
     let started = Instant::now();
-    ok(&train(&["--config", config(tmp.path(), &reference_runs).to_str().unwrap()]));
+    ok(&train(&[
+        "--config",
+        config(tmp.path(), &reference_runs).to_str().unwrap(),
+    ]));
     let duration = started.elapsed();
     let reference = metrics(&runs_in(&reference_runs)[0]);
     assert_eq!(reference.len(), EPOCHS + 1);
@@ -153,25 +161,46 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
             }
         }
         let run = run.expect("the finished campaign has a run dir");
-        assert_eq!(metrics(&run), reference, "campaign {campaigns}: {}", run.display());
+        assert_eq!(
+            metrics(&run),
+            reference,
+            "campaign {campaigns}: {}",
+            run.display()
+        );
         check_events(&run);
         // The final checkpoint loads: resuming a finished run says so.
         let out = ok(&train(&["--resume", run.to_str().unwrap()]));
-        assert!(out.contains(&format!("run already complete ({EPOCHS} epochs)")), "{out}");
+        assert!(
+            out.contains(&format!("run already complete ({EPOCHS} epochs)")),
+            "{out}"
+        );
     }
-    println!("{kills} kills over {campaigns} campaigns, reference run {duration:?}; killed: {phases:?}");
+    println!(
+        "{kills} kills over {campaigns} campaigns, reference run {duration:?}; killed: {phases:?}"
+    );
 
     // TensorBoard's reader: every run that has event files has exactly the steps 1..=EPOCHS.
     let python = std::env::var_os("TENSORBOARD_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| common::repo().join(".venv/bin/python"));
-    assert!(python.exists(), "PYTHON VENV MISSING: run scripts/setup-venv.sh");
+    assert!(
+        python.exists(),
+        "PYTHON VENV MISSING: run scripts/setup-venv.sh"
+    );
     let status = Command::new(python)
         .arg(common::repo().join("scripts/check_tensorboard.py"))
-        .args(["--runs", runs.to_str().unwrap(), "--epochs", &EPOCHS.to_string()])
+        .args([
+            "--runs",
+            runs.to_str().unwrap(),
+            "--epochs",
+            &EPOCHS.to_string(),
+        ])
         .status()
         .unwrap();
-    assert!(status.success(), "TensorBoard's reader rejected a resumed run");
+    assert!(
+        status.success(),
+        "TensorBoard's reader rejected a resumed run"
+    );
 }
 
 /// Where a kill landed, from what the run left on disk.
@@ -209,5 +238,9 @@ fn check_events(run: &Path) {
         }
     }
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicated.is_empty(), "{}: duplicated {duplicated:?}", run.display());
+    assert!(
+        duplicated.is_empty(),
+        "{}: duplicated {duplicated:?}",
+        run.display()
+    );
 }

@@ -1,0 +1,252 @@
+//! Hostile inputs to training: images that are decompression bombs (headers claiming 65,000
+//! pixels a side), cut short, empty, or not images at all, and configs with absurd numbers. Each
+//! image is skipped with a warning and counted; each config is refused with a message naming
+//! the key; nothing panics.
+
+use std::path::Path;
+
+use common::{ok, train};
+
+mod common;
+
+/// CRC-32 (PNG's), bitwise.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn encode(image: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// A valid small PNG whose header claims `side` x `side` pixels (CRC fixed up).
+fn png_bomb(side: u32) -> Vec<u8> {
+    let mut png = encode(&image::RgbImage::new(8, 8), image::ImageFormat::Png);
+    // Signature (8) + IHDR length (4) + "IHDR" (4): width and height follow.
+    png[16..20].copy_from_slice(&side.to_be_bytes());
+    png[20..24].copy_from_slice(&side.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+/// A valid small JPEG whose frame header claims `side` x `side` pixels.
+fn jpeg_bomb(side: u16) -> Vec<u8> {
+    let mut jpeg = encode(&image::RgbImage::new(8, 8), image::ImageFormat::Jpeg);
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xff, 0xc0])
+        .expect("a baseline frame header");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
+    jpeg
+}
+
+fn write_config(path: &Path, data: &Path, runs: &Path, extra_data: &str, train_keys: &str) {
+    let text = format!(
+        r#"[run]
+name = "hostile"
+runs_dir = "{runs}"
+
+[data]
+train_dir = "{data}/train"
+val_dir = "{data}/val"
+image_size = 64
+{extra_data}
+
+[model]
+backbone = "vgg16"
+weights = "data/weights/vgg16-w8-synthetic.safetensors"
+head = "gap-linear"
+
+[train]
+batch_size = 8
+learning_rate = 1e-2
+{train_keys}
+
+[[callbacks]]
+kind = "cam"
+num_images = 2
+"#,
+        runs = runs.display(),
+        data = data.display(),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Run `train`, polling its peak RSS (VmHWM) until it exits; returns stdout and the peak in MB.
+fn run_measuring_memory(args: &[&str]) -> (String, f64) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .current_dir(common::repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0.0f64;
+    let mut stdout = String::new();
+    let mut pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        pipe.read_to_string(&mut text).unwrap();
+        text
+    });
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            stdout.push_str(&reader.join().unwrap());
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert!(
+                status.success(),
+                "train failed ({status}):\n{stdout}\n{stderr}"
+            );
+            return (stdout, peak_kb / 1024.0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn hostile_images_are_skipped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&train(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train",
+        "12",
+        "--val",
+        "6",
+        "--size",
+        "64",
+    ]));
+    let cats = data.join("train/cat");
+    let valid_png = encode(&image::RgbImage::new(40, 30), image::ImageFormat::Png);
+    let hostile: [(&str, Vec<u8>); 6] = [
+        ("bomb.png", png_bomb(65_000)),
+        ("bomb.jpg", jpeg_bomb(65_000).to_vec()),
+        ("empty.jpg", Vec::new()),
+        ("truncated.png", valid_png[..valid_png.len() / 2].to_vec()),
+        (
+            "not-an-image.jpg",
+            b"GIF89a? no: plain text pretending".to_vec(),
+        ),
+        // A real PNG with the wrong extension is read by its content, not skipped.
+        ("png-named.jpg", valid_png.clone()),
+    ];
+    for (name, bytes) in &hostile {
+        std::fs::write(cats.join(name), bytes).unwrap();
+    }
+    let runs = tmp.path().join("runs");
+    let config = tmp.path().join("c.toml");
+    write_config(&config, &data, &runs, "", "epochs = 1");
+    let (out, peak_mb) = run_measuring_memory(&["--config", config.to_str().unwrap()]);
+    println!("peak RSS {peak_mb:.0} MB");
+    // The JPEG bomb alone once took 24 GB (OOM-killed) before its header was checked.
+    assert!(peak_mb < 1024.0, "peak RSS {peak_mb:.0} MB");
+    assert!(out.contains("skipped files: 5"), "{out}");
+    for (name, _) in &hostile[..5] {
+        assert!(
+            out.contains(&format!("cat/{name}: ")),
+            "{name} not reported:\n{out}"
+        );
+    }
+    assert!(!out.contains("png-named.jpg"), "{out}");
+}
+
+#[test]
+fn absurd_numbers_in_configs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&train(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train",
+        "4",
+        "--val",
+        "4",
+        "--size",
+        "64",
+    ]));
+    let runs = tmp.path().join("runs");
+    let config = tmp.path().join("c.toml");
+    for (extra_data, train_keys, needle) in [
+        ("image_size = 1048576", "epochs = 1", "at most 1024 a side"),
+        ("", "epochs = 1000000000000", "epochs must be in 1..=100000"),
+        ("", "epochs = 99999999999999999999999", "epochs"),
+        (
+            "backbone_batch_size = 100000",
+            "epochs = 1",
+            "backbone_batch_size must be in 1..=256",
+        ),
+        ("", "epochs = -3", "epochs"),
+        ("", "epochs = \"ten\"", "epochs"),
+    ] {
+        // `image_size` appears twice when overridden: write the override in its place.
+        write_config(&config, &data, &runs, "", train_keys);
+        if !extra_data.is_empty() {
+            let text = std::fs::read_to_string(&config).unwrap();
+            let key = extra_data.split(' ').next().unwrap();
+            let text = if key == "image_size" {
+                text.replace("image_size = 64", extra_data)
+            } else {
+                text.replace("image_size = 64", &format!("image_size = 64\n{extra_data}"))
+            };
+            std::fs::write(&config, text).unwrap();
+        }
+        let output = train(&["--config", config.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{extra_data} {train_keys}: accepted"
+        );
+        assert!(
+            stderr.contains(needle),
+            "{extra_data} {train_keys}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let num_images = tmp.path().join("n.toml");
+    write_config(&num_images, &data, &runs, "", "epochs = 1");
+    let text = std::fs::read_to_string(&num_images)
+        .unwrap()
+        .replace("num_images = 2", "num_images = 5000000");
+    std::fs::write(&num_images, text).unwrap();
+    let output = train(&["--config", num_images.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("num_images must be in 1..=1024"));
+    assert!(
+        !runs.exists() || std::fs::read_dir(&runs).unwrap().count() == 0,
+        "a refused config made a run"
+    );
+}
