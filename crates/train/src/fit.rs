@@ -17,7 +17,8 @@ use crate::features::{file_hash, Extractor};
 use crate::run::{self, MetricsRow};
 use crate::trainer::HeadTrainer;
 
-/// Test hook: after checkpointing this epoch, stall (so a test can SIGKILL mid-run).
+/// Test hook: `EPOCH` or `EPOCH:SECONDS`: after checkpointing that epoch, stall (600 s by
+/// default), so a test can SIGKILL the run or pull its directory away mid-run.
 const STALL_ENV: &str = "TRAIN_TEST_STALL_AFTER_EPOCH";
 
 fn each(
@@ -310,7 +311,11 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     let pairs = callbacks::agreement::pairs(&loggers, &model);
     columns.extend(callbacks::agreement::column_names(&pairs));
     columns.extend(run::TIMING_COLUMNS.iter().map(|c| c.to_string()));
-    let stall_after: Option<usize> = std::env::var(STALL_ENV).ok().and_then(|v| v.parse().ok());
+    let run_dir_identity = run::dir_identity(&run_dir)?;
+    let stall: Option<(usize, u64)> = std::env::var(STALL_ENV).ok().and_then(|v| {
+        let (epoch, seconds) = v.split_once(':').unwrap_or((&v, "600"));
+        Some((epoch.parse().ok()?, seconds.parse().ok()?))
+    });
     let mut progress = crate::progress::Progress::new("epochs", config.train.epochs - start_epoch);
     let (mut head_seconds, mut callback_seconds) = (0.0, 0.0);
     // The agreement values of the latest epoch run here (for the summary).
@@ -392,6 +397,9 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             epoch_start.elapsed().as_secs_f64(),
         ]);
         rows.push(MetricsRow { epoch, values });
+        // Writers recreate missing directories; a run dir deleted or replaced under the run
+        // must stop it instead of silently starting a new, partial one.
+        run::check_same_dir(&run_dir, &run_dir_identity)?;
         run::write_metrics(&metrics_path, &columns, &rows)?;
         run::export_head(&run_dir.join("head.safetensors"), &head, kind)?;
         run::save_checkpoint(&checkpoint, &head, epoch)?;
@@ -402,9 +410,9 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         if progress.is_bar() {
             progress.add(1);
         }
-        if stall_after == Some(epoch) {
+        if let Some((_, seconds)) = stall.filter(|(e, _)| *e == epoch) {
             eprintln!("{STALL_ENV}: stalled after epoch {epoch}");
-            std::thread::sleep(std::time::Duration::from_secs(600));
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
         }
     }
     progress.finish();

@@ -35,6 +35,39 @@ pub fn create_run_dir(runs_dir: &Path, name: &str) -> Result<PathBuf> {
     unreachable!("the loop returns")
 }
 
+/// What identifies a directory on disk (device and inode), to notice it being replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirIdentity(u64, u64);
+
+/// The identity of `dir` now.
+pub fn dir_identity(dir: &Path) -> Result<DirIdentity> {
+    let meta =
+        std::fs::metadata(dir).with_context(|| format!("run dir {} is gone", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(DirIdentity(meta.dev(), meta.ino()))
+    }
+    // Elsewhere only its existence is checked.
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(DirIdentity(0, 0))
+    }
+}
+
+/// Fail when `dir` was deleted, moved or replaced since `identity` was taken.
+pub fn check_same_dir(dir: &Path, identity: &DirIdentity) -> Result<()> {
+    match dir_identity(dir) {
+        Ok(now) if &now == identity => Ok(()),
+        _ => anyhow::bail!(
+            "run dir {} was deleted or replaced during the run: stopping (its log and \
+             checkpoint are not where they were)",
+            dir.display()
+        ),
+    }
+}
+
 /// Write a file atomically: a temp file beside it, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(

@@ -1,0 +1,165 @@
+//! The disk fails under a run: files that cannot grow (a full disk, simulated with
+//! RLIMIT_FSIZE, so writes fail with EFBIG as with ENOSPC), the run directory deleted mid-run,
+//! and a runs_dir that cannot be a directory. Each: a clear error naming the file, exit ≠ 0, no
+//! panic, and a checkpoint that still resumes once the disk is back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ok, train};
+
+mod common;
+
+fn config(dir: &Path, runs: &Path) -> PathBuf {
+    let path = dir.join("disk.toml");
+    let text = format!(
+        r#"[run]
+name = "disk"
+runs_dir = "{runs}"
+seed = 2
+
+[data]
+synthetic = {{ seed = 4, train = 48, val = 16, size = 64 }}
+image_size = 64
+
+[model]
+backbone = "vgg16"
+weights = "data/weights/vgg16-w8-synthetic.safetensors"
+head = "gap-linear"
+
+[train]
+epochs = 4
+batch_size = 16
+learning_rate = 1e-2
+
+[[callbacks]]
+kind = "cam"
+num_images = 8
+"#,
+        runs = runs.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_dir(runs: &Path) -> PathBuf {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("config.toml").is_file())
+        .expect("a run dir")
+}
+
+fn metrics(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[..f.len() - 3].join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_run_resumes_afterwards() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Reference, and the size its event file reaches.
+    let reference_runs = tmp.path().join("reference");
+    ok(&train(&[
+        "--config",
+        config(tmp.path(), &reference_runs).to_str().unwrap(),
+    ]));
+    let reference_run = run_dir(&reference_runs);
+    let events = tensorboard::read::event_files(&reference_run).unwrap();
+    let event_bytes = std::fs::metadata(&events[0]).unwrap().len();
+    // Data and cache first, so the limit only bites the run's own files.
+    let runs = tmp.path().join("runs");
+    let cfg = config(tmp.path(), &runs);
+    std::fs::create_dir_all(&runs).unwrap();
+    let cache_from = reference_runs.join(".cache");
+    let status = Command::new("cp")
+        .args([
+            "-r",
+            cache_from.to_str().unwrap(),
+            runs.join(".cache").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // No file may grow past 60 % of the finished event file: the log fills mid-run.
+    let limit_kb = (event_bytes * 6 / 10 / 1024).max(1);
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {limit_kb}; exec \"$0\" --config \"$1\"",
+        ))
+        .arg(env!("CARGO_BIN_EXE_train"))
+        .arg(&cfg)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("limit {limit_kb} KB of a {event_bytes}-byte log: {stderr}");
+    assert!(!output.status.success(), "a full disk went unnoticed");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    let run = run_dir(&runs);
+    assert!(
+        stderr.contains(&run.display().to_string()),
+        "the error names no file: {stderr}"
+    );
+    // The disk is back: the run resumes from its intact checkpoint to the reference metrics.
+    ok(&train(&["--resume", run.to_str().unwrap()]));
+    assert_eq!(metrics(&run), metrics(&reference_run));
+}
+
+#[test]
+fn a_run_dir_deleted_mid_run_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let cfg = config(tmp.path(), &runs);
+    let child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", cfg.to_str().unwrap()])
+        .env("TRAIN_TEST_STALL_AFTER_EPOCH", "1:2")
+        .current_dir(common::repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the checkpoint of epoch 1, then pull the directory away during the stall.
+    let start = Instant::now();
+    let run = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
+        if let Some(run) = std::fs::read_dir(&runs).ok().and_then(|d| {
+            d.map(|e| e.unwrap().path())
+                .find(|p| p.join("checkpoint.safetensors").is_file())
+        }) {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::fs::remove_dir_all(&run).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(!output.status.success(), "a deleted run dir went unnoticed");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(&run.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn a_runs_dir_that_is_a_file_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs-is-a-file");
+    std::fs::write(&runs, b"not a directory").unwrap();
+    let output = train(&["--config", config(tmp.path(), &runs).to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(&runs.display().to_string()), "{stderr}");
+}
