@@ -290,12 +290,21 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        let mut config =
+            Self::parse(&text).with_context(|| format!("config {}", path.display()))?;
         config.resolve_paths()?;
         config
             .validate()
             .with_context(|| format!("config {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Parse config text and check what needs no file system: types, unknown keys, the head,
+    /// the callbacks' settings (the mutation tests feed this arbitrary bytes).
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        config.head_kind()?;
+        config.callback_specs()?;
         Ok(config)
     }
 

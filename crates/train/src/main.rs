@@ -7,25 +7,7 @@
 //! - `train sanity --run runs/<run>`: do the run's maps depend on the weights? (randomisation)
 //! - `train compare runs/<a> runs/<b> --out DIR`: an HTML report of runs side by side.
 
-mod bench;
-mod compare;
-mod config;
-mod data;
-mod explain;
-mod features;
-mod fit;
-mod hparams;
-mod images;
-mod plot;
-mod pretrain;
-mod progress;
-mod rng;
-mod run;
-mod sanity;
-mod setup;
-mod synth;
-mod tensors;
-mod trainer;
+use train::{bench, compare, config, explain, fit, pretrain, sanity, synth};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

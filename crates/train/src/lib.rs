@@ -1,0 +1,22 @@
+//! The `train` tool as a library: every part of the binary (config, data, feature cache, head
+//! training, runs, explain, sanity, compare, bench), so tests and fuzz targets can call them.
+
+pub mod bench;
+pub mod compare;
+pub mod config;
+pub mod data;
+pub mod explain;
+pub mod features;
+pub mod fit;
+pub mod hparams;
+pub mod images;
+pub mod plot;
+pub mod pretrain;
+pub mod progress;
+pub mod rng;
+pub mod run;
+pub mod sanity;
+pub mod setup;
+pub mod synth;
+pub mod tensors;
+pub mod trainer;
