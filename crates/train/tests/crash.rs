@@ -9,59 +9,34 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, train};
+use common::{metrics_without_timing as metrics, ok, train};
 
 mod common;
 
 const EPOCHS: usize = 6;
 
 fn config(dir: &Path, runs: &Path) -> PathBuf {
-    let path = dir.join("crash.toml");
-    let text = format!(
-        r#"[run]
-name = "crash"
-runs_dir = "{runs}"
-seed = 11
-
-[data]
-synthetic = {{ seed = 9, train = 64, val = 16, size = 64 }}
-image_size = 64
-
-[model]
-backbone = "vgg16"
-weights = "data/weights/vgg16-w8-synthetic.safetensors"
-head = "gap-linear"
-
-[train]
-epochs = {EPOCHS}
-batch_size = 16
-learning_rate = 1e-2
-
+    common::small_config(
+        dir,
+        common::SmallRun {
+            name: "crash",
+            runs,
+            data_seed: 9,
+            train: 64,
+            seed: 11,
+            epochs: EPOCHS,
+            callbacks: "
 [[callbacks]]
-kind = "cam"
+kind = \"cam\"
 num_images = 4
 faithfulness_images = 1
 
 [[callbacks]]
-kind = "gradcam"
+kind = \"gradcam\"
 num_images = 4
-"#,
-        runs = runs.display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// metrics.csv without the timing columns (the last three).
-fn metrics(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let fields: Vec<&str> = l.split(',').collect();
-            fields[..fields.len() - 3].join(",")
-        })
-        .collect()
+",
+        },
+    )
 }
 
 /// Run directories (with a config.toml) under `runs`.

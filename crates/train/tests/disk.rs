@@ -7,40 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, train};
+use common::{metrics_without_timing as metrics, ok, train};
 
 mod common;
 
 fn config(dir: &Path, runs: &Path) -> PathBuf {
-    let path = dir.join("disk.toml");
-    let text = format!(
-        r#"[run]
-name = "disk"
-runs_dir = "{runs}"
-seed = 2
-
-[data]
-synthetic = {{ seed = 4, train = 48, val = 16, size = 64 }}
-image_size = 64
-
-[model]
-backbone = "vgg16"
-weights = "data/weights/vgg16-w8-synthetic.safetensors"
-head = "gap-linear"
-
-[train]
-epochs = 4
-batch_size = 16
-learning_rate = 1e-2
-
-[[callbacks]]
-kind = "cam"
-num_images = 8
-"#,
-        runs = runs.display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    common::small_config(
+        dir,
+        common::SmallRun {
+            name: "disk",
+            runs,
+            data_seed: 4,
+            train: 48,
+            seed: 2,
+            epochs: 4,
+            callbacks: "\n[[callbacks]]\nkind = \"cam\"\nnum_images = 8\n",
+        },
+    )
 }
 
 fn run_dir(runs: &Path) -> PathBuf {
@@ -49,17 +32,6 @@ fn run_dir(runs: &Path) -> PathBuf {
         .map(|e| e.unwrap().path())
         .find(|p| p.join("config.toml").is_file())
         .expect("a run dir")
-}
-
-fn metrics(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            f[..f.len() - 3].join(",")
-        })
-        .collect()
 }
 
 #[test]

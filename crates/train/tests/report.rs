@@ -31,31 +31,18 @@ fn fails_with(output: &Output, needle: &str) {
 
 /// A quickstart-like config: synthetic 64-px images, the committed small backbone.
 fn config(dir: &Path, name: &str, callbacks: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    let text = format!(
-        r#"[run]
-name = "{name}"
-runs_dir = "{runs}"
-seed = 3
-
-[data]
-synthetic = {{ seed = 5, train = 48, val = 16, size = 64 }}
-image_size = 64
-
-[model]
-backbone = "vgg16"
-weights = "data/weights/vgg16-w8-synthetic.safetensors"
-head = "gap-linear"
-
-[train]
-epochs = 3
-batch_size = 16
-learning_rate = 1e-2
-{callbacks}"#,
-        runs = dir.join("runs").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    common::small_config(
+        dir,
+        common::SmallRun {
+            name,
+            runs: &dir.join("runs"),
+            data_seed: 5,
+            train: 48,
+            seed: 3,
+            epochs: 3,
+            callbacks,
+        },
+    )
 }
 
 fn only_run(runs: &Path, name: &str) -> PathBuf {

@@ -2,7 +2,7 @@
 // Each test binary uses a subset of these.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root.
@@ -41,4 +41,70 @@ pub fn shared_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A small run: synthetic 64x64 cats and dogs (16 val images) and the committed small backbone,
+/// batch 16, learning rate 0.01.
+pub struct SmallRun<'a> {
+    /// Run name (and the config's file name).
+    pub name: &'a str,
+    /// Where runs go.
+    pub runs: &'a Path,
+    /// Seed of the synthetic set.
+    pub data_seed: u64,
+    /// Training images.
+    pub train: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Epochs.
+    pub epochs: usize,
+    /// `[[callbacks]]` blocks, as TOML.
+    pub callbacks: &'a str,
+}
+
+/// Write `run`'s config into `dir` and return its path.
+pub fn small_config(dir: &Path, run: SmallRun) -> PathBuf {
+    let path = dir.join(format!("{}.toml", run.name));
+    let text = format!(
+        r#"[run]
+name = "{name}"
+runs_dir = "{runs}"
+seed = {seed}
+
+[data]
+synthetic = {{ seed = {data_seed}, train = {train}, val = 16, size = 64 }}
+image_size = 64
+
+[model]
+backbone = "vgg16"
+weights = "data/weights/vgg16-w8-synthetic.safetensors"
+head = "gap-linear"
+
+[train]
+epochs = {epochs}
+batch_size = 16
+learning_rate = 1e-2
+{callbacks}"#,
+        name = run.name,
+        runs = run.runs.display(),
+        seed = run.seed,
+        data_seed = run.data_seed,
+        train = run.train,
+        epochs = run.epochs,
+        callbacks = run.callbacks,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A run's metrics.csv lines without the timing columns (the last three).
+pub fn metrics_without_timing(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            fields[..fields.len() - 3].join(",")
+        })
+        .collect()
 }
