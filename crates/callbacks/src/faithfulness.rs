@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
-use model::{Classifier, IMAGENET_MEAN, IMAGENET_STD};
+use model::Classifier;
 
 /// Average Drop: mean of max(0, y − o) / y (images with y = 0 count as 0).
 pub fn average_drop(y: &[f32], o: &[f32]) -> f32 {
@@ -315,16 +315,8 @@ fn probabilities(
     let plane = h * w;
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(BATCH) {
-        let mut values = Vec::with_capacity(chunk.len() * 3 * plane);
-        for image in chunk {
-            for (c, channel) in image.chunks(plane).enumerate() {
-                values.extend(
-                    channel
-                        .iter()
-                        .map(|v| (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]),
-                );
-            }
-        }
+        let mut values = chunk.concat();
+        model::imagenet_normalize(&mut values, plane);
         let batch = Tensor::<4>::from_data(TensorData::new(values, [chunk.len(), 3, h, w]), device);
         let logits = model.forward(batch);
         let n = logits.dims()[1];

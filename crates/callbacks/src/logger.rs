@@ -202,24 +202,21 @@ fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, 
         })
 }
 
-/// Predicted class and its probability from one row of logits.
+/// Predicted class and its probability from one row of logits: a single sigmoid logit
+/// predicts class 1 when it is ≥ 0, several logits the arg-max (probabilities as
+/// [`class_probability`](crate::faithfulness::class_probability)).
 pub fn prediction(logits: &[f32]) -> (usize, f32) {
-    if let [z] = logits {
-        let p_dog = 1.0 / (1.0 + (-z).exp());
-        return if *z >= 0.0 {
-            (1, p_dog)
-        } else {
-            (0, 1.0 - p_dog)
-        };
-    }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let total: f32 = exp.iter().sum();
-    let (class, best) =
-        exp.iter()
-            .enumerate()
-            .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-    (class, best / total)
+    let class = match logits {
+        [z] => usize::from(*z >= 0.0),
+        _ => {
+            logits
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                .0
+        }
+    };
+    (class, crate::faithfulness::class_probability(logits, class))
 }
 
 /// Tile equal-size images in a near-square grid with 2-pixel white gaps.

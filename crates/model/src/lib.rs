@@ -25,6 +25,17 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB, on [0, 1] pixels).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// ImageNet-normalise, in place, images stored as [N, 3, H, W] with values in [0, 1]
+/// (`plane` = H·W): (v − mean[c]) / std[c]. The one place the networks' input is normalised.
+pub fn imagenet_normalize(values: &mut [f32], plane: usize) {
+    for (i, channel) in values.chunks_mut(plane.max(1)).enumerate() {
+        let c = i % 3;
+        for v in channel {
+            *v = (*v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        }
+    }
+}
+
 /// Errors about how a model is put together or addressed.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -75,16 +75,11 @@ pub fn resize(image: &RgbImage, [height, width]: [usize; 2]) -> RgbImage {
 pub fn to_tensor(photos: &[RgbImage], device: &Device) -> Tensor<4> {
     let (width, height) = photos.first().map_or((0, 0), |p| p.dimensions());
     let (w, h) = (width as usize, height as usize);
-    let mut values = vec![0f32; photos.len() * 3 * h * w];
-    for (n, photo) in photos.iter().enumerate() {
-        for (x, y, pixel) in photo.enumerate_pixels() {
-            for c in 0..3 {
-                let v = pixel.0[c] as f32 / 255.0;
-                values[((n * 3 + c) * h + y as usize) * w + x as usize] =
-                    (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
-            }
-        }
-    }
+    let mut values: Vec<f32> = photos
+        .iter()
+        .flat_map(callbacks::faithfulness::planes)
+        .collect();
+    model::imagenet_normalize(&mut values, h * w);
     Tensor::from_data(TensorData::new(values, [photos.len(), 3, h, w]), device)
 }
 
