@@ -8,6 +8,7 @@ pub mod data;
 pub mod explain;
 pub mod features;
 pub mod fit;
+pub mod fuzz_targets;
 pub mod hparams;
 pub mod images;
 pub mod plot;

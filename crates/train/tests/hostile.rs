@@ -1,7 +1,8 @@
 //! Hostile inputs to training: images that are decompression bombs (headers claiming 65,000
 //! pixels a side), cut short, empty, or not images at all, and configs with absurd numbers. Each
 //! image is skipped with a warning and counted; each config is refused with a message naming
-//! the key; nothing panics.
+//! the key; nothing panics. Paths outside the project are read, never written (but for the run
+//! directory).
 
 use std::path::Path;
 
@@ -249,4 +250,112 @@ fn absurd_numbers_in_configs_are_refused() {
         !runs.exists() || std::fs::read_dir(&runs).unwrap().count() == 0,
         "a refused config made a run"
     );
+}
+
+/// Every file under `dir` (relative path → bytes and modification time), recursively.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(name, (std::fs::read(&path).unwrap(), modified));
+            }
+        }
+    }
+    files
+}
+
+/// A config whose photos, weights and runs directory all lie outside the project, run from a
+/// third directory: the inputs are read and left byte-for-byte (and mtime) unchanged, the
+/// working directory and the project's `runs/` get nothing, and everything written is under
+/// the configured `runs_dir`.
+#[test]
+fn paths_outside_the_project_are_read_but_never_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("inputs");
+    let data = inputs.join("data");
+    ok(&train(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train",
+        "8",
+        "--val",
+        "4",
+        "--size",
+        "64",
+    ]));
+    let weights = inputs.join("weights.safetensors");
+    std::fs::copy(
+        common::repo().join("data/weights/vgg16-w8-synthetic.safetensors"),
+        &weights,
+    )
+    .unwrap();
+    let runs = tmp.path().join("elsewhere/runs");
+    let config = inputs.join("outside.toml");
+    write_config(&config, &data, &runs, "", "epochs = 2");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("name = \"hostile\"", "name = \"outside-project\"")
+        .replace(
+            "data/weights/vgg16-w8-synthetic.safetensors",
+            weights.to_str().unwrap(),
+        );
+    std::fs::write(&config, text).unwrap();
+    let cwd = tmp.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let before = snapshot(&inputs);
+    assert!(before.len() > 12, "{} input files", before.len());
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", config.to_str().unwrap()])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    println!("{}", ok(&output));
+
+    let after = snapshot(&inputs);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "files appeared in or vanished from the input directory"
+    );
+    for (name, (bytes, modified)) in &before {
+        assert!(
+            after[name] == (bytes.clone(), *modified),
+            "{name} was modified"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "wrote into the cwd"
+    );
+    let written = snapshot(tmp.path());
+    let outside_runs: Vec<&String> = written
+        .keys()
+        .filter(|name| !name.starts_with("inputs/") && !name.starts_with("elsewhere/runs/"))
+        .collect();
+    assert!(
+        outside_runs.is_empty(),
+        "written outside runs_dir: {outside_runs:?}"
+    );
+    assert!(
+        written.keys().any(|n| n.ends_with("metrics.csv")),
+        "the run wrote no metrics"
+    );
+    let project_runs = std::fs::read_dir(common::repo().join("runs")).unwrap();
+    for entry in project_runs {
+        let name = entry.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with("outside-project"),
+            "the project's runs/ got {name:?}"
+        );
+    }
 }

@@ -1,0 +1,6 @@
+//! libFuzzer target: `train::fuzz_targets::weight_file_bytes` (see fuzz/README.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    train::fuzz_targets::weight_file_bytes(data);
+});
