@@ -1,7 +1,9 @@
 //! The disk fails under a run: files that cannot grow (a full disk, simulated with
 //! RLIMIT_FSIZE, so writes fail with EFBIG as with ENOSPC), the run directory deleted mid-run,
-//! and a runs_dir that cannot be a directory. Each: a clear error naming the file, exit ≠ 0, no
-//! panic, and a checkpoint that still resumes once the disk is back.
+//! a runs_dir that cannot be a directory, and read-only directories (before the run and
+//! mid-run; as root, the run is started as user `nobody` through `setpriv`, since root ignores
+//! permissions). Each: a clear error naming the file, exit ≠ 0, no panic, and a checkpoint that
+//! still resumes once the disk is back.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -134,4 +136,122 @@ fn a_runs_dir_that_is_a_file_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains(&runs.display().to_string()), "{stderr}");
+}
+
+/// The effective user id of this process (from /proc, to need no libc binding).
+fn effective_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+const NOBODY: u32 = 65534;
+
+/// `train ARGS` as a user that permissions apply to: `nobody` through `setpriv` when the tests
+/// run as root, else this user.
+fn train_unprivileged(args: &[&str]) -> Command {
+    let mut command = if effective_uid() == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_train"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_train"))
+    };
+    command.args(args).current_dir(common::repo());
+    command
+}
+
+/// A temp dir that user `nobody` can enter, and a runs dir in it that it owns (when root).
+fn unprivileged_dirs() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runs = tmp.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    if effective_uid() == 0 {
+        std::os::unix::fs::chown(&runs, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    (tmp, runs)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_read_only_runs_dir_is_a_clear_error() {
+    let (tmp, runs) = unprivileged_dirs();
+    set_mode(&runs, 0o555);
+    let cfg = config(tmp.path(), &runs);
+    let output = train_unprivileged(&["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(
+        !output.status.success(),
+        "a read-only runs dir went unnoticed"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains(&runs.display().to_string()), "{stderr}");
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+}
+
+#[test]
+fn a_run_dir_made_read_only_mid_run_is_a_clear_error_and_resumes_afterwards() {
+    let (tmp, runs) = unprivileged_dirs();
+    let reference_runs = tmp.path().join("reference");
+    ok(&train(&[
+        "--config",
+        config(tmp.path(), &reference_runs).to_str().unwrap(),
+    ]));
+    let cfg = config(tmp.path(), &runs);
+    let child = train_unprivileged(&["--config", cfg.to_str().unwrap()])
+        .env("TRAIN_TEST_STALL_AFTER_EPOCH", "1:2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // After the checkpoint of epoch 1, during the stall: the run dir becomes read-only.
+    let start = Instant::now();
+    let run = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
+        if let Some(run) = std::fs::read_dir(&runs).ok().and_then(|d| {
+            d.map(|e| e.unwrap().path())
+                .find(|p| p.join("checkpoint.safetensors").is_file())
+        }) {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    set_mode(&run, 0o555);
+    let checkpoint = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert!(
+        !output.status.success(),
+        "a read-only run dir went unnoticed"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains(&run.display().to_string()), "{stderr}");
+    assert_eq!(
+        std::fs::read(run.join("checkpoint.safetensors")).unwrap(),
+        checkpoint,
+        "the checkpoint changed under a read-only dir"
+    );
+    // Writable again: the run resumes from epoch 1's checkpoint to the reference metrics.
+    set_mode(&run, 0o755);
+    let output = train_unprivileged(&["--resume", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(&output);
+    assert_eq!(metrics(&run), metrics(&run_dir(&reference_runs)));
 }
