@@ -68,7 +68,8 @@ pub fn check_same_dir(dir: &Path, identity: &DirIdentity) -> Result<()> {
     }
 }
 
-/// Write a file atomically: a temp file beside it, fsync, rename.
+/// Write a file atomically: a temp file beside it, fsync, rename, fsync of the directory (so
+/// the rename itself survives a power loss, not only a crash of the process).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
@@ -81,6 +82,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))?;
     Ok(())
 }
 
