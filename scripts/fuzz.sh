@@ -38,7 +38,8 @@ for target in "${targets[@]}"; do
     -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 || status=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   corpus=$(ls "fuzz/corpus/$target" | wc -l)
-  line="$(date -u +%FT%TZ) $target: $runs executions in ${seconds}s, corpus $corpus files, exit $status"
+  caught=$(grep -c "caught decoder panic" "$log" || true)
+  line="$(date -u +%FT%TZ) $target: $runs executions in ${seconds}s, corpus $corpus files, decoder panics caught $caught, exit $status"
   echo "$line" | tee -a "$summary"
   if [ "$status" -ne 0 ]; then
     grep -E "^==[0-9]+==|panicked at|ERROR:|SUMMARY|Test unit written" "$log" | head -20 >&2

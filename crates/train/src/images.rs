@@ -38,6 +38,27 @@ pub fn decode_rgb(bytes: &[u8], what: &str) -> Result<RgbImage> {
 }
 
 fn decode<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    what: &str,
+) -> Result<RgbImage> {
+    // The decoders are third-party parsers of untrusted bytes, and some panic on malformed
+    // input (zune-jpeg 0.5.15 unwraps in its AVX2 IDCT on a 784-byte JPEG our fuzzer found,
+    // fuzz/regressions/image_bytes/): a panic is turned into an error, so the photo is skipped
+    // with a warning instead of taking the run down.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unguarded(reader, what)
+    }))
+    .unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        bail!("the image decoder crashed on {what} (a decoder bug; not decoded): {message}")
+    })
+}
+
+fn decode_unguarded<R: std::io::BufRead + std::io::Seek>(
     mut reader: ImageReader<R>,
     what: &str,
 ) -> Result<RgbImage> {

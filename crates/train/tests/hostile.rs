@@ -1,8 +1,8 @@
 //! Hostile inputs to training: images that are decompression bombs (headers claiming 65,000
-//! pixels a side), cut short, empty, or not images at all, and configs with absurd numbers. Each
-//! image is skipped with a warning and counted; each config is refused with a message naming
-//! the key; nothing panics. Paths outside the project are read, never written (but for the run
-//! directory).
+//! pixels a side), cut short, empty, not images at all, or crash the JPEG decoder, and configs
+//! with absurd numbers. Each image is skipped with a warning and counted; each config is
+//! refused with a message naming the key; nothing panics. Paths outside the project are read,
+//! never written (but for the run directory).
 
 use std::path::Path;
 
@@ -100,12 +100,17 @@ fn run_measuring_memory(args: &[&str]) -> (String, f64) {
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0.0f64;
     let mut stdout = String::new();
-    let mut pipe = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        pipe.read_to_string(&mut text).unwrap();
-        text
-    });
+    // Both pipes drained while the child runs: a child blocked on a full stderr pipe (a decoder
+    // panic's backtrace is long) would otherwise never exit.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).unwrap();
+            text
+        })
+    };
+    let reader = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr_reader = drain(Box::new(child.stderr.take().unwrap()));
     loop {
         if let Ok(status) = std::fs::read_to_string(&status_file) {
             if let Some(kb) = status
@@ -119,13 +124,7 @@ fn run_measuring_memory(args: &[&str]) -> (String, f64) {
         }
         if let Some(status) = child.try_wait().unwrap() {
             stdout.push_str(&reader.join().unwrap());
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
+            let stderr = stderr_reader.join().unwrap();
             assert!(
                 status.success(),
                 "train failed ({status}):\n{stdout}\n{stderr}"
@@ -153,7 +152,13 @@ fn hostile_images_are_skipped_and_counted() {
     ]));
     let cats = data.join("train/cat");
     let valid_png = encode(&image::RgbImage::new(40, 30), image::ImageFormat::Png);
-    let hostile: [(&str, Vec<u8>); 6] = [
+    // A 784-byte JPEG on which zune-jpeg 0.5.15 panics (found by the image fuzzer).
+    let decoder_panic = std::fs::read(
+        common::repo().join("fuzz/regressions/image_bytes/zune-jpeg-0.5.15-idct-avx2-unwrap.jpg"),
+    )
+    .unwrap();
+    let hostile: [(&str, Vec<u8>); 7] = [
+        ("decoder-panic.jpg", decoder_panic),
         ("bomb.png", png_bomb(65_000)),
         ("bomb.jpg", jpeg_bomb(65_000).to_vec()),
         ("empty.jpg", Vec::new()),
@@ -173,10 +178,13 @@ fn hostile_images_are_skipped_and_counted() {
     write_config(&config, &data, &runs, "", "epochs = 1");
     let (out, peak_mb) = run_measuring_memory(&["--config", config.to_str().unwrap()]);
     println!("peak RSS {peak_mb:.0} MB");
+    for line in out.lines().filter(|l| l.contains("cat/")) {
+        println!("{line}");
+    }
     // The JPEG bomb alone once took 24 GB (OOM-killed) before its header was checked.
     assert!(peak_mb < 1024.0, "peak RSS {peak_mb:.0} MB");
-    assert!(out.contains("skipped files: 5"), "{out}");
-    for (name, _) in &hostile[..5] {
+    assert!(out.contains("skipped files: 6"), "{out}");
+    for (name, _) in &hostile[..6] {
         assert!(
             out.contains(&format!("cat/{name}: ")),
             "{name} not reported:\n{out}"
