@@ -137,12 +137,13 @@ def pth_zip(with_int64):
     storages, data = {}, io.BytesIO()
     StatePickler(data, storages).dump(state_dict(with_int64))
     out = io.BytesIO()
+    entries = [("archive/data.pkl", data.getvalue()), ("archive/byteorder", b"little")]
+    entries += [(f"archive/data/{key}", storage.raw) for key, storage in storages.items()]
+    entries += [("archive/version", b"3\n")]
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("archive/data.pkl", data.getvalue())
-        archive.writestr("archive/byteorder", "little")
-        for key, storage in storages.items():
-            archive.writestr(f"archive/data/{key}", storage.raw)
-        archive.writestr("archive/version", "3\n")
+        for name, payload in entries:
+            # A fixed timestamp, so the seeds are the same bytes on every run.
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), payload)
     return out.getvalue()
 
 
