@@ -2,8 +2,9 @@
 """Write the fuzzers' seed inputs into fuzz/corpus/<target>/seed-*: small valid photos of every
 format and layout the loader reads, small weight files in the three formats PyTorch and
 safetensors write (made here without torch, byte-for-byte in torch.save's layout), and the
-code-execution pickles the reader must refuse. `seed-ok-*` files must be accepted by the
-target; the replay test (crates/train/tests/fuzz_corpus.rs) checks that. Needs Pillow
+code-execution pickles and views the reader must refuse. `seed-ok-*` files must be accepted
+by the target and every other `seed-*` file refused; the replay test
+(crates/train/tests/fuzz_corpus.rs) checks that. Needs Pillow
 (scripts/setup-venv.sh installs it): .venv/bin/python fuzz/make_seeds.py
 """
 import collections
@@ -82,14 +83,15 @@ class Storage:
 
 
 class Tensor:
-    def __init__(self, storage, shape):
-        self.storage, self.shape = storage, shape
+    def __init__(self, storage, shape, stride=None):
+        self.storage, self.shape, self.stride = storage, shape, stride
 
     def __reduce_ex__(self, protocol):
         stride, step = [], 1
         for size in reversed(self.shape):
             stride.insert(0, step)
             step *= size
+        stride = self.stride if self.stride is not None else stride
         args = (self.storage, 0, tuple(self.shape), tuple(stride), False, collections.OrderedDict())
         return (_rebuild_tensor_v2, args)
 
@@ -133,9 +135,16 @@ class StatePickler(pickle.Pickler):
         return None
 
 
-def pth_zip(with_int64):
+def expand_view():
+    """features.0.weight as a stride-0 view of one float declaring 40000 x 40000 elements
+    (6.4 GB if materialised) in a 1 KB file: must be refused by shape before it is read."""
+    storage = Storage("0", torch.FloatStorage, struct.pack("<f", 0.5), 1)
+    return collections.OrderedDict([("features.0.weight", Tensor(storage, [40000, 40000], [0, 0]))])
+
+
+def pth_zip(with_int64, tensors=None):
     storages, data = {}, io.BytesIO()
-    StatePickler(data, storages).dump(state_dict(with_int64))
+    StatePickler(data, storages).dump(tensors if tensors is not None else state_dict(with_int64))
     out = io.BytesIO()
     entries = [("archive/data.pkl", data.getvalue()), ("archive/byteorder", b"little")]
     entries += [(f"archive/data/{key}", storage.raw) for key, storage in storages.items()]
@@ -193,6 +202,7 @@ def main():
         # With an int64 tensor, refused when read: not `ok`.
         write("weight_file_bytes", f"seed-int64.{name}", make(True))
     write("weight_file_bytes", "seed-payload-os-system.pth", payload_pickle())
+    write("weight_file_bytes", "seed-expand-view.zip.pth", pth_zip(False, expand_view()))
     for config in sorted((CORPUS.parent.parent / "configs").glob("*.toml")):
         write("config_text", f"seed-ok-{config.name}", config.read_bytes())
 

@@ -2,8 +2,9 @@
 # `cargo deny check advisories`: the lock file against the RustSec advisory database.
 # The database is a git repository on GitHub; cargo-deny keeps it in ~/.cargo/advisory-dbs/advisory-db-<hash>.
 # With network access this fetches it; without (CI here reaches only the package registries)
-# it uses the copy on disk if there is one, and otherwise prints a loud NOT CHECKED banner and
-# exits 0 (exit 3 with STRICT_ADVISORIES=1). deny.toml lists the advisories reviewed and
+# it uses the copy on disk if there is one (warning loudly when it is over 30 days old), and
+# otherwise prints a loud NOT CHECKED banner and exits 0 (exit 3 with STRICT_ADVISORIES=1, for
+# either). deny.toml lists the advisories reviewed and
 # ignored, with the database revision they were reviewed against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,11 @@ BANNER
 fi
 db=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs/advisory-db-* | head -1)
 echo "advisory database $db: revision $(git -C "$db" log -1 --format='%h of %cs' 2>/dev/null || echo unknown)"
+# A copy that could not be updated may be old: say how old, loudly past 30 days.
+committed=$(git -C "$db" log -1 --format=%ct 2>/dev/null || echo 0)
+age_days=$(( ($(date +%s) - committed) / 86400 ))
+if [ "$age_days" -gt 30 ]; then
+  echo "WARNING: the advisory database is $age_days days old (it could not be updated): advisories published since are NOT checked" >&2
+  [ "${STRICT_ADVISORIES:-0}" = 1 ] && exit 3
+fi
 cargo deny --offline check advisories

@@ -170,10 +170,13 @@ impl WeightFile {
         }
     }
 
-    /// The tensor `key` as f32 values (row-major), checking that its shape is `expected`.
+    /// The tensor `key` as f32 values (row-major), checking that its shape is `expected`
+    /// before reading any data, so memory is bounded by what the caller expects.
     /// f16, bf16 and f64 tensors are converted.
     pub fn tensor(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>, WeightError> {
-        let (shape, dtype, bytes) = self.raw(key)?;
+        // The shape is checked before any data is read: a PyTorch view (a stride-0 "expand")
+        // can declare far more elements than its file holds, and reading it materialises them.
+        let shape = self.shape(key)?;
         if shape != expected {
             return Err(WeightError::Shape {
                 path: self.path.clone(),
@@ -182,6 +185,7 @@ impl WeightFile {
                 found: shape,
             });
         }
+        let (_, dtype, bytes) = self.raw(key)?;
         let values = match dtype {
             FloatType::F32 => bytes
                 .chunks_exact(4)

@@ -20,6 +20,10 @@ pub const PHOTO_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
 /// 200-byte file claiming 65,000 x 65,000 pixels took 24 GB and was OOM-killed before this check.
 pub const MAX_PIXELS: u64 = 100_000_000;
 
+// Decoder panics are caught (`decode`), which needs unwinding.
+#[cfg(panic = "abort")]
+compile_error!("train must be built with panic = \"unwind\": image decoder panics are caught");
+
 /// Read a photo as upright 8-bit RGB.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     let reader = ImageReader::open(path)
@@ -44,7 +48,7 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     // The decoders are third-party parsers of untrusted bytes, and some panic on malformed
     // input (zune-jpeg 0.5.15 unwraps in its AVX2 IDCT on a 784-byte JPEG our fuzzer found,
     // fuzz/regressions/image_bytes/): a panic is turned into an error, so the photo is skipped
-    // with a warning instead of taking the run down.
+    // with a warning instead of taking the run down. (This needs unwinding: see below.)
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         decode_unguarded(reader, what)
     }))

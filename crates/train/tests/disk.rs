@@ -36,6 +36,24 @@ fn run_dir(runs: &Path) -> PathBuf {
         .expect("a run dir")
 }
 
+/// The run dir under `runs` once its first checkpoint is on disk (the run then stalls).
+fn wait_for_checkpoint(runs: &Path) -> PathBuf {
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
+        if let Some(run) = std::fs::read_dir(runs).ok().and_then(|d| {
+            d.map(|e| e.unwrap().path())
+                .find(|p| p.join("checkpoint.safetensors").is_file())
+        }) {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_full_disk_is_a_clear_error_and_the_run_resumes_afterwards() {
     let tmp = tempfile::tempdir().unwrap();
@@ -103,20 +121,7 @@ fn a_run_dir_deleted_mid_run_is_a_clear_error() {
         .spawn()
         .unwrap();
     // Wait for the checkpoint of epoch 1, then pull the directory away during the stall.
-    let start = Instant::now();
-    let run = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint after 120 s"
-        );
-        if let Some(run) = std::fs::read_dir(&runs).ok().and_then(|d| {
-            d.map(|e| e.unwrap().path())
-                .find(|p| p.join("checkpoint.safetensors").is_file())
-        }) {
-            break run;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let run = wait_for_checkpoint(&runs);
     std::fs::remove_dir_all(&run).unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -148,25 +153,40 @@ fn effective_uid() -> u32 {
 const NOBODY: u32 = 65534;
 
 /// `train ARGS` as a user that permissions apply to: `nobody` through `setpriv` when the tests
-/// run as root, else this user.
-fn train_unprivileged(args: &[&str]) -> Command {
+/// run as root, else this user. It runs a copy of the binary in `dir` (see
+/// [`unprivileged_dirs`]), from `dir`: `nobody` may not be able to reach the checkout.
+fn train_unprivileged(dir: &Path, args: &[&str]) -> Command {
+    let binary = dir.join("bin/train");
     let mut command = if effective_uid() == 0 {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(env!("CARGO_BIN_EXE_train"));
+            .arg(&binary);
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_train"))
+        Command::new(&binary)
     };
-    command.args(args).current_dir(common::repo());
+    command.args(args).current_dir(dir);
     command
 }
 
-/// A temp dir that user `nobody` can enter, and a runs dir in it that it owns (when root).
+/// A temp dir that user `nobody` can enter, holding a copy of the `train` binary and of the
+/// small backbone's weights (at the relative path the configs name), and a runs dir that
+/// `nobody` owns (when root).
 fn unprivileged_dirs() -> (tempfile::TempDir, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let weights = "data/weights/vgg16-w8-synthetic.safetensors";
+    for (from, to) in [
+        (
+            PathBuf::from(env!("CARGO_BIN_EXE_train")),
+            tmp.path().join("bin/train"),
+        ),
+        (common::repo().join(weights), tmp.path().join(weights)),
+    ] {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
     let runs = tmp.path().join("runs");
     std::fs::create_dir(&runs).unwrap();
     if effective_uid() == 0 {
@@ -185,7 +205,7 @@ fn a_read_only_runs_dir_is_a_clear_error() {
     let (tmp, runs) = unprivileged_dirs();
     set_mode(&runs, 0o555);
     let cfg = config(tmp.path(), &runs);
-    let output = train_unprivileged(&["--config", cfg.to_str().unwrap()])
+    let output = train_unprivileged(tmp.path(), &["--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -209,27 +229,14 @@ fn a_run_dir_made_read_only_mid_run_is_a_clear_error_and_resumes_afterwards() {
         config(tmp.path(), &reference_runs).to_str().unwrap(),
     ]));
     let cfg = config(tmp.path(), &runs);
-    let child = train_unprivileged(&["--config", cfg.to_str().unwrap()])
+    let child = train_unprivileged(tmp.path(), &["--config", cfg.to_str().unwrap()])
         .env("TRAIN_TEST_STALL_AFTER_EPOCH", "1:2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // After the checkpoint of epoch 1, during the stall: the run dir becomes read-only.
-    let start = Instant::now();
-    let run = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint after 120 s"
-        );
-        if let Some(run) = std::fs::read_dir(&runs).ok().and_then(|d| {
-            d.map(|e| e.unwrap().path())
-                .find(|p| p.join("checkpoint.safetensors").is_file())
-        }) {
-            break run;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let run = wait_for_checkpoint(&runs);
     set_mode(&run, 0o555);
     let checkpoint = std::fs::read(run.join("checkpoint.safetensors")).unwrap();
     let output = child.wait_with_output().unwrap();
@@ -249,7 +256,7 @@ fn a_run_dir_made_read_only_mid_run_is_a_clear_error_and_resumes_afterwards() {
     );
     // Writable again: the run resumes from epoch 1's checkpoint to the reference metrics.
     set_mode(&run, 0o755);
-    let output = train_unprivileged(&["--resume", run.to_str().unwrap()])
+    let output = train_unprivileged(tmp.path(), &["--resume", run.to_str().unwrap()])
         .output()
         .unwrap();
     ok(&output);

@@ -100,8 +100,8 @@ fn run_measuring_memory(args: &[&str]) -> (String, f64) {
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kb = 0.0f64;
     let mut stdout = String::new();
-    // Both pipes drained while the child runs: a child blocked on a full stderr pipe (a decoder
-    // panic's backtrace is long) would otherwise never exit.
+    // Both pipes drained while the child runs: a child writing more than a pipe's buffer
+    // (64 KiB) to stderr (a panic backtrace with RUST_BACKTRACE=1) would otherwise block.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -191,6 +191,14 @@ fn hostile_images_are_skipped_and_counted() {
         );
     }
     assert!(!out.contains("png-named.jpg"), "{out}");
+    // zune-jpeg takes its AVX2 path (where the panic is) on CPUs that have it.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        assert!(
+            out.contains("the image decoder crashed on"),
+            "the decoder panic did not go through the guard:\n{out}"
+        );
+    }
 }
 
 #[test]
@@ -279,10 +287,10 @@ fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, std::tim
     files
 }
 
-/// A config whose photos, weights and runs directory all lie outside the project, run from a
-/// third directory: the inputs are read and left byte-for-byte (and mtime) unchanged, the
-/// working directory and the project's `runs/` get nothing, and everything written is under
-/// the configured `runs_dir`.
+/// A config whose photos, boxes, weights and runs directory all lie outside the project, run
+/// from a third directory: the inputs are read and left byte-for-byte (and mtime) unchanged,
+/// the working directory, HOME, TMPDIR and the project's `runs/` get no run, and everything
+/// written is under the configured `runs_dir`.
 #[test]
 fn paths_outside_the_project_are_read_but_never_written() {
     let tmp = tempfile::tempdir().unwrap();
@@ -307,23 +315,38 @@ fn paths_outside_the_project_are_read_but_never_written() {
     .unwrap();
     let runs = tmp.path().join("elsewhere/runs");
     let config = inputs.join("outside.toml");
-    write_config(&config, &data, &runs, "", "epochs = 2");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("name = \"hostile\"", "name = \"outside-project\"")
-        .replace(
+    let boxes = format!("boxes = \"{}\"", data.join("boxes.json").display());
+    assert!(data.join("boxes.json").is_file());
+    write_config(&config, &data, &runs, &boxes, "epochs = 2");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for (from, to) in [
+        ("name = \"hostile\"", "name = \"outside-project\""),
+        (
             "data/weights/vgg16-w8-synthetic.safetensors",
             weights.to_str().unwrap(),
-        );
+        ),
+    ] {
+        assert!(text.contains(from), "the config template changed: {from}");
+        text = text.replace(from, to);
+    }
     std::fs::write(&config, text).unwrap();
-    let cwd = tmp.path().join("cwd");
-    std::fs::create_dir(&cwd).unwrap();
+    // The working directory, HOME and TMPDIR: three more places that must stay empty.
+    let (cwd, home, scratch) = (
+        tmp.path().join("cwd"),
+        tmp.path().join("home"),
+        tmp.path().join("tmpdir"),
+    );
+    for dir in [&cwd, &home, &scratch] {
+        std::fs::create_dir(dir).unwrap();
+    }
     let before = snapshot(&inputs);
     assert!(before.len() > 12, "{} input files", before.len());
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
         .args(["--config", config.to_str().unwrap()])
         .current_dir(&cwd)
+        .env("HOME", &home)
+        .env("TMPDIR", &scratch)
         .output()
         .unwrap();
     println!("{}", ok(&output));
@@ -340,11 +363,10 @@ fn paths_outside_the_project_are_read_but_never_written() {
             "{name} was modified"
         );
     }
-    assert_eq!(
-        std::fs::read_dir(&cwd).unwrap().count(),
-        0,
-        "wrote into the cwd"
-    );
+    for dir in [&cwd, &home, &scratch] {
+        let left = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(left, 0, "wrote into {}", dir.display());
+    }
     let written = snapshot(tmp.path());
     let outside_runs: Vec<&String> = written
         .keys()
