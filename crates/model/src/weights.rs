@@ -174,18 +174,7 @@ impl WeightFile {
     /// before reading any data, so memory is bounded by what the caller expects.
     /// f16, bf16 and f64 tensors are converted.
     pub fn tensor(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>, WeightError> {
-        // The shape is checked before any data is read: a PyTorch view (a stride-0 "expand")
-        // can declare far more elements than its file holds, and reading it materialises them.
-        let shape = self.shape(key)?;
-        if shape != expected {
-            return Err(WeightError::Shape {
-                path: self.path.clone(),
-                key: key.to_string(),
-                expected: expected.to_vec(),
-                found: shape,
-            });
-        }
-        let (_, dtype, bytes) = self.raw(key)?;
+        let (dtype, bytes) = self.raw(key, expected)?;
         let values = match dtype {
             FloatType::F32 => bytes
                 .chunks_exact(4)
@@ -211,15 +200,31 @@ impl WeightFile {
         Ok(values)
     }
 
-    fn raw(&self, key: &str) -> Result<(Vec<usize>, FloatType, Vec<u8>), WeightError> {
+    /// Tensor `key`'s element type and bytes, once its shape is checked to be `expected`.
+    /// The shape is checked before any data is read: a PyTorch view (a stride-0 "expand") can
+    /// declare far more elements than its file holds, and reading it materialises them.
+    fn raw(&self, key: &str, expected: &[usize]) -> Result<(FloatType, Vec<u8>), WeightError> {
         let dtype_error = |dtype: String| WeightError::Dtype {
             path: self.path.clone(),
             key: key.to_string(),
             dtype,
         };
+        let check_shape = |found: &[usize]| {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(WeightError::Shape {
+                    path: self.path.clone(),
+                    key: key.to_string(),
+                    expected: expected.to_vec(),
+                    found: found.to_vec(),
+                })
+            }
+        };
         match &self.source {
             Source::Pytorch(map) => {
                 let t = map.get(key).ok_or_else(|| self.missing(key))?;
+                check_shape(t.shape())?;
                 let dtype = match t.dtype() {
                     PtDType::F32 => FloatType::F32,
                     PtDType::F64 => FloatType::F64,
@@ -231,7 +236,7 @@ impl WeightFile {
                     path: self.path.clone(),
                     reason: format!("tensor `{key}`: {e}"),
                 })?;
-                Ok((t.shape().to_vec(), dtype, bytes))
+                Ok((dtype, bytes))
             }
             Source::Safetensors(bytes) => {
                 let st = SafeTensors::deserialize(bytes).map_err(|e| WeightError::Format {
@@ -239,6 +244,7 @@ impl WeightFile {
                     reason: e.to_string(),
                 })?;
                 let view = st.tensor(key).map_err(|_| self.missing(key))?;
+                check_shape(view.shape())?;
                 let dtype = match view.dtype() {
                     StDtype::F32 => FloatType::F32,
                     StDtype::F64 => FloatType::F64,
@@ -246,7 +252,7 @@ impl WeightFile {
                     StDtype::BF16 => FloatType::Bf16,
                     other => return Err(dtype_error(format!("{other:?}"))),
                 };
-                Ok((view.shape().to_vec(), dtype, view.data().to_vec()))
+                Ok((dtype, view.data().to_vec()))
             }
         }
     }
