@@ -39,16 +39,6 @@ num_images = 4
     )
 }
 
-/// Run directories (with a config.toml) under `runs`.
-fn runs_in(runs: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    dirs.retain(|p| p.join("config.toml").is_file());
-    dirs.sort();
-    dirs
-}
-
 /// Start `train args`, SIGKILL it after `delay` unless it ends first; true when it was killed.
 fn run_or_kill(args: &[&str], delay: Duration) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
@@ -94,7 +84,7 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
         config(tmp.path(), &reference_runs).to_str().unwrap(),
     ]));
     let duration = started.elapsed();
-    let reference = metrics(&runs_in(&reference_runs)[0]);
+    let reference = metrics(&common::run_dirs(&reference_runs)[0]);
     assert_eq!(reference.len(), EPOCHS + 1);
 
     let runs = tmp.path().join("runs");
@@ -114,7 +104,7 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
         campaigns += 1;
         // A cold cache each time, so kills also land in data generation and the backbone pass.
         let _ = std::fs::remove_dir_all(runs.join(".cache"));
-        let before = runs_in(&runs);
+        let before = common::run_dirs(&runs);
         let mut run: Option<PathBuf> = None;
         for attempt in 0.. {
             assert!(attempt < 200, "no progress after 200 attempts");
@@ -126,7 +116,9 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
             kills += killed as usize;
             if run.is_none() {
                 // The run exists once its config.toml does; killed earlier, start afresh.
-                run = runs_in(&runs).into_iter().find(|d| !before.contains(d));
+                run = common::run_dirs(&runs)
+                    .into_iter()
+                    .find(|d| !before.contains(d));
             }
             if killed {
                 *phases.entry(phase(run.as_deref())).or_default() += 1;

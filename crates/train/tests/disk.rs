@@ -29,10 +29,9 @@ fn config(dir: &Path, runs: &Path) -> PathBuf {
 }
 
 fn run_dir(runs: &Path) -> PathBuf {
-    std::fs::read_dir(runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("config.toml").is_file())
+    common::run_dirs(runs)
+        .into_iter()
+        .next()
         .expect("a run dir")
 }
 
@@ -44,10 +43,10 @@ fn wait_for_checkpoint(runs: &Path) -> PathBuf {
             start.elapsed() < Duration::from_secs(120),
             "no checkpoint after 120 s"
         );
-        if let Some(run) = std::fs::read_dir(runs).ok().and_then(|d| {
-            d.map(|e| e.unwrap().path())
-                .find(|p| p.join("checkpoint.safetensors").is_file())
-        }) {
+        if let Some(run) = common::run_dirs(runs)
+            .into_iter()
+            .find(|p| p.join("checkpoint.safetensors").is_file())
+        {
             return run;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -145,9 +144,10 @@ fn a_runs_dir_that_is_a_file_is_a_clear_error() {
 
 /// The effective user id of this process (from /proc, to need no libc binding).
 fn effective_uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    // Uid: real, effective, saved, filesystem.
+    common::proc_status_field("/proc/self/status", "Uid").unwrap()[1]
+        .parse()
+        .unwrap()
 }
 
 const NOBODY: u32 = 65534;

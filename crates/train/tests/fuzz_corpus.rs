@@ -8,6 +8,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+mod common;
+
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
@@ -103,12 +105,6 @@ fn a_huge_view_is_refused_by_shape_before_it_is_read() {
     let err = file.tensor("features.0.weight", &[2, 3, 3, 3]).unwrap_err();
     assert!(matches!(err, model::WeightError::Shape { .. }), "{err}");
     // Nothing near 6.4 GB was ever held (this test binary otherwise peaks near 100 MB).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let peak_kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let peak_kb = common::peak_rss_kb("/proc/self/status").unwrap();
     assert!(peak_kb < 2e6, "peak RSS {:.0} MB", peak_kb / 1024.0);
 }

@@ -112,15 +112,8 @@ fn run_measuring_memory(args: &[&str]) -> (String, f64) {
     let reader = drain(Box::new(child.stdout.take().unwrap()));
     let stderr_reader = drain(Box::new(child.stderr.take().unwrap()));
     loop {
-        if let Ok(status) = std::fs::read_to_string(&status_file) {
-            if let Some(kb) = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-            {
-                peak_kb = peak_kb.max(kb);
-            }
+        if let Some(kb) = common::peak_rss_kb(&status_file) {
+            peak_kb = peak_kb.max(kb);
         }
         if let Some(status) = child.try_wait().unwrap() {
             stdout.push_str(&reader.join().unwrap());
@@ -138,18 +131,7 @@ fn run_measuring_memory(args: &[&str]) -> (String, f64) {
 #[test]
 fn hostile_images_are_skipped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ok(&train(&[
-        "synth",
-        "--out",
-        data.to_str().unwrap(),
-        "--train",
-        "12",
-        "--val",
-        "6",
-        "--size",
-        "64",
-    ]));
+    let data = common::synth_data(tmp.path(), 12, 6);
     let cats = data.join("train/cat");
     let valid_png = encode(&image::RgbImage::new(40, 30), image::ImageFormat::Png);
     // A 784-byte JPEG on which zune-jpeg 0.5.15 panics (found by the image fuzzer).
@@ -204,18 +186,7 @@ fn hostile_images_are_skipped_and_counted() {
 #[test]
 fn absurd_numbers_in_configs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    ok(&train(&[
-        "synth",
-        "--out",
-        data.to_str().unwrap(),
-        "--train",
-        "4",
-        "--val",
-        "4",
-        "--size",
-        "64",
-    ]));
+    let data = common::synth_data(tmp.path(), 4, 4);
     let runs = tmp.path().join("runs");
     let config = tmp.path().join("c.toml");
     for (extra_data, train_keys, needle) in [
@@ -295,18 +266,7 @@ fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, std::tim
 fn paths_outside_the_project_are_read_but_never_written() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = tmp.path().join("inputs");
-    let data = inputs.join("data");
-    ok(&train(&[
-        "synth",
-        "--out",
-        data.to_str().unwrap(),
-        "--train",
-        "8",
-        "--val",
-        "4",
-        "--size",
-        "64",
-    ]));
+    let data = common::synth_data(&inputs, 8, 4);
     let weights = inputs.join("weights.safetensors");
     std::fs::copy(
         common::repo().join("data/weights/vgg16-w8-synthetic.safetensors"),

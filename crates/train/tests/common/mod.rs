@@ -97,6 +97,49 @@ learning_rate = 1e-2
     path
 }
 
+/// Run directories (with a config.toml) under `runs`, sorted; none if `runs` does not exist.
+pub fn run_dirs(runs: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    dirs.retain(|p| p.join("config.toml").is_file());
+    dirs.sort();
+    dirs
+}
+
+/// The values of field `key` (e.g. "VmHWM", "Uid") in a /proc status file such as
+/// "/proc/self/status"; none if the file or the field cannot be read (a process that ended).
+pub fn proc_status_field(status_file: &str, key: &str) -> Option<Vec<String>> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    let line = status.lines().find(|l| l.split(':').next() == Some(key))?;
+    Some(line.split_whitespace().skip(1).map(String::from).collect())
+}
+
+/// Peak resident memory (VmHWM) in KB of the process whose status file is `status_file`.
+pub fn peak_rss_kb(status_file: &str) -> Option<f64> {
+    proc_status_field(status_file, "VmHWM")?
+        .first()?
+        .parse()
+        .ok()
+}
+
+/// Generate a synthetic cats-and-dogs folder (`train synth`, 64x64) at `dir/data`.
+pub fn synth_data(dir: &Path, train_images: usize, val_images: usize) -> PathBuf {
+    let data = dir.join("data");
+    ok(&train(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train",
+        &train_images.to_string(),
+        "--val",
+        &val_images.to_string(),
+        "--size",
+        "64",
+    ]));
+    data
+}
+
 /// A run's metrics.csv lines without the timing columns (the last three).
 pub fn metrics_without_timing(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("metrics.csv"))
