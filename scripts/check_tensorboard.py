@@ -17,6 +17,7 @@ the script exits non-zero at the first mismatch, or when the reader finds nothin
 import io
 import json
 import math
+import tomllib
 import os
 import signal
 import socket
@@ -293,13 +294,14 @@ def check_score_scalars(acc, run, metrics_csv, methods):
         if tag is None:
             continue
         got = {e.step: e.value for e in acc.Scalars(tag)} if tag in scalars else {}
-        # NaN in the CSV: the logger did not run that epoch (`every` > 1).
-        scored = [int(r["epoch"]) for r in rows if float(r[column]) == float(r[column])]
+        # An empty cell: the logger did not run that epoch (`every` > 1), so no scalar either.
+        scored = [int(r["epoch"]) for r in rows if r[column] != ""]
         check(scored and sorted(got) == scored, f"{run} scalar {tag}: steps {sorted(got)}, CSV {scored}")
         for row in (r for r in rows if int(r["epoch"]) in scored):
             want = float(row[column])
             have = got.get(int(row["epoch"]))
-            check(have is not None and have == pytest_f32(want),
+            same = have is not None and (have == pytest_f32(want) or (math.isnan(have) and math.isnan(want)))
+            check(same,
                   f"{run} scalar {tag} epoch {row['epoch']}: {have} != {want}")
         checked += 1
     print(f"  {checked} score scalars match metrics.csv")
@@ -337,12 +339,16 @@ def check_runs(runs_dir, epochs):
         check(len(originals) > 0, f"{run}: no original images")
         for tag in originals:
             check_png_tensor(acc, run, tag, [0])
+        # Each method renders every `every` epochs (its [[callbacks]] entry in the run's config).
+        with open(os.path.join(runs_dir, run, "config.toml"), "rb") as f:
+            every = {c["kind"]: c.get("every", 1) for c in tomllib.load(f).get("callbacks", [])}
         for method in methods:
             per_image = [t for t in tags["tensors"] if t.startswith(method + "/") and t not in (f"{method}/grid", f"{method}/captions")]
             check(len(per_image) > 0, f"{run}: no per-image {method} tags")
-            print(f"  {method}: {len(per_image)} per-image tags, grid, captions")
+            rendered = [s for s in steps if s % every.get(method, 1) == 0]
+            print(f"  {method}: {len(per_image)} per-image tags, grid, captions at steps {rendered}")
             for tag in per_image + [f"{method}/grid"]:
-                check_png_tensor(acc, run, tag, steps)
+                check_png_tensor(acc, run, tag, rendered)
             check(f"{method}/captions" in tags["tensors"], f"{run}: no {method}/captions text")
         check_score_scalars(acc, run, os.path.join(runs_dir, run, "metrics.csv"), methods)
     check(experiments == len(runs), "every run carries the HParams experiment")

@@ -10,8 +10,8 @@ use model::{Classifier, HeadKind};
 
 use crate::cam::Method;
 use crate::faithfulness::{spearman, top_fraction_iou};
-use crate::logger::{CallbackError, CamLogger};
-use crate::sink::{each_sink, Sink};
+use crate::logger::{Callback, CallbackContext, CallbackError, CamLogger, RenderedMaps};
+use crate::sink::each_sink;
 
 /// The fraction of pixels compared by the top-region IoU.
 pub const TOP_FRACTION: f32 = 0.2;
@@ -22,81 +22,69 @@ pub const INVARIANT_MIN_SPEARMAN: f32 = 0.99;
 /// Two loggers whose maps are compared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
-    /// Index of the first logger.
-    pub a: usize,
-    /// Index of the second logger.
-    pub b: usize,
+    /// The first logger's [`Callback::name`].
+    pub a: String,
+    /// The second logger's [`Callback::name`].
+    pub b: String,
     /// `<a>_vs_<b>` (a method that several loggers use is written `<method>@<layer>`).
     pub label: String,
     /// CAM and Grad-CAM at the pooled layer of a gap-linear head: must agree.
     pub must_agree: bool,
 }
 
-/// Every pair of loggers.
-pub fn pairs(loggers: &[CamLogger], model: &Classifier) -> Vec<Pair> {
-    let mut out = Vec::new();
-    for a in 0..loggers.len() {
-        for b in a + 1..loggers.len() {
-            let (la, lb) = (&loggers[a], &loggers[b]);
-            // A method used by several loggers is named with its layer, so labels never collide.
-            let name = |l: &CamLogger| {
-                if loggers.iter().filter(|o| o.method == l.method).count() > 1 {
-                    format!("{}@{}", l.method, l.layer)
-                } else {
-                    l.method.to_string()
-                }
-            };
-            let cam_and_gradcam = matches!(
-                (la.method, lb.method),
-                (Method::Cam, Method::GradCam) | (Method::GradCam, Method::Cam)
-            );
-            let pooled = model.layer(&la.layer).ok() == Some(model.head_input());
-            out.push(Pair {
-                a,
-                b,
-                label: format!("{}_vs_{}", name(la), name(lb)),
-                must_agree: cam_and_gradcam
-                    && la.layer == lb.layer
-                    && pooled
-                    && model.head.kind() == HeadKind::GapLinear,
-            });
+/// The agreement callback: runs after the loggers and compares the maps they rendered.
+pub struct Agreement {
+    /// Every pair of loggers.
+    pub pairs: Vec<Pair>,
+}
+
+impl Agreement {
+    /// Compare every pair of `loggers` (which must run before this callback).
+    pub fn new(loggers: &[CamLogger], model: &Classifier) -> Self {
+        let mut pairs = Vec::new();
+        // A method used by several loggers is named with its layer, so labels never collide.
+        let name = |l: &CamLogger| {
+            if loggers.iter().filter(|o| o.method == l.method).count() > 1 {
+                format!("{}@{}", l.method, l.layer)
+            } else {
+                l.method.to_string()
+            }
+        };
+        for (i, la) in loggers.iter().enumerate() {
+            for lb in &loggers[i + 1..] {
+                let cam_and_gradcam = matches!(
+                    (la.method, lb.method),
+                    (Method::Cam, Method::GradCam) | (Method::GradCam, Method::Cam)
+                );
+                let pooled = model.layer(&la.layer).ok() == Some(model.head_input());
+                pairs.push(Pair {
+                    a: la.name(),
+                    b: lb.name(),
+                    label: format!("{}_vs_{}", name(la), name(lb)),
+                    must_agree: cam_and_gradcam
+                        && la.layer == lb.layer
+                        && pooled
+                        && model.head.kind() == HeadKind::GapLinear,
+                });
+            }
         }
+        Self { pairs }
     }
-    out
 }
 
-/// Column names of the pairs' scores, in the order of [`log_epoch`]'s values.
-pub fn column_names(pairs: &[Pair]) -> Vec<String> {
-    pairs
-        .iter()
-        .flat_map(|p| {
-            [
-                format!("{}_spearman", p.label),
-                format!("{}_top20_iou", p.label),
-            ]
-        })
-        .collect()
-}
-
-/// Mean Spearman ρ and top-20 % IoU of two loggers' maps of `epoch` over their shared images
-/// (`None` when either did not render that epoch).
-pub fn scores(a: &CamLogger, b: &CamLogger, epoch: usize) -> Option<(f32, f32)> {
-    let (ea, ma) = a.last_maps.as_ref()?;
-    let (eb, mb) = b.last_maps.as_ref()?;
-    let photo = a.images.photos.first()?;
-    if *ea != epoch || *eb != epoch || b.images.photos.first()?.dimensions() != photo.dimensions() {
-        return None;
-    }
-    let plane = (photo.width() * photo.height()) as usize;
-    let n = a.images.names.len().min(b.images.names.len());
-    if n == 0 || a.images.names[..n] != b.images.names[..n] {
+/// Mean Spearman ρ and top-20 % IoU of two sets of maps over their shared images (`None` when
+/// they have different sizes or images).
+pub fn scores(a: &RenderedMaps, b: &RenderedMaps) -> Option<(f32, f32)> {
+    let plane = a.size[0] * a.size[1];
+    let n = a.names.len().min(b.names.len());
+    if a.size != b.size || n == 0 || a.names[..n] != b.names[..n] {
         return None;
     }
     let (mut rho, mut iou) = (0.0, 0.0);
     for i in 0..n {
         let (x, y) = (
-            &ma[i * plane..(i + 1) * plane],
-            &mb[i * plane..(i + 1) * plane],
+            &a.maps[i * plane..(i + 1) * plane],
+            &b.maps[i * plane..(i + 1) * plane],
         );
         rho += spearman(x, y);
         iou += top_fraction_iou(x, y, TOP_FRACTION);
@@ -104,56 +92,64 @@ pub fn scores(a: &CamLogger, b: &CamLogger, epoch: usize) -> Option<(f32, f32)> 
     Some((rho / n as f32, iou / n as f32))
 }
 
-/// Log the pairs' agreement after `epoch`; returns the values in [`column_names`] order (NaN
-/// where not computed) and a warning per broken invariant.
-pub fn log_epoch(
-    loggers: &[CamLogger],
-    pairs: &[Pair],
-    epoch: usize,
-    sinks: &mut [Box<dyn Sink>],
-) -> Result<(Vec<f32>, Vec<String>), CallbackError> {
-    let (mut values, mut warnings) = (Vec::new(), Vec::new());
-    for pair in pairs {
-        let Some((rho, iou)) = scores(&loggers[pair.a], &loggers[pair.b], epoch) else {
-            values.extend([f32::NAN, f32::NAN]);
-            continue;
-        };
-        for (name, value) in [("spearman", rho), ("top20_iou", iou)] {
-            each_sink(sinks, |s| {
-                s.scalar(
-                    &format!("agreement/{}/{name}", pair.label),
-                    value,
-                    epoch as i64,
-                )
-            })?;
-        }
-        // NaN (e.g. constant maps) counts as a disagreement.
-        if pair.must_agree && (rho.is_nan() || rho < INVARIANT_MIN_SPEARMAN) {
-            let warning = format!(
-                "epoch {epoch}: {} Spearman ρ = {rho:.4} < {INVARIANT_MIN_SPEARMAN}: CAM and \
-                 Grad-CAM at the pooled layer of a gap-linear head must give the same maps; \
-                 something is wrong",
-                pair.label
-            );
-            each_sink(sinks, |s| {
-                s.text("agreement/warning", &warning, epoch as i64)
-            })?;
-            warnings.push(warning);
-        }
-        values.extend([rho, iou]);
+impl Callback for Agreement {
+    fn name(&self) -> String {
+        "agreement".into()
     }
-    Ok((values, warnings))
+
+    fn scalar_tags(&self) -> Vec<String> {
+        self.pairs
+            .iter()
+            .flat_map(|p| {
+                [
+                    format!("agreement/{}/spearman", p.label),
+                    format!("agreement/{}/top20_iou", p.label),
+                ]
+            })
+            .collect()
+    }
+
+    /// Log each pair's agreement when both rendered this epoch; warn per broken invariant.
+    fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        let step = ctx.epoch as i64;
+        for pair in &self.pairs {
+            let find = |name: &str| ctx.rendered.iter().find(|r| r.callback == name);
+            let Some((rho, iou)) = find(&pair.a)
+                .zip(find(&pair.b))
+                .and_then(|(a, b)| scores(a, b))
+            else {
+                continue;
+            };
+            for (name, value) in [("spearman", rho), ("top20_iou", iou)] {
+                let tag = format!("agreement/{}/{name}", pair.label);
+                each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
+            }
+            // NaN (e.g. constant maps) counts as a disagreement.
+            if pair.must_agree && (rho.is_nan() || rho < INVARIANT_MIN_SPEARMAN) {
+                let warning = format!(
+                    "epoch {step}: {} Spearman ρ = {rho:.4} < {INVARIANT_MIN_SPEARMAN}: CAM and \
+                     Grad-CAM at the pooled layer of a gap-linear head must give the same maps; \
+                     something is wrong",
+                    pair.label
+                );
+                each_sink(ctx.sinks, |s| s.text("agreement/warning", &warning, step))?;
+                ctx.warnings.push(warning);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::logger::ExplainedImages;
+    use crate::sink::Sink;
     use burn::tensor::{Device, Tensor};
     use image::RgbImage;
     use model::{Backbone, Head, Vgg16};
 
-    fn logger(method: Method, layer: &str, maps: Option<(usize, Vec<f32>)>) -> CamLogger {
+    fn logger(method: Method, layer: &str) -> CamLogger {
         CamLogger {
             method,
             layer: layer.into(),
@@ -168,8 +164,25 @@ mod tests {
             },
             localization: None,
             faithfulness: None,
-            last_scalars: Vec::new(),
-            last_maps: maps,
+        }
+    }
+
+    /// Records scalars by tag into a shared list.
+    #[derive(Default, Clone)]
+    struct Scalars(std::rc::Rc<std::cell::RefCell<Vec<(String, f32)>>>);
+    impl Sink for Scalars {
+        fn scalar(&mut self, tag: &str, value: f32, _: i64) -> Result<(), crate::SinkError> {
+            self.0.borrow_mut().push((tag.into(), value));
+            Ok(())
+        }
+        fn images(&mut self, _: &str, _: &[RgbImage], _: i64) -> Result<(), crate::SinkError> {
+            Ok(())
+        }
+        fn text(&mut self, _: &str, _: &str, _: i64) -> Result<(), crate::SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), crate::SinkError> {
+            Ok(())
         }
     }
 
@@ -180,15 +193,14 @@ mod tests {
             backbone: Backbone::Vgg16(Vgg16::random(8, &device)),
             head: Head::new(HeadKind::GapLinear, 64, 1, &device),
         };
-        let map: Vec<f32> = (0..32).map(|i| i as f32).collect();
-        let reversed: Vec<f32> = map.iter().rev().copied().collect();
         let loggers = vec![
-            logger(Method::Cam, "block5_conv3", Some((2, map.clone()))),
-            logger(Method::GradCam, "block5_conv3", Some((2, reversed))),
-            logger(Method::GradCam, "block4_conv3", Some((1, map))),
+            logger(Method::Cam, "block5_conv3"),
+            logger(Method::GradCam, "block5_conv3"),
+            logger(Method::GradCam, "block4_conv3"),
         ];
-        let pairs = pairs(&loggers, &model);
-        let labels: Vec<(&str, bool)> = pairs
+        let mut agreement = Agreement::new(&loggers, &model);
+        let labels: Vec<(&str, bool)> = agreement
+            .pairs
             .iter()
             .map(|p| (p.label.as_str(), p.must_agree))
             .collect();
@@ -200,22 +212,42 @@ mod tests {
                 ("gradcam@block5_conv3_vs_gradcam@block4_conv3", false)
             ]
         );
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        let (values, warnings) = log_epoch(&loggers, &pairs, 2, &mut sinks).unwrap();
-        // Reversed maps: ρ = −1, disjoint top-20 %; the epoch-1 logger is not compared.
-        assert!(
-            (values[0] + 1.0).abs() < 1e-6 && values[1] == 0.0,
-            "{values:?}"
-        );
-        assert!(values[2..].iter().all(|v| v.is_nan()));
+        // Only the first two rendered this epoch; the third logger did not (`every` > 1).
+        let map: Vec<f32> = (0..32).map(|i| i as f32).collect();
+        let rendered = |l: &CamLogger, maps: Vec<f32>| RenderedMaps {
+            callback: l.name(),
+            names: vec!["a".into(), "b".into()],
+            size: [4, 4],
+            maps,
+        };
+        let mut rendered = vec![
+            rendered(&loggers[0], map.clone()),
+            rendered(&loggers[1], map.iter().rev().copied().collect()),
+        ];
+        let scalars = Scalars::default();
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(scalars.clone())];
+        let mut warnings = Vec::new();
+        let mut ctx = CallbackContext {
+            model: &model,
+            epoch: 2,
+            sinks: &mut sinks,
+            rendered: &mut rendered,
+            warnings: &mut warnings,
+        };
+        agreement.on_epoch_end(&mut ctx).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("must give the same maps"));
+        // Reversed maps: ρ = −1, disjoint top-20 %; pairs with the silent logger log nothing.
+        let logged = scalars.0.borrow();
+        let tags: Vec<&str> = logged.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(tags, agreement.scalar_tags()[..2]);
         assert_eq!(
-            column_names(&pairs[..1]),
+            tags,
             [
-                "cam_vs_gradcam@block5_conv3_spearman",
-                "cam_vs_gradcam@block5_conv3_top20_iou"
+                "agreement/cam_vs_gradcam@block5_conv3/spearman",
+                "agreement/cam_vs_gradcam@block5_conv3/top20_iou"
             ]
         );
+        assert!((logged[0].1 + 1.0).abs() < 1e-6 && logged[1].1 == 0.0);
     }
 }

@@ -142,6 +142,15 @@ pub enum Baseline {
     Blur,
 }
 
+impl std::fmt::Display for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Baseline::Zeros => "zeros",
+            Baseline::Blur => "blur",
+        })
+    }
+}
+
 impl FromStr for Baseline {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -15,13 +15,14 @@ pub mod render;
 pub mod sanity;
 pub mod sink;
 
+pub use agreement::Agreement;
 pub use cam::{
     check_method, explain, explain_activations, normalize_maps, CamMethod, ExplainError,
     Explanation, Method, Target,
 };
 pub use logger::{
     Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, FaithfulnessSettings,
-    LocalizationSet,
+    LocalizationSet, RenderedMaps,
 };
 pub use render::{colorize, overlay, Colormap, OverlayStyle};
 pub use sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};

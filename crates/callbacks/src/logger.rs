@@ -34,7 +34,8 @@ pub enum CallbackError {
     },
 }
 
-/// What a callback sees: the model after the epoch, the epoch (1-based), and the sinks.
+/// What a callback sees: the model after the epoch, the epoch (1-based), the sinks, the maps
+/// the callbacks before it rendered this epoch, and a place for warnings.
 pub struct CallbackContext<'a> {
     /// The model as trained so far.
     pub model: &'a Classifier,
@@ -42,12 +43,33 @@ pub struct CallbackContext<'a> {
     pub epoch: usize,
     /// Where results go.
     pub sinks: &'a mut [Box<dyn Sink>],
+    /// Maps rendered this epoch by the callbacks that ran before (empty at each epoch's start).
+    pub rendered: &'a mut Vec<RenderedMaps>,
+    /// Warnings for the user (the training loop prints them).
+    pub warnings: &'a mut Vec<String>,
+}
+
+/// The normalised maps one callback rendered in one epoch, for callbacks that compare methods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedMaps {
+    /// The callback's [`name`](Callback::name).
+    pub callback: String,
+    /// The images' names.
+    pub names: Vec<String>,
+    /// The maps' size [H, W].
+    pub size: [usize; 2],
+    /// The maps [N·H·W], each in [0, 1].
+    pub maps: Vec<f32>,
 }
 
 /// A training callback.
 pub trait Callback {
     /// Name, for timings and logs.
     fn name(&self) -> String;
+    /// The scalar tags this callback logs on the epochs it runs (metrics.csv's columns).
+    fn scalar_tags(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Before the first epoch.
     fn on_train_start(&mut self, _ctx: &mut CallbackContext) -> Result<(), CallbackError> {
         Ok(())
@@ -121,16 +143,11 @@ pub struct CamLogger {
     /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
     /// logged as `<method>/<score>`.
     pub faithfulness: Option<FaithfulnessSettings>,
-    /// The latest scalars, in the order of [`scalar_names`](Self::scalar_names) (NaN before the
-    /// first scored epoch).
-    pub last_scalars: Vec<f32>,
-    /// The epoch and normalised maps [N·H·W] of the latest rendered epoch (for agreement).
-    pub last_maps: Option<(usize, Vec<f32>)>,
 }
 
 impl CamLogger {
     /// Names of the scalars this logger writes each epoch (tags `<method>/<name>`).
-    pub fn scalar_names(&self) -> Vec<&'static str> {
+    fn scalar_names(&self) -> Vec<&'static str> {
         let mut names = Vec::new();
         if self.localization.is_some() {
             names.extend(LOCALIZATION_NAMES);
@@ -255,6 +272,14 @@ impl Callback for CamLogger {
         format!("{}@{}", self.method, self.layer)
     }
 
+    fn scalar_tags(&self) -> Vec<String> {
+        let method = self.method.name();
+        self.scalar_names()
+            .into_iter()
+            .map(|name| format!("{method}/{name}"))
+            .collect()
+    }
+
     fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
         if self.every == 0 || !ctx.epoch.is_multiple_of(self.every) || self.images.names.is_empty()
         {
@@ -344,13 +369,15 @@ impl Callback for CamLogger {
             .map_err(CallbackError::Faithfulness)?;
             scalars.extend(scores.values());
         }
-        for (name, value) in self.scalar_names().into_iter().zip(&scalars) {
-            each_sink(ctx.sinks, |s| {
-                s.scalar(&format!("{method}/{name}"), *value, step)
-            })?;
+        for (tag, value) in self.scalar_tags().iter().zip(&scalars) {
+            each_sink(ctx.sinks, |s| s.scalar(tag, *value, step))?;
         }
-        self.last_scalars = scalars;
-        self.last_maps = Some((ctx.epoch, maps));
+        ctx.rendered.push(RenderedMaps {
+            callback: self.name(),
+            names: self.images.names.clone(),
+            size,
+            maps,
+        });
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use tensorboard::{EventWriter, TbError};
+use tensorboard::{EventWriter, Experiment, HParamValue, SessionStatus, TbError};
 
 /// An error from a sink, naming what was being written.
 #[derive(Debug, thiserror::Error)]
@@ -31,15 +31,24 @@ pub trait Sink {
     fn text(&mut self, tag: &str, markdown: &str, step: i64) -> Result<(), SinkError>;
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
-    /// The TensorBoard writer behind this sink, if it is one (for HParams).
-    fn as_tensorboard(&mut self) -> Option<&mut EventWriter> {
-        None
+    /// The run's hyperparameters and the metrics to compare them by (TensorBoard's HParams
+    /// tab); sinks without such a view ignore them.
+    fn hparams(
+        &mut self,
+        _experiment: &Experiment,
+        _values: &[(&str, HParamValue)],
+    ) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// The run ended with `status` (HParams session end); ignored by default.
+    fn session_end(&mut self, _status: SessionStatus) -> Result<(), SinkError> {
+        Ok(())
     }
 }
 
 /// TensorBoard event files.
 pub struct TensorBoardSink {
-    /// The writer (public so the trainer can add HParams).
+    /// The writer.
     pub writer: EventWriter,
 }
 
@@ -56,8 +65,20 @@ impl Sink for TensorBoardSink {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(self.writer.flush()?)
     }
-    fn as_tensorboard(&mut self) -> Option<&mut EventWriter> {
-        Some(&mut self.writer)
+    fn hparams(
+        &mut self,
+        experiment: &Experiment,
+        values: &[(&str, HParamValue)],
+    ) -> Result<(), SinkError> {
+        self.writer.add_hparams_experiment(experiment)?;
+        Ok(self
+            .writer
+            .add_session_start(values, tensorboard::now_secs())?)
+    }
+    fn session_end(&mut self, status: SessionStatus) -> Result<(), SinkError> {
+        Ok(self
+            .writer
+            .add_session_end(status, tensorboard::now_secs())?)
     }
 }
 

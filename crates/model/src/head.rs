@@ -11,7 +11,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -158,37 +158,87 @@ impl Head {
         }
     }
 
-    /// Logits [N, n] from pooled features [N, C].
-    pub fn forward_pooled(&self, pooled: Tensor<2>) -> Tensor<2> {
-        dense_forward(pooled, &self.parameters())
+    /// A head initialised as PyTorch's `nn.Linear` does, U(−1/√in, 1/√in) for weights and
+    /// biases, with the values drawn from `uniform` (which returns numbers in [0, 1)) layer by
+    /// layer, weight before bias, row-major in burn's [in, out] layout. Its parameters have fixed
+    /// ids ([`param_id`]), so an optimizer's state saved with them finds them again in another
+    /// process.
+    pub fn seeded(
+        kind: HeadKind,
+        channels: usize,
+        classes: usize,
+        mut uniform: impl FnMut() -> f64,
+        device: &Device,
+    ) -> Self {
+        let mut linear = |name: &str, d_in: usize, d_out: usize| {
+            let bound = 1.0 / (d_in as f64).sqrt();
+            let mut draw = |count: usize| -> Vec<f32> {
+                (0..count)
+                    .map(|_| ((uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let w = draw(d_in * d_out);
+            let b = draw(d_out);
+            Linear {
+                weight: Param::initialized(
+                    param_id(&format!("{name}.weight")),
+                    Tensor::from_data(TensorData::new(w, [d_in, d_out]), device),
+                )
+                .set_require_grad(true),
+                bias: Some(
+                    Param::initialized(
+                        param_id(&format!("{name}.bias")),
+                        Tensor::from_data(TensorData::new(b, [d_out]), device),
+                    )
+                    .set_require_grad(true),
+                ),
+            }
+        };
+        match kind {
+            HeadKind::GapLinear => Self {
+                fc1: linear("fc1", channels, classes),
+                fc2: None,
+            },
+            HeadKind::GapDense => Self {
+                fc1: linear("fc1", channels, DENSE_HIDDEN),
+                fc2: Some(linear("fc2", DENSE_HIDDEN, classes)),
+            },
+        }
     }
 
-    /// The layers' (weight [in, out], bias [out]) pairs, first layer first.
-    pub fn parameters(&self) -> Vec<(Tensor<2>, Tensor<1>)> {
-        std::iter::once(&self.fc1)
-            .chain(self.fc2.as_ref())
-            .map(|fc| {
-                let [_, d_out] = fc.weight.dims();
-                let bias = fc
-                    .bias
-                    .as_ref()
-                    .map_or_else(|| Tensor::zeros([d_out], &fc.weight.device()), |b| b.val());
-                (fc.weight.val(), bias)
+    /// The layers' weights and biases in PyTorch layout (weight [out, in]) under the names
+    /// [`load`](Self::load) reads: `weight`, `bias` (gap-linear) or `fc1.weight` … `fc2.bias`.
+    pub fn pytorch_tensors(&self) -> Vec<(String, Tensor<2>)> {
+        let prefix = |i: usize| match self.kind() {
+            HeadKind::GapLinear => String::new(),
+            HeadKind::GapDense => format!("fc{}.", i + 1),
+        };
+        self.linears()
+            .enumerate()
+            .flat_map(|(i, fc)| {
+                let weight = fc.weight.val().transpose();
+                let bias = match &fc.bias {
+                    Some(b) => b.val().unsqueeze_dim(0),
+                    None => Tensor::zeros([1, fc.weight.dims()[1]], &fc.weight.device()),
+                };
+                [
+                    (format!("{}weight", prefix(i)), weight),
+                    (format!("{}bias", prefix(i)), bias),
+                ]
             })
             .collect()
     }
 
-    /// A head of the same architecture with these parameters (as [`parameters`](Self::parameters)
-    /// returns them).
-    pub fn with_parameters(&self, parameters: Vec<(Tensor<2>, Tensor<1>)>) -> Self {
-        let mut layers = parameters.into_iter().map(|(w, b)| Linear {
-            weight: Param::from_tensor(w),
-            bias: Some(Param::from_tensor(b)),
-        });
-        let fc1 = layers.next().unwrap_or_else(|| self.fc1.clone());
-        Self {
-            fc1,
-            fc2: layers.next(),
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        std::iter::once(&self.fc1).chain(self.fc2.as_ref())
+    }
+
+    /// Logits [N, n] from pooled features [N, C]: `fc1`, then ReLU and `fc2` for gap-dense.
+    pub fn forward_pooled(&self, pooled: Tensor<2>) -> Tensor<2> {
+        let x = self.fc1.forward(pooled);
+        match &self.fc2 {
+            Some(fc2) => fc2.forward(relu(x)),
+            None => x,
         }
     }
 
@@ -198,18 +248,12 @@ impl Head {
     }
 }
 
-/// Linear layers with ReLU between them: x·W₁ + b₁ → ReLU → x·W₂ + b₂ … (burn layout, W [in, out]).
-/// The head's forward pass, shared by [`Head`] and by training code that holds the
-/// parameters as plain (autodiff) tensors.
-pub fn dense_forward(x: Tensor<2>, layers: &[(Tensor<2>, Tensor<1>)]) -> Tensor<2> {
-    let mut x = x;
-    for (i, (w, b)) in layers.iter().enumerate() {
-        if i > 0 {
-            x = relu(x);
-        }
-        x = x.matmul(w.clone()) + b.clone().unsqueeze_dim(0);
-    }
-    x
+/// The fixed id of the head parameter `name` (`fc1.weight`, …): an FNV-1a hash of the name.
+pub fn param_id(name: &str) -> ParamId {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    ParamId::from(hash)
 }
 
 /// Global average pooling: [N, C, h, w] → [N, C].

@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 pub use efficientnet::EfficientNetLite0;
-pub use head::{dense_forward, global_average_pool, Head, HeadKind};
+pub use head::{global_average_pool, Head, HeadKind};
 pub use vgg16::{Vgg16, VGG16_LAYERS};
 pub use weights::{WeightError, WeightFile};
 
@@ -61,7 +61,7 @@ pub enum ModelError {
         head: HeadKind,
     },
     /// No backbone has this name.
-    #[error("unknown backbone `{0}` (available: vgg16, efficientnet-lite0)")]
+    #[error("unknown backbone `{0}` (available: {list})", list = BackboneKind::names())]
     UnknownBackbone(String),
     /// The input has a size the backbone cannot take.
     #[error(
@@ -91,27 +91,75 @@ pub enum Backbone {
     EfficientNetLite0(EfficientNetLite0),
 }
 
-/// Backbone names accepted in configs and on the command line.
-pub const BACKBONES: [&str; 2] = ["vgg16", "efficientnet-lite0"];
+/// Which backbone architecture: the one list of backbone names (configs, command line, errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackboneKind {
+    /// VGG16 `features` (torchvision weights).
+    Vgg16,
+    /// EfficientNet-Lite0 (lukemelas-named weights).
+    EfficientNetLite0,
+}
+
+impl BackboneKind {
+    /// Every backbone.
+    pub const ALL: [BackboneKind; 2] = [BackboneKind::Vgg16, BackboneKind::EfficientNetLite0];
+
+    /// All names, comma-separated (for messages).
+    pub fn names() -> String {
+        BackboneKind::ALL.map(BackboneKind::name).join(", ")
+    }
+
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackboneKind::Vgg16 => "vgg16",
+            BackboneKind::EfficientNetLite0 => "efficientnet-lite0",
+        }
+    }
+}
+
+impl std::fmt::Display for BackboneKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackboneKind {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        BackboneKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ModelError::UnknownBackbone(s.to_string()))
+    }
+}
 
 impl Backbone {
-    /// Load `name` (`vgg16` or `efficientnet-lite0`) from a weight file.
-    pub fn load(name: &str, file: &WeightFile, device: &Device) -> Result<Self, ModelError> {
-        match name {
-            "vgg16" => Ok(Backbone::Vgg16(Vgg16::load(file, device)?)),
-            "efficientnet-lite0" => Ok(Backbone::EfficientNetLite0(EfficientNetLite0::load(
-                file, device,
-            )?)),
-            other => Err(ModelError::UnknownBackbone(other.to_string())),
+    /// Load a backbone of this kind from a weight file.
+    pub fn load(
+        kind: BackboneKind,
+        file: &WeightFile,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        Ok(match kind {
+            BackboneKind::Vgg16 => Backbone::Vgg16(Vgg16::load(file, device)?),
+            BackboneKind::EfficientNetLite0 => {
+                Backbone::EfficientNetLite0(EfficientNetLite0::load(file, device)?)
+            }
+        })
+    }
+
+    /// Which architecture this is.
+    pub fn kind(&self) -> BackboneKind {
+        match self {
+            Backbone::Vgg16(_) => BackboneKind::Vgg16,
+            Backbone::EfficientNetLite0(_) => BackboneKind::EfficientNetLite0,
         }
     }
 
     /// The name used in configs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Backbone::Vgg16(_) => "vgg16",
-            Backbone::EfficientNetLite0(_) => "efficientnet-lite0",
-        }
+        self.kind().name()
     }
 
     /// Layer names in order.
@@ -209,6 +257,21 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// A trained classifier from files: the backbone's weights and a head exported in PyTorch
+    /// layout (see [`Head::load`]).
+    pub fn load(
+        backbone: BackboneKind,
+        weights: &WeightFile,
+        head: HeadKind,
+        head_weights: &WeightFile,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let backbone = Backbone::load(backbone, weights, device)?;
+        let channels = backbone.channels(backbone.head_input(head));
+        let head = Head::load(head_weights, head, channels, device)?;
+        Ok(Self { backbone, head })
+    }
+
     /// All layer names of the backbone, in order.
     pub fn layer_names(&self) -> Vec<&'static str> {
         self.backbone.layer_names()

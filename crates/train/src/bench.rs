@@ -12,7 +12,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use callbacks::{explain_activations, Method, Target};
 use model::{Backbone, Classifier, EfficientNetLite0, Head, HeadKind, Vgg16};
 
-use crate::trainer::HeadTrainer;
+use crate::head_training::HeadTraining;
 
 /// Arguments of `train bench`.
 #[derive(Debug, clap::Args)]
@@ -158,18 +158,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // Head epochs on cached pooled features of 2,000 images (batch 32), both heads.
     let n = 2000;
     let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
-    for (kind, dims) in [
-        ("gap_linear", vec![512, 1]),
-        ("gap_dense", vec![512, model::head::DENSE_HIDDEN, 1]),
-    ] {
+    for kind in [HeadKind::GapLinear, HeadKind::GapDense] {
         let features = Tensor::<2>::random([n, 512], Distribution::Uniform(0.0, 1.0), &device);
-        let mut head = HeadTrainer::new(&dims, 1e-3, 0, &device);
+        let mut head = HeadTraining::new(kind, 512, 1, 1e-3, 0, &device);
         let mut epoch = 0;
         let s = best_seconds(repeats, || {
             epoch += 1;
             let _ = head.train_epoch(&features, &labels, 32, 0, epoch);
         });
-        figures.add(&format!("head_epoch_{kind}_2000_images_s"), s, "s");
+        let name = kind.name().replace('-', "_");
+        figures.add(&format!("head_epoch_{name}_2000_images_s"), s, "s");
     }
 
     // The seed run (2,000 train + 1,000 val images at 224, 20 epochs, CAM on 16 images),

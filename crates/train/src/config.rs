@@ -1,13 +1,14 @@
-//! The run configuration (TOML). Unknown keys are errors that name the key; relative paths
-//! resolve against the working directory; every path that must exist is checked with a message
-//! naming the key and how to get the file.
+//! The run configuration (TOML), parsed straight into the types the run uses (methods, heads,
+//! colormaps, baselines, backbones are enums). Unknown keys and unknown names are errors that
+//! name the key; relative paths resolve against the working directory; every input path is
+//! checked, and all missing ones are reported at once.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use callbacks::faithfulness::Baseline;
 use callbacks::{Colormap, FaithfulnessSettings, Method, OverlayStyle};
-use model::HeadKind;
+use model::{BackboneKind, HeadKind};
 use serde::{Deserialize, Serialize};
 
 /// The whole config file.
@@ -130,12 +131,14 @@ pub struct SyntheticConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// `vgg16`.
-    pub backbone: String,
+    /// `vgg16` or `efficientnet-lite0`.
+    #[serde(with = "parsed")]
+    pub backbone: BackboneKind,
     /// Backbone weights (torchvision .pth or .safetensors).
     pub weights: PathBuf,
     /// `gap-linear` or `gap-dense`.
-    pub head: String,
+    #[serde(with = "parsed")]
+    pub head: HeadKind,
     /// Only `true` is supported yet: the backbone stays frozen.
     #[serde(default = "default_true")]
     pub freeze_backbone: bool,
@@ -161,7 +164,8 @@ pub struct TrainConfig {
 #[serde(deny_unknown_fields)]
 pub struct CallbackConfig {
     /// cam | gradcam | gradcam++ | layercam | hirescam | xgradcam.
-    pub kind: String,
+    #[serde(with = "parsed")]
+    pub kind: Method,
     /// The layer to explain.
     #[serde(default = "default_layer")]
     pub layer: String,
@@ -172,8 +176,8 @@ pub struct CallbackConfig {
     #[serde(default = "default_every")]
     pub every: usize,
     /// jet | turbo | viridis.
-    #[serde(default = "default_colormap")]
-    pub colormap: String,
+    #[serde(default = "default_colormap", with = "parsed")]
+    pub colormap: Colormap,
     /// Weight of the photo in the overlay.
     #[serde(default = "default_alpha")]
     pub alpha: f32,
@@ -193,8 +197,8 @@ pub struct CallbackConfig {
     #[serde(default)]
     pub faithfulness_images: usize,
     /// zeros | blur: what deleted pixels become and what insertion starts from.
-    #[serde(default = "default_baseline")]
-    pub faithfulness_baseline: String,
+    #[serde(default = "default_baseline", with = "parsed")]
+    pub faithfulness_baseline: Baseline,
     /// Deletion/insertion steps (20 as in RISE).
     #[serde(default = "default_faithfulness_steps")]
     pub faithfulness_steps: usize,
@@ -248,14 +252,14 @@ fn default_num_images() -> usize {
 fn default_every() -> usize {
     1
 }
-fn default_colormap() -> String {
-    "jet".into()
+fn default_colormap() -> Colormap {
+    Colormap::Jet
 }
 fn default_alpha() -> f32 {
     0.5
 }
-fn default_baseline() -> String {
-    "zeros".into()
+fn default_baseline() -> Baseline {
+    Baseline::Zeros
 }
 fn default_faithfulness_steps() -> usize {
     20
@@ -264,25 +268,84 @@ fn default_localization_images() -> usize {
     256
 }
 
-/// A callback's settings, parsed.
-#[derive(Debug, Clone)]
-pub struct CallbackSpec {
-    /// The method.
-    pub method: Method,
-    /// The layer.
-    pub layer: String,
-    /// Images explained.
-    pub num_images: usize,
-    /// Every this many epochs.
-    pub every: usize,
-    /// Overlay style.
-    pub style: OverlayStyle,
-    /// Images scored for localization.
-    pub localization_images: usize,
-    /// Box-IoU region threshold.
-    pub localization_threshold: f32,
-    /// Faithfulness scoring, if on.
-    pub faithfulness: Option<FaithfulnessSettings>,
+/// Serde for the names in a config (`kind = "gradcam"`, `head = "gap-linear"`, …): read with
+/// the type's `FromStr` (whose error lists the names it knows), written with its `Display`.
+mod parsed {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+impl CallbackConfig {
+    /// The overlay's colours.
+    pub fn style(&self) -> OverlayStyle {
+        OverlayStyle {
+            colormap: self.colormap,
+            alpha: self.alpha,
+            threshold: self.threshold,
+        }
+    }
+
+    /// The box-IoU region threshold: as configured, or 0.2 for CAM (the CAM paper) and 0.15
+    /// for the others (the Grad-CAM paper).
+    pub fn localization_threshold(&self) -> f32 {
+        let default = if self.kind == Method::Cam { 0.2 } else { 0.15 };
+        self.localization_threshold.unwrap_or(default)
+    }
+
+    /// Faithfulness scoring, when `faithfulness_images` > 0.
+    pub fn faithfulness(&self) -> Option<FaithfulnessSettings> {
+        (self.faithfulness_images > 0).then_some(FaithfulnessSettings {
+            images: self.faithfulness_images,
+            baseline: self.faithfulness_baseline,
+            steps: self.faithfulness_steps,
+        })
+    }
+
+    /// Check the values (no file system).
+    fn check(&self) -> Result<()> {
+        self.style().validate().map_err(anyhow::Error::msg)?;
+        if self.every == 0 {
+            bail!("every must be at least 1");
+        }
+        if !(1..=1024).contains(&self.num_images) {
+            bail!("num_images must be in 1..=1024");
+        }
+        if self.localization_images > 4096 {
+            bail!(
+                "localization_images must be at most 4096 (their activation maps are kept in \
+                 memory)"
+            );
+        }
+        if !(0.0..=1.0).contains(&self.localization_threshold()) {
+            bail!("localization_threshold must be in [0, 1]");
+        }
+        if !(1..=1000).contains(&self.faithfulness_steps) {
+            bail!("faithfulness_steps must be in 1..=1000");
+        }
+        if self.faithfulness_images > self.num_images {
+            bail!(
+                "faithfulness_images ({}) must be at most num_images ({})",
+                self.faithfulness_images,
+                self.num_images
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -292,24 +355,23 @@ impl Config {
             .with_context(|| format!("cannot read config {}", path.display()))?;
         let mut config =
             Self::parse(&text).with_context(|| format!("config {}", path.display()))?;
-        config.resolve_paths()?;
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        config.resolve_paths(&cwd);
         config
-            .validate()
+            .check_inputs(&cwd)
             .with_context(|| format!("config {}", path.display()))?;
         Ok(config)
     }
 
-    /// Parse config text and check what needs no file system: types, unknown keys, the head,
-    /// the callbacks' settings (the mutation tests feed this arbitrary bytes).
+    /// Parse config text and check everything that needs no file system: names, types,
+    /// unknown keys, ranges (the mutation tests feed this arbitrary bytes).
     pub fn parse(text: &str) -> Result<Self> {
         let config: Config = toml::from_str(text)?;
-        config.head_kind()?;
-        config.callback_specs()?;
+        config.check_values()?;
         Ok(config)
     }
 
-    fn resolve_paths(&mut self) -> Result<()> {
-        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    fn resolve_paths(&mut self, cwd: &Path) {
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = cwd.join(&*p);
@@ -330,11 +392,50 @@ impl Config {
             abs(&mut e.dir);
         }
         abs(&mut self.model.weights);
+    }
+
+    /// Check that every input exists; all missing ones are reported in one error.
+    fn check_inputs(&self, cwd: &Path) -> Result<()> {
+        let data = "scripts/fetch-data.sh";
+        let weights = format!("scripts/fetch-weights.sh {}", self.model.backbone);
+        let mut inputs: Vec<(String, &Path, &str)> = Vec::new();
+        if let Some(dir) = &self.data.train_dir {
+            inputs.push(("[data] train_dir".into(), dir, data));
+        }
+        if let Some(dir) = &self.data.val_dir {
+            inputs.push(("[data] val_dir".into(), dir, data));
+        }
+        if let Some(boxes) = &self.data.boxes {
+            inputs.push(("[data] boxes".into(), boxes, "the data set's annotations"));
+        }
+        for e in &self.data.eval {
+            inputs.push((format!("[[data.eval]] {} dir", e.name), &e.dir, data));
+        }
+        inputs.push(("[model] weights".into(), &self.model.weights, &weights));
+        let missing: Vec<String> = inputs
+            .iter()
+            .filter(|(_, path, _)| !path.exists())
+            .map(|(key, path, how)| {
+                format!(
+                    "{key}: {} does not exist (get it with `{how}`)",
+                    path.display()
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} missing input(s):\n  {}\n(relative paths in a config resolve against the \
+                 working directory, {}; the configs in configs/ expect the repository root)",
+                missing.len(),
+                missing.join("\n  "),
+                cwd.display()
+            );
+        }
         Ok(())
     }
 
-    /// Check values and that the input paths exist.
-    pub fn validate(&self) -> Result<()> {
+    /// Check the values that need no file system.
+    fn check_values(&self) -> Result<()> {
         if self.run.name.is_empty()
             || self.run.name.contains(['/', '\\'])
             || self.run.name.starts_with('.')
@@ -347,7 +448,7 @@ impl Config {
         model::device_from_name(&self.run.device)
             .map_err(|e| anyhow::anyhow!("[run] device: {e}"))?;
         match (&self.data.train_dir, &self.data.synthetic) {
-            (Some(dir), None) => must_exist("[data] train_dir", dir, "scripts/fetch-data.sh")?,
+            (Some(_), None) => {}
             (None, Some(s)) => {
                 if s.train < 2 || s.val < 2 || s.train > 1_000_000 || s.val > 1_000_000 {
                     bail!("[data] synthetic needs 2 to 1,000,000 train and val images");
@@ -363,9 +464,6 @@ impl Config {
                 "[data] train_dir is missing (or give synthetic = {{ seed, train, val, size }})"
             ),
         }
-        if let Some(boxes) = &self.data.boxes {
-            must_exist("[data] boxes", boxes, "the data set's annotations")?;
-        }
         for (i, e) in self.data.eval.iter().enumerate() {
             if e.name.is_empty()
                 || !e
@@ -379,14 +477,6 @@ impl Config {
                     e.name
                 );
             }
-            must_exist(
-                &format!("[[data.eval]] {} dir", e.name),
-                &e.dir,
-                "scripts/fetch-data.sh",
-            )?;
-        }
-        if let Some(val) = &self.data.val_dir {
-            must_exist("[data] val_dir", val, "scripts/fetch-data.sh")?;
         }
         if let Some(f) = self.data.val_fraction {
             if self.data.val_dir.is_some() {
@@ -402,19 +492,6 @@ impl Config {
         if !(1..=256).contains(&self.data.backbone_batch_size) {
             bail!("[data] backbone_batch_size must be in 1..=256");
         }
-        if !model::BACKBONES.contains(&self.model.backbone.as_str()) {
-            bail!(
-                "[model] backbone `{}` is unknown (available: {})",
-                self.model.backbone,
-                model::BACKBONES.join(", ")
-            );
-        }
-        must_exist(
-            "[model] weights",
-            &self.model.weights,
-            &format!("scripts/fetch-weights.sh {}", self.model.backbone),
-        )?;
-        self.head_kind()?;
         if !self.model.freeze_backbone {
             bail!(
                 "[model] freeze_backbone = false is not supported yet: this harness trains the head on \
@@ -436,105 +513,108 @@ impl Config {
                 self.train.optimizer
             );
         }
-        self.callback_specs()?;
+        for (i, c) in self.callbacks.iter().enumerate() {
+            let at = format!("[[callbacks]] #{}", i + 1);
+            if let Some(first) = self.callbacks[..i].iter().position(|o| o.kind == c.kind) {
+                bail!(
+                    "{at}: a second `{}` callback (the first is #{}): one callback per method \
+                     per run, as their TensorBoard tags and CSV columns are named by method; \
+                     use another run for another layer",
+                    c.kind,
+                    first + 1
+                );
+            }
+            c.check().with_context(|| format!("{at} ({})", c.kind))?;
+        }
         Ok(())
-    }
-
-    /// The head.
-    pub fn head_kind(&self) -> Result<HeadKind> {
-        self.model
-            .head
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("[model] head: {e}"))
-    }
-
-    /// The callbacks, parsed.
-    pub fn callback_specs(&self) -> Result<Vec<CallbackSpec>> {
-        self.callbacks
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let at = format!("[[callbacks]] #{}", i + 1);
-                let method: Method = c
-                    .kind
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!("{at} kind: {e}"))?;
-                if let Some(first) = self.callbacks[..i].iter().position(|o| o.kind == c.kind) {
-                    bail!(
-                        "{at}: a second `{}` callback (the first is #{}): one callback per method \
-                         per run, as their TensorBoard tags and CSV columns are named by method; \
-                         use another run for another layer",
-                        c.kind,
-                        first + 1
-                    );
-                }
-                let colormap: Colormap = c
-                    .colormap
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!("{at} colormap: {e}"))?;
-                let style = OverlayStyle {
-                    colormap,
-                    alpha: c.alpha,
-                    threshold: c.threshold,
-                };
-                style.validate().map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-                if c.every == 0 {
-                    bail!("{at} every must be at least 1");
-                }
-                if !(1..=1024).contains(&c.num_images) {
-                    bail!("{at} num_images must be in 1..=1024");
-                }
-                if c.localization_images > 4096 {
-                    bail!(
-                        "{at} localization_images must be at most 4096 (their activation maps \
-                         are kept in memory)"
-                    );
-                }
-                let default_threshold = if method == Method::Cam { 0.2 } else { 0.15 };
-                let localization_threshold = c.localization_threshold.unwrap_or(default_threshold);
-                if !(0.0..=1.0).contains(&localization_threshold) {
-                    bail!("{at} localization_threshold must be in [0, 1]");
-                }
-                let baseline: Baseline = c
-                    .faithfulness_baseline
-                    .parse()
-                    .map_err(|e: String| anyhow::anyhow!("{at} faithfulness_baseline: {e}"))?;
-                if !(1..=1000).contains(&c.faithfulness_steps) {
-                    bail!("{at} faithfulness_steps must be in 1..=1000");
-                }
-                if c.faithfulness_images > c.num_images {
-                    bail!(
-                        "{at} faithfulness_images ({}) must be at most num_images ({})",
-                        c.faithfulness_images,
-                        c.num_images
-                    );
-                }
-                let faithfulness = (c.faithfulness_images > 0).then_some(FaithfulnessSettings {
-                    images: c.faithfulness_images,
-                    baseline,
-                    steps: c.faithfulness_steps,
-                });
-                Ok(CallbackSpec {
-                    faithfulness,
-                    method,
-                    layer: c.layer.clone(),
-                    num_images: c.num_images,
-                    every: c.every,
-                    style,
-                    localization_images: c.localization_images,
-                    localization_threshold,
-                })
-            })
-            .collect()
     }
 }
 
-fn must_exist(key: &str, path: &Path, how: &str) -> Result<()> {
-    if !path.exists() {
-        bail!(
-            "{key}: {} does not exist (get it with `{how}`, or fix the path)",
-            path.display()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[run]
+name = "t"
+[data]
+train_dir = "no/such/train"
+val_dir = "no/such/val"
+[model]
+backbone = "vgg16"
+weights = "no/such/weights.pth"
+head = "gap-linear"
+[train]
+epochs = 2
+batch_size = 4
+learning_rate = 1e-3
+"#;
+
+    #[test]
+    fn names_become_types_and_are_written_back_canonically() {
+        let text = format!(
+            "{BASE}\n[[callbacks]]\nkind = \"GradCAMpp\"\ncolormap = \"turbo\"\nfaithfulness_baseline = \"blur\"\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let c = &config.callbacks[0];
+        assert_eq!(c.kind, Method::GradCamPlusPlus);
+        assert_eq!(
+            (c.colormap, c.faithfulness_baseline),
+            (Colormap::Turbo, Baseline::Blur)
+        );
+        assert_eq!(config.model.backbone, BackboneKind::Vgg16);
+        let written = toml::to_string_pretty(&config).unwrap();
+        assert!(written.contains("kind = \"gradcam++\""), "{written}");
+        assert_eq!(Config::parse(&written).unwrap().callbacks[0].kind, c.kind);
+    }
+
+    #[test]
+    fn unknown_names_are_errors_that_list_the_known_ones() {
+        for (key, bad, expect) in [
+            ("kind", "gradcan", "unknown method `gradcan`"),
+            ("colormap", "jetx", "jetx"),
+        ] {
+            let text = format!("{BASE}\n[[callbacks]]\nkind = \"cam\"\n{key} = \"{bad}\"\n")
+                .replacen("kind = \"cam\"\nkind", "kind", 1);
+            let error = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(error.contains(expect), "{error}");
+        }
+        let error = format!(
+            "{:#}",
+            Config::parse(&BASE.replace("vgg16", "vgg19")).unwrap_err()
+        );
+        assert!(
+            error.contains("unknown backbone `vgg19` (available: vgg16, efficientnet-lite0)"),
+            "{error}"
         );
     }
-    Ok(())
+
+    #[test]
+    fn the_same_method_twice_is_an_error_whatever_its_spelling() {
+        let text = format!(
+            "{BASE}\n[[callbacks]]\nkind = \"gradcam\"\n\n[[callbacks]]\nkind = \"GradCAM\"\n"
+        );
+        let error = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(
+            error.contains("[[callbacks]] #2: a second `gradcam` callback (the first is #1)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_missing_input_is_reported_at_once() {
+        let mut config = Config::parse(BASE).unwrap();
+        let cwd = Path::new("/nowhere");
+        config.resolve_paths(cwd);
+        let error = format!("{:#}", config.check_inputs(cwd).unwrap_err());
+        for expected in [
+            "3 missing input(s)",
+            "[data] train_dir: /nowhere/no/such/train does not exist",
+            "[data] val_dir: /nowhere/no/such/val",
+            "[model] weights: /nowhere/no/such/weights.pth does not exist (get it with `scripts/fetch-weights.sh vgg16`)",
+            "resolve against the working directory, /nowhere",
+        ] {
+            assert!(error.contains(expected), "{expected}\n{error}");
+        }
+    }
 }

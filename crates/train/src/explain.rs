@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use callbacks::{explain, overlay, Colormap, Method, OverlayStyle, Target};
 use clap::Args;
 use image::RgbImage;
-use model::{Backbone, Classifier, Head, HeadKind, WeightFile};
+use model::{BackboneKind, Classifier, HeadKind, WeightFile};
 
 use crate::images;
 use crate::tensors::{to_vec, write_safetensors};
@@ -17,7 +17,7 @@ use crate::tensors::{to_vec, write_safetensors};
 pub struct ExplainArgs {
     /// Backbone architecture: vgg16 or efficientnet-lite0.
     #[arg(long, default_value = "vgg16")]
-    pub backbone: String,
+    pub backbone: BackboneKind,
     /// Backbone weights: torchvision `vgg16-397923af.pth` (legacy or zip .pth) or .safetensors
     /// with the keys `features.N.weight|bias`.
     #[arg(long)]
@@ -148,20 +148,24 @@ fn stem(path: &Path) -> String {
         .unwrap_or_else(|| "image".into())
 }
 
-/// Load the backbone and head named on the command line.
+/// A trained classifier from its files: the backbone's weights and the head exported by a run
+/// (`head.safetensors`, PyTorch layout). Used by `train explain` and `train sanity`.
 pub fn load_classifier(
-    backbone: &str,
+    backbone: BackboneKind,
     weights: &Path,
     head: HeadKind,
     head_weights: &Path,
     device: &Device,
 ) -> Result<Classifier> {
-    let file = WeightFile::open(weights).context("--weights")?;
-    let backbone = Backbone::load(backbone, &file, device).context("--weights")?;
-    let channels = backbone.channels(backbone.head_input(head));
-    let file = WeightFile::open(head_weights).context("--head-weights")?;
-    let head = Head::load(&file, head, channels, device).context("--head-weights")?;
-    Ok(Classifier { backbone, head })
+    let weight_file = WeightFile::open(weights).context("backbone weights")?;
+    let head_file = WeightFile::open(head_weights).context("head weights")?;
+    Classifier::load(backbone, &weight_file, head, &head_file, device).with_context(|| {
+        format!(
+            "{} with {} ({backbone}, {head} head)",
+            weights.display(),
+            head_weights.display()
+        )
+    })
 }
 
 /// Run `train explain`.
@@ -177,7 +181,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     }
     let device = model::device_from_name(&args.device).map_err(anyhow::Error::msg)?;
     let model = load_classifier(
-        &args.backbone,
+        args.backbone,
         &args.weights,
         args.head,
         &args.head_weights,

@@ -1,29 +1,34 @@
 //! The run's HParams for TensorBoard's HPARAMS tab: the hyperparameters compared across runs
 //! and the metric columns.
 
-use model::HeadKind;
 use tensorboard::{DatasetType, Domain, Experiment, HParamSpec, HParamValue, MetricSpec};
 
 use crate::config::Config;
 
-pub fn hparams(config: &Config, kind: HeadKind) -> Vec<(&'static str, HParamValue)> {
-    let methods: Vec<&str> = config.callbacks.iter().map(|c| c.kind.as_str()).collect();
+/// The hyperparameters of a run, by name.
+pub fn hparams(config: &Config) -> Vec<(&'static str, HParamValue)> {
+    let methods: Vec<String> = config
+        .callbacks
+        .iter()
+        .map(|c| c.kind.to_string())
+        .collect();
     let layers: Vec<&str> = config.callbacks.iter().map(|c| c.layer.as_str()).collect();
     let [h, w] = config.data.image_size.hw();
     vec![
         ("method", HParamValue::from(methods.join("+"))),
-        ("head", kind.name().into()),
+        ("head", config.model.head.name().into()),
         ("layer", HParamValue::from(layers.join("+"))),
         ("learning_rate", config.train.learning_rate.into()),
         ("batch_size", (config.train.batch_size as f64).into()),
         ("epochs", (config.train.epochs as f64).into()),
-        ("backbone", HParamValue::from(config.model.backbone.clone())),
+        ("backbone", config.model.backbone.name().into()),
         ("image_size", HParamValue::from(format!("{h}x{w}"))),
         ("seed", (config.run.seed as f64).into()),
     ]
 }
 
-pub fn experiment(config: &Config, kind: HeadKind) -> Experiment {
+/// The HParams experiment: the hyperparameters and the metrics to compare runs by.
+pub fn experiment(config: &Config) -> Experiment {
     let metric = |tag: &str, dataset| MetricSpec {
         tag: tag.into(),
         group: String::new(),
@@ -33,7 +38,7 @@ pub fn experiment(config: &Config, kind: HeadKind) -> Experiment {
     Experiment {
         description: "catdog-cam runs: frozen backbone, trained head, CAM-family callbacks".into(),
         time_created_secs: 0.0,
-        hparams: hparams(config, kind)
+        hparams: hparams(config)
             .into_iter()
             .map(|(name, example)| HParamSpec {
                 name: name.into(),

@@ -41,7 +41,7 @@ enum Command {
     Sanity(sanity::SanityArgs),
     /// An HTML report comparing runs side by side (overlays, metric charts, final table).
     Compare(compare::CompareArgs),
-    /// Measure speed and memory (issue 8's figures) on random weights.
+    /// Measure speed and memory (VGG16, EfficientNet-Lite0, the callbacks, head epochs) on random weights.
     Bench(bench::BenchArgs),
 }
 
@@ -77,7 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         (Some(Command::Bench(args)), _, _) => bench::run(&args),
         (None, Some(path), None) => fit::fit(config::Config::load(&path)?, None),
         (None, None, Some(dir)) => {
-            let (config, dir) = fit::run_config(&dir)?;
+            let (config, dir) = fit::run_config(&dir, "--resume")?;
             fit::fit(config, Some(&dir))
         }
         _ => bail!(

@@ -15,7 +15,7 @@ use model::{Backbone, Classifier, Head, HeadKind, Vgg16, VGG16_LAYERS};
 
 use crate::rng::SplitMix64;
 use crate::tensors::{to_vec, write_safetensors};
-use crate::{images, synth, trainer};
+use crate::{head_training, images, synth};
 
 /// Arguments of `train pretrain`.
 #[derive(Debug, Args)]
@@ -103,8 +103,8 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         for chunk in order.chunks(args.batch_size) {
             let (x, y) = batch(args.seed, chunk, args.size, &device);
             let logits = model.forward(x);
-            let loss = trainer::loss(logits.clone(), &y);
-            correct += trainer::predictions(logits.without_autodiff())?
+            let loss = head_training::loss(logits.clone(), &y);
+            correct += head_training::predictions(logits.without_autodiff())?
                 .iter()
                 .zip(&y)
                 .filter(|(p, t)| p == t)
@@ -123,7 +123,7 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
                 args.size,
                 &device.clone().without_autodiff(),
             );
-            eval_correct += trainer::predictions(valid.forward(x))?
+            eval_correct += head_training::predictions(valid.forward(x))?
                 .iter()
                 .zip(&y)
                 .filter(|(p, t)| p == t)

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use callbacks::LocalizationSet;
+use callbacks::{CamLogger, ExplainedImages, LocalizationSet};
+use image::RgbImage;
 
-use crate::config::Config;
-use crate::data::{self, Dataset};
+use crate::config::{CallbackConfig, Config};
+use crate::data::{self, Dataset, Sample};
 use crate::features::Extractor;
+use crate::sets::FeatureSets;
 use crate::synth;
 
 /// Where a synthetic data set lives, generating it on first use.
@@ -40,6 +42,19 @@ pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
+/// `config` with a synthetic data set (generated on first use) in place of `synthetic`.
+pub fn with_synthetic_data(config: &Config) -> Result<Config> {
+    let mut data_config = config.clone();
+    if let Some(dir) = synthetic_dir(config)? {
+        data_config.data.synthetic = None;
+        data_config.data.train_dir = Some(dir.join("train"));
+        data_config.data.val_dir = Some(dir.join("val"));
+        data_config.data.boxes = Some(dir.join("boxes.json"));
+    }
+    Ok(data_config)
+}
+
+/// The training and validation sets of `config` (a seeded split when there is no `val_dir`).
 pub fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
     let train_dir = config
         .data
@@ -70,7 +85,7 @@ pub fn localization_set(
     extractor: &Extractor,
     val: &Dataset,
     boxes: &std::collections::HashMap<String, [f32; 4]>,
-    spec: &crate::config::CallbackSpec,
+    spec: &CallbackConfig,
 ) -> Result<(Option<LocalizationSet>, f64)> {
     let with_box: Vec<&crate::data::Sample> = val
         .samples
@@ -85,7 +100,7 @@ pub fn localization_set(
     if with_box.is_empty() {
         println!(
             "{}: no validation image has a box: no localization metrics",
-            spec.method
+            spec.kind
         );
         return Ok((None, 0.0));
     }
@@ -95,7 +110,7 @@ pub fn localization_set(
         input_size: extractor.size,
         boxes: Vec::new(),
         sizes: Vec::new(),
-        threshold: spec.localization_threshold,
+        threshold: spec.localization_threshold(),
     };
     for s in with_box {
         let name = s
@@ -109,4 +124,90 @@ pub fn localization_set(
         set.sizes.push((w as usize, h as usize));
     }
     Ok((Some(set), seconds))
+}
+
+/// The CAM loggers of `config`'s `[[callbacks]]`, with the photos they log as originals
+/// (name, photo) and the seconds spent in the backbone for their activations.
+pub struct Loggers {
+    /// One logger per `[[callbacks]]` entry, in order.
+    pub loggers: Vec<CamLogger>,
+    /// The most images any logger explains, as (name, photo at the input size).
+    pub originals: Vec<(String, RgbImage)>,
+    /// Backbone seconds for the loggers' activations.
+    pub map_seconds: f64,
+}
+
+/// Build the loggers: each explains the first `num_images` of one fixed, class-balanced choice
+/// of readable validation images, and scores localization on every evaluated image with a box
+/// (validation first, then the eval sets).
+pub fn cam_loggers(
+    config: &Config,
+    extractor: &Extractor,
+    sets: &FeatureSets,
+    class_names: &[String],
+    boxes: Option<&std::collections::HashMap<String, [f32; 4]>>,
+) -> Result<Loggers> {
+    let readable = Dataset {
+        classes: class_names.to_vec(),
+        samples: sets.val.samples.clone(),
+    };
+    let most = config
+        .callbacks
+        .iter()
+        .map(|c| c.num_images)
+        .max()
+        .unwrap_or(0);
+    let chosen = data::balanced_subset(&readable, most);
+    let mut out = Loggers {
+        loggers: Vec::new(),
+        originals: Vec::new(),
+        map_seconds: 0.0,
+    };
+    for spec in &config.callbacks {
+        let samples: Vec<&Sample> = chosen
+            .iter()
+            .take(spec.num_images)
+            .map(|&i| &readable.samples[i])
+            .collect();
+        let photos = extractor.photos(&samples)?;
+        let (activations, seconds) = extractor.maps(&samples, &spec.layer)?;
+        out.map_seconds += seconds;
+        if out.originals.len() < photos.len() {
+            out.originals = samples
+                .iter()
+                .map(|s| s.name.clone())
+                .zip(photos.iter().cloned())
+                .collect();
+        }
+        let localization = match boxes {
+            Some(boxes) => {
+                let mut candidates = readable.clone();
+                for e in &sets.evals {
+                    candidates
+                        .samples
+                        .extend(e.features.samples.iter().cloned());
+                }
+                let (set, seconds) = localization_set(extractor, &candidates, boxes, spec)?;
+                out.map_seconds += seconds;
+                set
+            }
+            None => None,
+        };
+        out.loggers.push(CamLogger {
+            localization,
+            faithfulness: spec.faithfulness(),
+            method: spec.kind,
+            layer: spec.layer.clone(),
+            every: spec.every,
+            style: spec.style(),
+            images: ExplainedImages {
+                names: samples.iter().map(|s| s.name.clone()).collect(),
+                photos,
+                labels: samples.iter().map(|s| s.label).collect(),
+                class_names: class_names.to_vec(),
+                activations,
+            },
+        });
+    }
+    Ok(out)
 }

@@ -118,7 +118,7 @@ fn write_as(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    crate::run::write_atomic(path, &serialized)?;
+    crate::files::write_atomic(path, &serialized)?;
     Ok(serialized.len() as u64)
 }
 

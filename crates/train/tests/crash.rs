@@ -2,7 +2,9 @@
 //! pass, mid-epoch, while writing checkpoints and events), resume each time, and check that the
 //! run finishes with the metrics of an uninterrupted run, that every event file reads back
 //! completely, that no scalar or image step is duplicated, that the final checkpoint loads, and
-//! (TensorBoard's own reader) that every run's tags have exactly the steps 1..=epochs.
+//! (TensorBoard's own reader) that every run's tags have exactly the steps 1..=epochs (every
+//! second epoch for the Grad-CAM callback, `every = 2`, whose skipped epochs stay empty in
+//! metrics.csv).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ faithfulness_images = 1
 [[callbacks]]
 kind = \"gradcam\"
 num_images = 4
+every = 2
 ",
         },
     )
@@ -86,6 +89,19 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
     let duration = started.elapsed();
     let reference = metrics(&common::run_dirs(&reference_runs)[0]);
     assert_eq!(reference.len(), EPOCHS + 1);
+    // Epochs the `every = 2` logger skips have empty cells, not its previous scores.
+    let header: Vec<&str> = reference[0].split(',').collect();
+    for column in ["gradcam_pointing_game", "cam_vs_gradcam_spearman"] {
+        let i = header.iter().position(|c| *c == column).unwrap();
+        for (epoch, line) in reference.iter().enumerate().skip(1) {
+            let cell = line.split(',').nth(i).unwrap();
+            assert_eq!(
+                cell.is_empty(),
+                epoch % 2 == 1,
+                "{column} epoch {epoch}: `{cell}`"
+            );
+        }
+    }
 
     let runs = tmp.path().join("runs");
     let config = config(tmp.path(), &runs);

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::metrics::{Metric, MetricsTable};
 use anyhow::{bail, Context, Result};
-use callbacks::Method;
 use tensorboard::read::LoggedImage;
 
 use crate::plot::{LineChart, Series};
@@ -40,8 +40,7 @@ pub struct CompareArgs {
 struct Run {
     dir: PathBuf,
     name: String,
-    columns: Vec<String>,
-    rows: Vec<crate::run::MetricsRow>,
+    metrics: MetricsTable,
     /// Every logged image (PNG bytes, not decoded).
     images: Vec<LoggedImage>,
     /// Methods with overlays, in config order.
@@ -56,15 +55,14 @@ fn load_run(dir: &Path) -> Result<Run> {
             dir.display()
         );
     }
-    let (config, _) = crate::fit::run_config(dir)?;
-    let columns = crate::run::read_metric_columns(&metrics)?;
-    let rows = crate::run::read_metrics(&metrics)?;
+    let (config, _) = crate::fit::run_config(dir, "compare")?;
+    let metrics = MetricsTable::read(&metrics)?;
     let images = tensorboard::read::run_images(dir, "")
         .with_context(|| format!("cannot read the event files in {}", dir.display()))?;
     let methods: Vec<String> = config
-        .callback_specs()?
+        .callbacks
         .iter()
-        .map(|s| s.method.to_string())
+        .map(|c| c.kind.to_string())
         .collect();
     let stamp = dir
         .file_name()
@@ -73,8 +71,7 @@ fn load_run(dir: &Path) -> Result<Run> {
     Ok(Run {
         dir: dir.to_path_buf(),
         name: stamp,
-        columns,
-        rows,
+        metrics,
         images,
         methods,
     })
@@ -140,7 +137,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             html,
             "<li><b>{}</b>: {} epochs, methods {} <small>({})</small></li>",
             escape(&r.name),
-            r.rows.len(),
+            r.metrics.rows.len(),
             escape(&r.methods.join(", ")),
             escape(&r.dir.display().to_string())
         );
@@ -153,7 +150,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     html.push_str(&sanity(&runs, &images_dir)?);
     html.push_str(FOOTER);
     let index = args.out.join("index.html");
-    crate::run::write_atomic(&index, html.as_bytes())?;
+    crate::files::write_atomic(&index, html.as_bytes())?;
     println!("report written to {}", index.display());
     Ok(())
 }
@@ -173,7 +170,7 @@ fn default_epochs(logged: &BTreeSet<i64>) -> Vec<i64> {
 fn final_table(runs: &[Run]) -> String {
     let mut columns: Vec<&String> = Vec::new();
     for r in runs {
-        for c in r.columns.iter().skip(1) {
+        for c in &r.metrics.columns {
             if !columns.contains(&c) {
                 columns.push(c);
             }
@@ -189,12 +186,7 @@ fn final_table(runs: &[Run]) -> String {
     for c in columns {
         let _ = write!(out, "<tr><td>{}</td>", escape(c));
         for r in runs {
-            let value = r
-                .columns
-                .iter()
-                .skip(1)
-                .position(|x| x == c)
-                .and_then(|i| r.rows.last().and_then(|row| row.values.get(i)));
+            let value = r.metrics.rows.last().and_then(|row| row.values.get(c));
             match value {
                 Some(v) if v.is_finite() => {
                     let _ = write!(out, "<td>{v:.4}</td>");
@@ -211,33 +203,17 @@ fn final_table(runs: &[Run]) -> String {
 /// A metric column's chart key and series label: method-specific columns of different runs
 /// share a chart (`cam_pointing_game` and `gradcam_pointing_game` → `pointing_game`).
 fn chart_key(column: &str) -> (String, Option<String>) {
-    if let Some((pair, measure)) = column.rsplit_once("_vs_").and_then(|(a, rest)| {
-        ["spearman", "top20_iou"]
-            .iter()
-            .find(|m| rest.ends_with(*m))
-            .map(|m| {
-                (
-                    format!("{a}_vs_{}", rest.trim_end_matches(m).trim_end_matches('_')),
-                    m,
-                )
-            })
-    }) {
-        return (format!("agreement_{measure}"), Some(pair));
+    match Metric::from_column(column) {
+        Some(Metric::Score { method, score }) => (score, Some(method)),
+        Some(Metric::Agreement { pair, measure }) => (format!("agreement_{measure}"), Some(pair)),
+        _ => (column.to_string(), None),
     }
-    let mut names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-    for name in names {
-        if let Some(rest) = column.strip_prefix(name).and_then(|r| r.strip_prefix('_')) {
-            return (rest.to_string(), Some(name.to_string()));
-        }
-    }
-    (column.to_string(), None)
 }
 
 fn charts(runs: &[Run], plots_dir: &Path) -> Result<String> {
     let mut keys: Vec<String> = Vec::new();
     for r in runs {
-        for c in r.columns.iter().skip(1) {
+        for c in &r.metrics.columns {
             let key = chart_key(c).0;
             if !keys.contains(&key) {
                 keys.push(key);
@@ -248,7 +224,7 @@ fn charts(runs: &[Run], plots_dir: &Path) -> Result<String> {
     for key in keys {
         let mut series = Vec::new();
         for r in runs {
-            for (i, c) in r.columns.iter().skip(1).enumerate() {
+            for c in &r.metrics.columns {
                 let (k, label) = chart_key(c);
                 if k != key {
                     continue;
@@ -259,13 +235,12 @@ fn charts(runs: &[Run], plots_dir: &Path) -> Result<String> {
                         None => r.name.clone(),
                     },
                     points: r
+                        .metrics
                         .rows
                         .iter()
                         .map(|row| {
-                            (
-                                row.epoch as f64,
-                                row.values.get(i).copied().unwrap_or(f64::NAN),
-                            )
+                            let value = row.values.get(c).map_or(f64::NAN, |&v| f64::from(v));
+                            (row.epoch as f64, value)
                         })
                         .collect(),
                 });

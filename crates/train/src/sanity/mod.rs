@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
 use callbacks::sanity::{similarity, Similarity};
 use callbacks::{explain, Method, Target};
-use model::{Backbone, Classifier, Head, WeightFile};
+use model::{Classifier, Head};
 
 mod outputs;
 
@@ -63,13 +63,8 @@ pub(crate) type StageMaps = Vec<(Vec<f32>, [usize; 2], Vec<f32>)>;
 
 /// Run `train sanity`.
 pub fn run(args: &SanityArgs) -> Result<()> {
-    let (config, run_dir) = crate::fit::run_config(&args.run)?;
+    let (config, run_dir) = crate::fit::run_config(&args.run, "--run")?;
     let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
-    let kind = config.head_kind()?;
-    let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
-    let backbone =
-        Backbone::load(&config.model.backbone, &weights, &device).context("[model] weights")?;
-    let channels = backbone.channels(backbone.head_input(kind));
     let head_path = run_dir.join("head.safetensors");
     if !head_path.is_file() {
         bail!(
@@ -77,14 +72,16 @@ pub fn run(args: &SanityArgs) -> Result<()> {
             run_dir.display()
         );
     }
-    let head_file =
-        WeightFile::open(&head_path).with_context(|| head_path.display().to_string())?;
-    let head = Head::load(&head_file, kind, channels, &device)
-        .with_context(|| head_path.display().to_string())?;
-    let model = Classifier { backbone, head };
+    let model = crate::explain::load_classifier(
+        config.model.backbone,
+        &config.model.weights,
+        config.model.head,
+        &head_path,
+        &device,
+    )?;
 
     let checked = checked_methods(args, &config, &model)?;
-    let originals = crate::run::logged_images(&run_dir, "originals/")?;
+    let originals = crate::event_images::logged_images(&run_dir, "originals/")?;
     if originals.is_empty() {
         bail!(
             "{}: the run logged no validation images (originals/* in its TensorBoard log; \
@@ -125,7 +122,12 @@ pub fn run(args: &SanityArgs) -> Result<()> {
     for r in 0..args.repeats.max(1) {
         device.seed(args.seed.wrapping_add(r as u64));
         let mut random = model.clone();
-        random.head = Head::new(kind, channels, model.head.num_classes(), &device);
+        random.head = Head::new(
+            model.head.kind(),
+            model.head.fc1.weight.dims()[0],
+            model.head.num_classes(),
+            &device,
+        );
         let mut stages = vec![stage_maps(&random, &x, &classes, &checked)?];
         for (_, layers) in model.backbone.blocks() {
             for layer in layers {
@@ -176,17 +178,18 @@ fn checked_methods(
     config: &crate::config::Config,
     model: &Classifier,
 ) -> Result<Vec<Checked>> {
-    let specs = config.callback_specs()?;
-    let default_layer = specs
+    let default_layer = config
+        .callbacks
         .first()
-        .map(|s| s.layer.clone())
+        .map(|c| c.layer.clone())
         .unwrap_or_else(|| model.layer_name(model.head_input()).to_string());
     let checked: Vec<Checked> = if args.methods.is_empty() {
-        specs
+        config
+            .callbacks
             .iter()
-            .map(|s| Checked {
-                method: s.method,
-                layer: s.layer.clone(),
+            .map(|c| Checked {
+                method: c.kind,
+                layer: c.layer.clone(),
             })
             .collect()
     } else if args.methods == ["all"] {

@@ -94,7 +94,7 @@ pub(crate) fn write(run_dir: &std::path::Path, findings: &Findings) -> Result<()
         println!("{verdict}");
         verdicts.push_str(&format!("\n{verdict}\n"));
     }
-    crate::run::write_atomic(&out.join("sanity.csv"), csv.as_bytes())?;
+    crate::files::write_atomic(&out.join("sanity.csv"), csv.as_bytes())?;
 
     // Plot: one chart per measure, one line per method, x = stage.
     let x_names: Vec<String> = stage_names[1..].to_vec();

@@ -1,0 +1,87 @@
+//! Files of a run directory: its creation (`runs/<name>-<YYYYmmdd-HHMMSS>[-n]`, never reused),
+//! its identity on disk (to notice it being replaced mid-run), and atomic writes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Create a new run directory; never reuses an existing one.
+pub fn create_run_dir(runs_dir: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(runs_dir)
+        .with_context(|| format!("cannot create runs_dir {}", runs_dir.display()))?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    for n in 0.. {
+        let dir_name = if n == 0 {
+            format!("{name}-{stamp}")
+        } else {
+            format!("{name}-{stamp}-{n}")
+        };
+        let dir = runs_dir.join(dir_name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create run dir {}", dir.display()))
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// What identifies a directory on disk (device and inode), to notice it being replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirIdentity(u64, u64);
+
+/// The identity of `dir` now.
+pub fn dir_identity(dir: &Path) -> Result<DirIdentity> {
+    let meta =
+        std::fs::metadata(dir).with_context(|| format!("run dir {} is gone", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(DirIdentity(meta.dev(), meta.ino()))
+    }
+    // Elsewhere only its existence is checked.
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(DirIdentity(0, 0))
+    }
+}
+
+/// Fail when `dir` was deleted, moved or replaced since `identity` was taken.
+pub fn check_same_dir(dir: &Path, identity: &DirIdentity) -> Result<()> {
+    match dir_identity(dir) {
+        Ok(now) if &now == identity => Ok(()),
+        _ => anyhow::bail!(
+            "run dir {} was deleted or replaced during the run: stopping (its log and \
+             checkpoint are not where they were)",
+            dir.display()
+        ),
+    }
+}
+
+/// Write a file atomically: a temp file beside it, fsync, rename, fsync of the directory (so
+/// the rename itself survives a power loss, not only a crash of the process).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! A training session: everything the loop needs, opened once — the data and their pooled
+//! features, the model, the head being trained (fresh or from the checkpoint), the callbacks and
+//! the sinks — and the per-epoch chores around the loop (callbacks, scalars, checkpoints).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use callbacks::{Agreement, Callback, CallbackContext, PngSink, Sink, SinkError, TensorBoardSink};
+use model::{Backbone, Classifier, WeightFile};
+use tensorboard::{EventWriter, SessionStatus};
+
+use crate::config::Config;
+use crate::data;
+use crate::features::{file_hash, Extractor};
+use crate::files::{self, DirIdentity};
+use crate::head_training::{export_head, load_checkpoint, save_checkpoint, HeadTraining};
+use crate::metrics::MetricsCsv;
+use crate::sets::FeatureSets;
+
+/// The checkpoint's file name in the run directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// When callbacks are called.
+#[derive(Debug, Clone, Copy)]
+pub enum Hook {
+    /// Before the first epoch of a new run.
+    TrainStart,
+    /// After each epoch.
+    EpochEnd,
+    /// After the last epoch.
+    TrainEnd,
+}
+
+/// What setting the session up cost (for the summary).
+pub struct SetupFigures {
+    /// When the session was opened.
+    pub started: Instant,
+    /// Seconds hashing the weight file (the cache key).
+    pub hash_seconds: f64,
+    /// Backbone seconds for the callbacks' activation maps.
+    pub map_seconds: f64,
+    /// Bytes of features and maps held in memory.
+    pub memory_bytes: usize,
+}
+
+/// An open training session.
+pub struct Session {
+    /// The run's config.
+    pub config: Config,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    identity: DirIdentity,
+    /// The classifier; its head is replaced by the trained one after every epoch.
+    pub model: Classifier,
+    /// Pooled features of every labelled set.
+    pub sets: FeatureSets,
+    /// The head being trained and its optimizer.
+    pub training: HeadTraining,
+    /// The callbacks, in call order (the CAM loggers, then agreement).
+    pub callbacks: Vec<Box<dyn Callback>>,
+    /// Where scalars, images and text go (metrics.csv, TensorBoard, PNG files).
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// The last epoch already done (0 for a new run).
+    pub start_epoch: usize,
+    /// Setup costs.
+    pub setup: SetupFigures,
+}
+
+impl Session {
+    /// Open a new run, or resume the one in `resume_dir` after its last checkpoint. `None`
+    /// when that run is already complete.
+    pub fn open(config: Config, resume_dir: Option<&Path>) -> Result<Option<Self>> {
+        let started = Instant::now();
+        let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
+        if config.callbacks.is_empty() {
+            eprintln!(
+                "warning: the config has no [[callbacks]]: this run trains the head and logs no \
+                 maps (add a [[callbacks]] block, as in configs/cam.toml)"
+            );
+        }
+        let data_config = crate::setup::with_synthetic_data(&config)?;
+        let (train, val) = crate::setup::load_data(&data_config)?;
+        let boxes = data_config
+            .data
+            .boxes
+            .as_deref()
+            .map(data::read_boxes)
+            .transpose()?;
+
+        let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
+        let backbone =
+            Backbone::load(config.model.backbone, &weights, &device).context("[model] weights")?;
+        let kind = config.model.head;
+        let channels = backbone.channels(backbone.head_input(kind));
+        let classes = if train.classes.len() == 2 {
+            1
+        } else {
+            train.classes.len()
+        };
+        let mut training = HeadTraining::new(
+            kind,
+            channels,
+            classes,
+            config.train.learning_rate,
+            config.run.seed,
+            &device,
+        );
+        let mut model = Classifier {
+            backbone,
+            head: training.head(),
+        };
+        for (i, c) in config.callbacks.iter().enumerate() {
+            callbacks::check_method(&model, &c.layer, c.kind).with_context(|| {
+                format!("[[callbacks]] #{} ({} at `{}`)", i + 1, c.kind, c.layer)
+            })?;
+        }
+
+        let run_dir = match resume_dir {
+            Some(dir) => dir.to_path_buf(),
+            None => {
+                let dir = files::create_run_dir(&config.run.runs_dir, &config.run.name)?;
+                let text =
+                    toml::to_string_pretty(&config).context("cannot serialise the config")?;
+                files::write_atomic(&dir.join("config.toml"), text.as_bytes())?;
+                dir
+            }
+        };
+        println!("run dir: {}", run_dir.display());
+
+        // The frozen backbone, once per image (or from the cache).
+        let hash_start = Instant::now();
+        let weights_hash = file_hash(&config.model.weights)?;
+        let hash_seconds = hash_start.elapsed().as_secs_f64();
+        let extractor = Extractor {
+            backbone: &model.backbone,
+            device: device.clone(),
+            size: config.data.image_size.hw(),
+            batch_size: config.data.backbone_batch_size,
+            weights_hash,
+            cache_dir: config
+                .data
+                .cache
+                .then(|| config.run.runs_dir.join(".cache")),
+        };
+        let head_layer = model.layer_name(model.head_input());
+        let sets = FeatureSets::extract(&extractor, &config, &train, &val, head_layer)?;
+        let built =
+            crate::setup::cam_loggers(&config, &extractor, &sets, &val.classes, boxes.as_ref())?;
+        let memory_bytes = memory_bytes(&sets, &built.loggers);
+
+        let checkpoint = run_dir.join(CHECKPOINT);
+        let start_epoch = if resume_dir.is_some() && checkpoint.exists() {
+            let epoch = load_checkpoint(&checkpoint, &mut training)?;
+            println!("resuming after epoch {epoch}");
+            epoch
+        } else {
+            0
+        };
+        if start_epoch >= config.train.epochs {
+            println!("run already complete ({start_epoch} epochs)");
+            return Ok(None);
+        }
+        model.head = training.head();
+
+        let agreement = Agreement::new(&built.loggers, &model);
+        let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
+        for logger in built.loggers {
+            callbacks.push(Box::new(logger));
+        }
+        callbacks.push(Box::new(agreement));
+        let sinks = open_sinks(
+            &config,
+            &run_dir,
+            &sets,
+            &callbacks,
+            resume_dir,
+            start_epoch,
+        )?;
+        let mut session = Self {
+            identity: files::dir_identity(&run_dir)?,
+            run_dir,
+            model,
+            sets,
+            training,
+            callbacks,
+            sinks,
+            start_epoch,
+            setup: SetupFigures {
+                started,
+                hash_seconds,
+                map_seconds: built.map_seconds,
+                memory_bytes,
+            },
+            config,
+        };
+        if start_epoch == 0 {
+            session.log_run_start(&built.originals)?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Step-0 records of a new run: the config, the callbacks' photos, the HParams.
+    fn log_run_start(&mut self, originals: &[(String, image::RgbImage)]) -> Result<()> {
+        let config_text = format!(
+            "```toml\n{}\n```",
+            toml::to_string_pretty(&self.config).unwrap_or_default()
+        );
+        let experiment = crate::hparams::experiment(&self.config);
+        let hparams = crate::hparams::hparams(&self.config);
+        self.each_sink(|s| {
+            s.text("config", &config_text, 0)?;
+            for (name, photo) in originals {
+                s.images(&format!("originals/{name}"), std::slice::from_ref(photo), 0)?;
+            }
+            s.hparams(&experiment, &hparams)?;
+            s.flush()
+        })
+    }
+
+    /// Send to every sink.
+    pub fn each_sink(
+        &mut self,
+        f: impl FnMut(&mut dyn Sink) -> Result<(), SinkError>,
+    ) -> Result<()> {
+        callbacks::each_sink(&mut self.sinks, f).context("writing logs")
+    }
+
+    /// A scalar of `epoch` to every sink.
+    pub fn scalar(&mut self, tag: &str, value: f64, epoch: usize) -> Result<()> {
+        self.each_sink(|s| s.scalar(tag, value as f32, epoch as i64))
+    }
+
+    /// Call every callback at `hook`; returns the warnings they raised.
+    pub fn run_callbacks(&mut self, hook: Hook, epoch: usize) -> Result<Vec<String>> {
+        let (mut rendered, mut warnings) = (Vec::new(), Vec::new());
+        for callback in &mut self.callbacks {
+            let mut ctx = CallbackContext {
+                model: &self.model,
+                epoch,
+                sinks: &mut self.sinks,
+                rendered: &mut rendered,
+                warnings: &mut warnings,
+            };
+            match hook {
+                Hook::TrainStart => callback.on_train_start(&mut ctx),
+                Hook::EpochEnd => callback.on_epoch_end(&mut ctx),
+                Hook::TrainEnd => callback.on_train_end(&mut ctx),
+            }
+            .with_context(|| format!("callback {}", callback.name()))?;
+        }
+        Ok(warnings)
+    }
+
+    /// Make `epoch` durable: logs, the exported head, then the checkpoint (a run killed before
+    /// the checkpoint redoes the epoch).
+    pub fn end_epoch(&mut self, epoch: usize) -> Result<()> {
+        // Writers recreate missing directories; a run dir deleted or replaced under the run
+        // must stop it instead of silently starting a new, partial one.
+        files::check_same_dir(&self.run_dir, &self.identity)?;
+        self.each_sink(|s| s.flush())?;
+        export_head(&self.run_dir.join("head.safetensors"), &self.model.head)?;
+        save_checkpoint(&self.run_dir.join(CHECKPOINT), &self.training, epoch)?;
+        crate::hooks::after_checkpoint(epoch);
+        Ok(())
+    }
+
+    /// The end of the run: the callbacks' last word, the HParams session end, a final flush.
+    pub fn finish(&mut self) -> Result<()> {
+        for warning in self.run_callbacks(Hook::TrainEnd, self.config.train.epochs)? {
+            eprintln!("warning: {warning}");
+        }
+        self.each_sink(|s| {
+            s.session_end(SessionStatus::Success)?;
+            s.flush()
+        })
+    }
+}
+
+/// metrics.csv (always), TensorBoard and PNG files (as configured). The CSV's columns: loss and
+/// accuracy per set, the callbacks' scalars, the timings.
+fn open_sinks(
+    config: &Config,
+    run_dir: &Path,
+    sets: &FeatureSets,
+    callbacks: &[Box<dyn Callback>],
+    resume_dir: Option<&Path>,
+    start_epoch: usize,
+) -> Result<Vec<Box<dyn Sink>>> {
+    let mut tags: Vec<String> = Vec::new();
+    for (name, _) in sets.named() {
+        tags.extend([format!("loss/{name}"), format!("accuracy/{name}")]);
+    }
+    tags.extend(callbacks.iter().flat_map(|c| c.scalar_tags()));
+    tags.extend(SECONDS_TAGS.map(String::from));
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(MetricsCsv::open(
+        run_dir.join("metrics.csv"),
+        &tags,
+        start_epoch,
+    )?)];
+    if config.logging.tensorboard {
+        let writer = match resume_dir {
+            // Before the first checkpoint nothing is kept: the step-0 records are written again.
+            Some(_) if start_epoch == 0 => EventWriter::resume(run_dir, -1)?,
+            Some(_) => EventWriter::resume(run_dir, start_epoch as i64)?,
+            None => EventWriter::create(run_dir)?,
+        };
+        sinks.push(Box::new(TensorBoardSink { writer }));
+    }
+    if config.logging.png {
+        sinks.push(Box::new(PngSink::new(run_dir.join("images"))));
+    }
+    Ok(sinks)
+}
+
+/// The timing scalars of every epoch: the head's training and evaluation, the callbacks, the
+/// whole epoch.
+pub const SECONDS_TAGS: [&str; 3] = ["seconds/head", "seconds/callback", "seconds/epoch"];
+
+/// Bytes of everything the run keeps from the backbone: pooled features of every set and the
+/// loggers' activation maps.
+fn memory_bytes(sets: &FeatureSets, loggers: &[callbacks::CamLogger]) -> usize {
+    let elements = |dims: &[usize]| dims.iter().product::<usize>() * 4;
+    let features: usize = sets
+        .named()
+        .iter()
+        .flat_map(|(_, f)| f.pooled.by_layer.values())
+        .map(|t| elements(&t.dims()))
+        .sum();
+    let maps: usize = loggers
+        .iter()
+        .map(|l| {
+            elements(&l.images.activations.dims())
+                + l.localization
+                    .as_ref()
+                    .map_or(0, |s| elements(&s.activations.dims()))
+        })
+        .sum();
+    features + maps
+}
