@@ -12,6 +12,8 @@
 //!
 //! Each method implements one function, [`CamMethod::map`]; most are a weighted sum of
 //! activation channels (see [`weighted_sum`]). Everything stays on the model's device, batched.
+//! A gradient method whose gradient is missing (a broken autodiff graph) is an error,
+//! [`ExplainError::MissingGradients`], never a blank map.
 
 use std::fmt;
 use std::str::FromStr;
@@ -56,6 +58,18 @@ pub enum ExplainError {
     /// The batch is empty.
     #[error("no images to explain")]
     Empty,
+    /// A gradient method got no gradient at its layer: the target score does not reach the
+    /// layer through the autodiff graph. Reading the gradient as zero would give blank maps.
+    #[error(
+        "{method} at `{layer}` got no gradient: the autodiff graph from the layer to the target \
+         score is broken (refusing to return a blank map)"
+    )]
+    MissingGradients {
+        /// The method that needs the gradient.
+        method: Method,
+        /// The layer explained.
+        layer: String,
+    },
 }
 
 /// What each image's map explains.
@@ -81,17 +95,23 @@ pub struct MapInputs {
 }
 
 impl MapInputs {
+    /// ∂y/∂A. The engine never calls a method that needs gradients without them (it returns
+    /// [`ExplainError::MissingGradients`] instead); a direct call without them panics rather
+    /// than read the gradient as zero, which would give a blank map that looks like a result.
     fn gradients(&self) -> Tensor<4> {
-        // The engine always computes gradients for methods whose `needs_gradients` is true.
         self.gradients
             .clone()
-            .unwrap_or_else(|| self.activations.zeros_like())
+            .expect("a gradient method was called with no gradients (MapInputs::gradients is None)")
     }
 }
 
 /// One explanation method: a single function from activations (and gradients) to a raw map.
 pub trait CamMethod {
     /// The raw map [N, h, w], before the pipeline's ReLU and normalisation.
+    ///
+    /// # Panics
+    /// When [`needs_gradients`](Self::needs_gradients) is true and `inputs.gradients` is
+    /// `None`; the engine checks this first and returns [`ExplainError::MissingGradients`].
     fn map(&self, inputs: &MapInputs) -> Tensor<3>;
 
     /// Whether [`map`](Self::map) reads gradients (CAM does not).
@@ -347,14 +367,14 @@ pub fn explain_activations(
     // Explanations never train anything: work on a copy without autodiff.
     let model = model.clone().valid();
     let activations = activations.without_autodiff();
-    let implementation = method.implementation();
 
-    let (logits, gradients, target_weights) = if implementation.needs_gradients() {
+    let (logits, gradients, target_weights) = if method.implementation().needs_gradients() {
         let leaf = activations.clone().autodiff().require_grad();
         let logits = model.logits_from(index, leaf.clone());
         let target_weights = target_weights(logits.clone().without_autodiff(), target);
         let score = (logits.clone() * target_weights.clone()).sum();
         let grads = score.backward();
+        // `None` when the graph is broken: `raw_map` turns that into an error.
         let gradients = leaf.grad(&grads);
         (logits.without_autodiff(), gradients, target_weights)
     } else {
@@ -375,7 +395,7 @@ pub fn explain_activations(
         gradients,
         class_weights,
     };
-    let raw = implementation.map(&inputs);
+    let raw = raw_map(method, layer, &inputs)?;
     let gradients = inputs.gradients;
     let maps = normalize_maps(raw.clone(), size);
     Ok(Explanation {
@@ -385,6 +405,19 @@ pub fn explain_activations(
         classes: target_classes(target_weights),
         gradients,
     })
+}
+
+/// `method`'s raw map of `layer` [N, h, w]; a method that needs gradients and has none is
+/// [`ExplainError::MissingGradients`], never a blank map.
+fn raw_map(method: Method, layer: &str, inputs: &MapInputs) -> Result<Tensor<3>, ExplainError> {
+    let implementation = method.implementation();
+    if implementation.needs_gradients() && inputs.gradients.is_none() {
+        return Err(ExplainError::MissingGradients {
+            method,
+            layer: layer.to_string(),
+        });
+    }
+    Ok(implementation.map(inputs))
 }
 
 /// The target score's weights t [N, n]: y = Σ_j t_j·logit_j. One-hot for softmax heads; ±1 for
@@ -480,6 +513,47 @@ mod tests {
         assert!((max - 1.0).abs() < 1e-5, "{max}");
         // The largest raw value (bottom-right) is the hottest corner.
         assert!((maps[32 * 32 - 1] - 1.0).abs() < 1e-5);
+    }
+
+    /// Activations and CAM weights, but no gradients: what a broken autodiff graph gives.
+    fn inputs_without_gradients() -> MapInputs {
+        let device = Device::flex();
+        MapInputs {
+            activations: Tensor::ones([2, 3, 4, 5], &device),
+            gradients: None,
+            class_weights: Some(Tensor::ones([2, 3], &device)),
+        }
+    }
+
+    #[test]
+    fn a_missing_gradient_is_an_error_naming_method_and_layer() {
+        let inputs = inputs_without_gradients();
+        for method in Method::ALL {
+            let result = raw_map(method, "block4_conv3", &inputs);
+            if method == Method::Cam {
+                // CAM reads the head's weights, not gradients.
+                assert_eq!(result.unwrap().dims(), [2, 4, 5]);
+                continue;
+            }
+            let err = result.err().unwrap_or_else(|| panic!("{method}: no error"));
+            let message = err.to_string();
+            assert!(
+                matches!(&err, ExplainError::MissingGradients { method: m, layer }
+                    if *m == method && layer == "block4_conv3"),
+                "{method}: {message}"
+            );
+            assert!(
+                message.starts_with(&format!("{method} at `block4_conv3` got no gradient")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "called with no gradients")]
+    fn a_gradient_method_never_reads_a_missing_gradient_as_zero() {
+        // Before the fix this returned an all-zero raw map, i.e. a blank explanation.
+        let _ = GradCam.map(&inputs_without_gradients());
     }
 
     #[test]

@@ -4,8 +4,10 @@ mod common;
 
 use burn::tensor::activation::relu;
 use callbacks::render::{jet_lut, overlay, OverlayStyle};
-use callbacks::{explain, Method, Target};
-use common::{max_abs_error, relative_error, to_vec, Fixture, FIXTURES};
+use callbacks::{explain, Explanation, Method, Target};
+use common::{
+    assert_normalised_maps, max_abs_error, relative_error, to_vec, worst_image, Fixture, FIXTURES,
+};
 use image::RgbImage;
 use model::HeadKind;
 
@@ -45,74 +47,161 @@ fn logits_match_both_heads() {
     }
 }
 
-#[test]
-fn cam_matches_reference() {
-    for name in FIXTURES {
-        let fx = Fixture::open(name);
-        let model = fx.classifier(HeadKind::GapLinear);
-        let out = explain(
-            &model,
-            fx.tensor("input"),
-            "block5_conv3",
-            Method::Cam,
-            Target::Predicted,
-        )
-        .unwrap();
-        let raw_err = relative_error(out.raw, fx.tensor::<3>("cam_raw"));
-        let map_err = max_abs_error(out.maps, fx.tensor::<3>("cam"));
-        println!("{name} cam: raw rel {raw_err:.2e}, map abs {map_err:.2e}");
-        assert!(raw_err < REL_TOL, "{name} cam_raw: {raw_err}");
-        assert!(map_err < MAP_TOL, "{name} cam: {map_err}");
-    }
+/// What a row of [`METHOD_PARITY`] compares with the fixture.
+#[derive(Debug, Clone, Copy)]
+enum Compare {
+    /// The normalised maps [N, H, W]: max |ours − reference|.
+    Maps,
+    /// The raw map [N, h, w] before ReLU: max |ours − reference| / max |reference|.
+    Raw,
+    /// The raw map after ReLU (the reference's `gradcam_raw` is), relative as `Raw`.
+    ReluRaw,
+    /// ∂y/∂A at the layer [N, C, h, w], relative as `Raw`.
+    Gradients,
 }
 
-#[test]
-fn gradcam_gradients_raw_and_map_match_reference() {
-    for name in FIXTURES {
-        let fx = Fixture::open(name);
-        let model = fx.classifier(HeadKind::GapDense);
-        let out = explain(
-            &model,
-            fx.tensor("input"),
-            "block5_conv3",
-            Method::GradCam,
-            Target::Predicted,
-        )
-        .unwrap();
-        let grads = out.gradients.expect("Grad-CAM computes gradients");
-        let grad_err = relative_error(grads, fx.tensor::<4>("gradcam_grads"));
-        let raw_err = relative_error(relu(out.raw), fx.tensor::<3>("gradcam_raw"));
-        let map_err = max_abs_error(out.maps, fx.tensor::<3>("gradcam"));
-        println!("{name} gradcam: grads rel {grad_err:.2e}, raw rel {raw_err:.2e}, map abs {map_err:.2e}");
-        assert!(grad_err < REL_TOL, "{name} gradcam_grads: {grad_err}");
-        assert!(raw_err < REL_TOL, "{name} gradcam_raw: {raw_err}");
-        assert!(map_err < MAP_TOL, "{name} gradcam: {map_err}");
-    }
-}
+/// Parity with pytorch-grad-cam, one row per check: (method, the model it explains, key in
+/// expected.safetensors, what is compared, tolerance). All at block5_conv3 for the predicted
+/// class; the fixture explains CAM on the CAM model (gap-linear head) and the gradient methods
+/// on the Grad-CAM model (gap-dense head).
+const METHOD_PARITY: [(Method, HeadKind, &str, Compare, f32); 9] = [
+    (
+        Method::Cam,
+        HeadKind::GapLinear,
+        "cam_raw",
+        Compare::Raw,
+        REL_TOL,
+    ),
+    (
+        Method::Cam,
+        HeadKind::GapLinear,
+        "cam",
+        Compare::Maps,
+        MAP_TOL,
+    ),
+    (
+        Method::GradCam,
+        HeadKind::GapDense,
+        "gradcam_grads",
+        Compare::Gradients,
+        REL_TOL,
+    ),
+    (
+        Method::GradCam,
+        HeadKind::GapDense,
+        "gradcam_raw",
+        Compare::ReluRaw,
+        REL_TOL,
+    ),
+    (
+        Method::GradCam,
+        HeadKind::GapDense,
+        "gradcam",
+        Compare::Maps,
+        MAP_TOL,
+    ),
+    (
+        Method::GradCamPlusPlus,
+        HeadKind::GapDense,
+        "gradcampp",
+        Compare::Maps,
+        MAP_TOL,
+    ),
+    (
+        Method::LayerCam,
+        HeadKind::GapDense,
+        "layercam",
+        Compare::Maps,
+        MAP_TOL,
+    ),
+    (
+        Method::HiResCam,
+        HeadKind::GapDense,
+        "hirescam",
+        Compare::Maps,
+        MAP_TOL,
+    ),
+    (
+        Method::XGradCam,
+        HeadKind::GapDense,
+        "xgradcam",
+        Compare::Maps,
+        MAP_TOL,
+    ),
+];
 
 #[test]
-fn every_gradient_method_matches_pytorch_grad_cam() {
+fn every_method_matches_pytorch_grad_cam() {
     for name in FIXTURES {
         let fx = Fixture::open(name);
-        let model = fx.classifier(HeadKind::GapDense);
-        for (method, key) in [
-            (Method::GradCamPlusPlus, "gradcampp"),
-            (Method::LayerCam, "layercam"),
-            (Method::HiResCam, "hirescam"),
-            (Method::XGradCam, "xgradcam"),
-        ] {
-            let out = explain(
-                &model,
-                fx.tensor("input"),
-                "block5_conv3",
-                method,
-                Target::Predicted,
-            )
-            .unwrap();
-            let err = max_abs_error(out.maps, fx.tensor::<3>(key));
-            println!("{name} {method}: map abs error {err:.2e}");
-            assert!(err < MAP_TOL, "{name} {method}: {err}");
+        let images = fx.image_names();
+        let models =
+            [HeadKind::GapLinear, HeadKind::GapDense].map(|kind| (kind, fx.classifier(kind)));
+        // One explanation per (method, head), shared by that method's rows.
+        let mut explained: Vec<(Method, HeadKind, Explanation)> = Vec::new();
+        for (method, head, key, compare, tolerance) in METHOD_PARITY {
+            if !explained.iter().any(|(m, h, _)| (*m, *h) == (method, head)) {
+                let (_, model) = models.iter().find(|(kind, _)| *kind == head).unwrap();
+                let out = explain(
+                    model,
+                    fx.tensor("input"),
+                    "block5_conv3",
+                    method,
+                    Target::Predicted,
+                )
+                .unwrap();
+                explained.push((method, head, out));
+            }
+            let (_, _, out) = explained
+                .iter()
+                .find(|(m, h, _)| (*m, *h) == (method, head))
+                .unwrap();
+            let (image, err) = match compare {
+                Compare::Maps => worst_image(out.maps.clone(), fx.tensor::<3>(key), false),
+                Compare::Raw => worst_image(out.raw.clone(), fx.tensor::<3>(key), true),
+                Compare::ReluRaw => worst_image(relu(out.raw.clone()), fx.tensor::<3>(key), true),
+                Compare::Gradients => {
+                    let grads = out.gradients.clone();
+                    let grads = grads.unwrap_or_else(|| panic!("{method} computes no gradients"));
+                    worst_image(grads, fx.tensor::<4>(key), true)
+                }
+            };
+            println!(
+                "{name} {method} {key}: {compare:?} error {err:.2e} (worst image {})",
+                images[image]
+            );
+            assert!(
+                err < tolerance,
+                "{name}: {method} differs from pytorch-grad-cam's `{key}` ({compare:?}) on image \
+                 {image} ({}): max error {err:.2e}, tolerance {tolerance:.0e}",
+                images[image]
+            );
         }
+    }
+}
+
+/// Every gradient method away from block5_conv3, at block4_conv3 of the width/8 model: each
+/// map is normalised and its maximum is 1 (a lost gradient gives a blank map, which fails).
+#[test]
+fn gradient_methods_at_block4_conv3_give_normalised_maps() {
+    let fx = Fixture::open("vgg16-w8-parity");
+    let model = fx.classifier(HeadKind::GapDense);
+    let methods: Vec<Method> = Method::ALL
+        .into_iter()
+        .filter(|m| m.implementation().needs_gradients())
+        .collect();
+    assert_eq!(methods.len(), 5, "{methods:?}");
+    for method in methods {
+        let out = explain(
+            &model,
+            fx.tensor("input"),
+            "block4_conv3",
+            method,
+            Target::Predicted,
+        )
+        .unwrap();
+        assert_eq!(out.maps.dims(), [2, 160, 224]);
+        assert_normalised_maps(out.maps, &format!("{method} at block4_conv3"));
     }
 }
 

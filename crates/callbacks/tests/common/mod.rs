@@ -15,7 +15,7 @@ pub fn shared_dir() -> PathBuf {
     assert!(
         dir.join("fixtures").is_dir(),
         "FIXTURES MISSING: {} has no fixtures/ directory. Set SHARED_DIR to the shared data \
-         directory (see README, section Tests).",
+         directory (see README, Getting started).",
         dir.display()
     );
     dir
@@ -53,6 +53,22 @@ impl Fixture {
         let st = safetensors::SafeTensors::deserialize(&data).expect("parse fixture");
         let view = st.tensor(key).expect("fixture tensor");
         (view.shape().to_vec(), view.data().to_vec())
+    }
+
+    /// The photos' file names, in batch order (`images` in meta.json).
+    pub fn image_names(&self) -> Vec<String> {
+        let meta = std::fs::read_to_string(self.dir.join("meta.json")).expect("read meta.json");
+        // `"images": ["a.jpg", "b.jpg"]`: the quoted strings between `"images"` and `]`.
+        let list = meta
+            .split("\"images\"")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .expect("meta.json has an images list");
+        list.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
     }
 
     pub fn backbone(&self) -> Vgg16 {
@@ -94,6 +110,63 @@ pub fn relative_error<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) ->
         .zip(&b)
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     diff / scale.max(f32::MIN_POSITIVE)
+}
+
+/// The image [N, ...] with the largest error and that error: max |a − b| over the image,
+/// divided by max |b| over the whole batch when `relative` (so the worst image's error is
+/// [`relative_error`], or [`max_abs_error`] when not `relative`, except that a NaN counts
+/// as an infinite error here).
+pub fn worst_image<const D: usize>(
+    actual: Tensor<D>,
+    expected: Tensor<D>,
+    relative: bool,
+) -> (usize, f32) {
+    assert_eq!(actual.dims(), expected.dims(), "shapes differ");
+    let n = actual.dims()[0];
+    let (a, b) = (to_vec(actual), to_vec(expected));
+    let scale = if relative {
+        b.iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+            .max(f32::MIN_POSITIVE)
+    } else {
+        1.0
+    };
+    let per_image = a.len() / n;
+    a.chunks(per_image)
+        .zip(b.chunks(per_image))
+        .map(|(a, b)| {
+            // A NaN counts as an infinite error (f32::max would skip it).
+            a.iter().zip(b).fold(0.0f32, |m, (x, y)| {
+                let d = (x - y).abs();
+                if d.is_nan() {
+                    f32::INFINITY
+                } else {
+                    m.max(d)
+                }
+            }) / scale
+        })
+        .enumerate()
+        .fold(
+            (0, 0.0f32),
+            |worst, (i, err)| if err > worst.1 { (i, err) } else { worst },
+        )
+}
+
+/// Normalised maps [N, H, W]: finite, in [0, 1], and each map's maximum is 1 (within 1e-6; the
+/// normaliser divides by max + 1e-7). A blank map, what a lost gradient gives, fails.
+pub fn assert_normalised_maps(maps: Tensor<3>, what: &str) {
+    let [_, h, w] = maps.dims();
+    for (i, map) in to_vec(maps).chunks(h * w).enumerate() {
+        assert!(
+            map.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+            "{what}, image {i}: a value is not finite or outside [0, 1]"
+        );
+        let max = map.iter().fold(f32::MIN, |m, v| m.max(*v));
+        assert!(
+            (max - 1.0).abs() <= 1e-6,
+            "{what}, image {i}: maximum {max}, expected 1 (a blank map?)"
+        );
+    }
 }
 
 /// max |a − b|.
