@@ -201,7 +201,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         figures.add("bench_peak_rss_mb", mb, "MB");
     }
 
-    // Ratios against the PyTorch reference.
+    for (key, value) in reference_ratios(args, &figures)? {
+        println!("{key:<52} {value:>12.4} x (against a stored figure of another machine)");
+        figures.0.push((key.to_string(), value, "x"));
+    }
+    if let Some(path) = &args.json {
+        write_json(path, args.quick, &figures)?;
+    }
+    Ok(())
+}
+
+/// Ratios of our figures to the stored PyTorch reference file (`--reference`, or
+/// `$SHARED_DIR/bench/pytorch-cpu-reference.json`): measured on another machine, so only an
+/// indication; none when the file is missing.
+fn reference_ratios(args: &BenchArgs, figures: &Figures) -> Result<Vec<(&'static str, f64)>> {
     let reference_path = args.reference.clone().unwrap_or_else(|| {
         std::env::var_os("SHARED_DIR")
             .map(PathBuf::from)
@@ -239,14 +252,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             reference_path.display()
         ),
     }
-    for (key, value) in &ratios {
-        println!("{key:<52} {value:>12.4} x");
-        figures.0.push((key.to_string(), *value, "x"));
-    }
 
-    if let Some(path) = &args.json {
+    Ok(ratios)
+}
+
+/// Write the figures as JSON (with the date, thread count and mode).
+fn write_json(path: &std::path::Path, quick: bool, figures: &Figures) -> Result<()> {
         let mut map = serde_json::Map::new();
-        map.insert("quick".into(), args.quick.into());
+        map.insert("quick".into(), quick.into());
         map.insert("threads".into(), rayon::current_num_threads().into());
         map.insert(
             "date".into(),
@@ -258,6 +271,5 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&serde_json::Value::Object(map))?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
-    }
-    Ok(())
+        Ok(())
 }

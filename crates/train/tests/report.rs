@@ -64,7 +64,11 @@ fn column(run: &Path, name: &str) -> Vec<f64> {
         .position(|c| *c == name)
         .unwrap_or_else(|| panic!("no column {name} in {header:?}"));
     lines
-        .map(|l| l.split(',').nth(i).unwrap().parse().unwrap())
+        // An empty cell: not computed that epoch (NaN here).
+        .map(|l| match l.split(',').nth(i).unwrap() {
+            "" => f64::NAN,
+            cell => cell.parse().unwrap(),
+        })
         .collect()
 }
 
@@ -266,9 +270,10 @@ fn bad_inputs_are_clear_errors() {
         ]),
         "no metrics.csv",
     );
+    // The error names the flag the user gave (it said `--resume` before).
     fails_with(
         &train(&["sanity", "--run", nowhere.to_str().unwrap()]),
-        "no config.toml",
+        &format!("--run {}: no config.toml", nowhere.display()),
     );
     for (callbacks, needle) in [
         (
@@ -303,6 +308,15 @@ fn bad_inputs_are_clear_errors() {
     );
     ok(&train(&["--config", path.to_str().unwrap()]));
     let run = only_run(&tmp.path().join("runs"), "fine-");
+    // A run without callbacks trains, but says it logs no maps.
+    let path = config(tmp.path(), "silent", "");
+    let silent = train(&["--config", path.to_str().unwrap()]);
+    assert!(silent.status.success());
+    let stderr = String::from_utf8_lossy(&silent.stderr);
+    assert!(
+        stderr.contains("warning: the config has no [[callbacks]]"),
+        "{stderr}"
+    );
     fails_with(
         &train(&[
             "compare",

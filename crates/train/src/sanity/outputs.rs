@@ -18,10 +18,7 @@ pub(crate) fn write(run_dir: &std::path::Path, findings: &Findings) -> Result<()
         checked,
         stage_names,
         table,
-        first_stages: stages,
-        photos,
-        names,
-        draws,
+        ..
     } = findings;
     let out = run_dir.join("sanity");
     if out.exists() {
@@ -96,7 +93,20 @@ pub(crate) fn write(run_dir: &std::path::Path, findings: &Findings) -> Result<()
     }
     crate::files::write_atomic(&out.join("sanity.csv"), csv.as_bytes())?;
 
-    // Plot: one chart per measure, one line per method, x = stage.
+    plot(&out, findings)?;
+    grids_and_tensorboard(&out, findings, &format!("{markdown}{verdicts}"))?;
+    println!("sanity check written to {}", out.display());
+    Ok(())
+}
+
+/// sanity.png: one chart per measure, one line per method, x = stage.
+fn plot(out: &std::path::Path, findings: &Findings) -> Result<()> {
+    let Findings {
+        checked,
+        stage_names,
+        table,
+        ..
+    } = findings;
     let x_names: Vec<String> = stage_names[1..].to_vec();
     let measures: [Measure; 3] = [
         ("Spearman (raw)", |s| s.spearman),
@@ -126,7 +136,21 @@ pub(crate) fn write(run_dir: &std::path::Path, findings: &Findings) -> Result<()
         .collect();
     crate::plot::png(&charts, (520, 400), &out.join("sanity.png"))?;
 
-    // Map grids (first 4 images × stages) and TensorBoard.
+    Ok(())
+}
+
+/// The map grids (first 4 images × stages, as PNG files and TensorBoard images), the scalars
+/// per stage and the table (`report`: markdown table and verdicts) as TensorBoard text.
+fn grids_and_tensorboard(out: &std::path::Path, findings: &Findings, report: &str) -> Result<()> {
+    let Findings {
+        checked,
+        stage_names,
+        table,
+        first_stages: stages,
+        photos,
+        names,
+        draws,
+    } = findings;
     let mut writer = EventWriter::create(&out)?;
     let style = OverlayStyle::default();
     let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
@@ -170,8 +194,7 @@ pub(crate) fn write(run_dir: &std::path::Path, findings: &Findings) -> Result<()
         names.join(", "),
         draws
     );
-    writer.add_text("sanity/table", &format!("{legend}{markdown}{verdicts}"), 0)?;
+    writer.add_text("sanity/table", &format!("{legend}{report}"), 0)?;
     writer.flush()?;
-    println!("sanity check written to {}", out.display());
     Ok(())
 }

@@ -11,6 +11,8 @@ use callbacks::{Colormap, FaithfulnessSettings, Method, OverlayStyle};
 use model::{BackboneKind, HeadKind};
 use serde::{Deserialize, Serialize};
 
+mod check;
+
 /// The whole config file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -315,37 +317,6 @@ impl CallbackConfig {
             steps: self.faithfulness_steps,
         })
     }
-
-    /// Check the values (no file system).
-    fn check(&self) -> Result<()> {
-        self.style().validate().map_err(anyhow::Error::msg)?;
-        if self.every == 0 {
-            bail!("every must be at least 1");
-        }
-        if !(1..=1024).contains(&self.num_images) {
-            bail!("num_images must be in 1..=1024");
-        }
-        if self.localization_images > 4096 {
-            bail!(
-                "localization_images must be at most 4096 (their activation maps are kept in \
-                 memory)"
-            );
-        }
-        if !(0.0..=1.0).contains(&self.localization_threshold()) {
-            bail!("localization_threshold must be in [0, 1]");
-        }
-        if !(1..=1000).contains(&self.faithfulness_steps) {
-            bail!("faithfulness_steps must be in 1..=1000");
-        }
-        if self.faithfulness_images > self.num_images {
-            bail!(
-                "faithfulness_images ({}) must be at most num_images ({})",
-                self.faithfulness_images,
-                self.num_images
-            );
-        }
-        Ok(())
-    }
 }
 
 impl Config {
@@ -392,141 +363,6 @@ impl Config {
             abs(&mut e.dir);
         }
         abs(&mut self.model.weights);
-    }
-
-    /// Check that every input exists; all missing ones are reported in one error.
-    fn check_inputs(&self, cwd: &Path) -> Result<()> {
-        let data = "scripts/fetch-data.sh";
-        let weights = format!("scripts/fetch-weights.sh {}", self.model.backbone);
-        let mut inputs: Vec<(String, &Path, &str)> = Vec::new();
-        if let Some(dir) = &self.data.train_dir {
-            inputs.push(("[data] train_dir".into(), dir, data));
-        }
-        if let Some(dir) = &self.data.val_dir {
-            inputs.push(("[data] val_dir".into(), dir, data));
-        }
-        if let Some(boxes) = &self.data.boxes {
-            inputs.push(("[data] boxes".into(), boxes, "the data set's annotations"));
-        }
-        for e in &self.data.eval {
-            inputs.push((format!("[[data.eval]] {} dir", e.name), &e.dir, data));
-        }
-        inputs.push(("[model] weights".into(), &self.model.weights, &weights));
-        let missing: Vec<String> = inputs
-            .iter()
-            .filter(|(_, path, _)| !path.exists())
-            .map(|(key, path, how)| {
-                format!(
-                    "{key}: {} does not exist (get it with `{how}`)",
-                    path.display()
-                )
-            })
-            .collect();
-        if !missing.is_empty() {
-            bail!(
-                "{} missing input(s):\n  {}\n(relative paths in a config resolve against the \
-                 working directory, {}; the configs in configs/ expect the repository root)",
-                missing.len(),
-                missing.join("\n  "),
-                cwd.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// Check the values that need no file system.
-    fn check_values(&self) -> Result<()> {
-        if self.run.name.is_empty()
-            || self.run.name.contains(['/', '\\'])
-            || self.run.name.starts_with('.')
-        {
-            bail!(
-                "[run] name `{}` must be a plain, non-empty file name",
-                self.run.name
-            );
-        }
-        model::device_from_name(&self.run.device)
-            .map_err(|e| anyhow::anyhow!("[run] device: {e}"))?;
-        match (&self.data.train_dir, &self.data.synthetic) {
-            (Some(_), None) => {}
-            (None, Some(s)) => {
-                if s.train < 2 || s.val < 2 || s.train > 1_000_000 || s.val > 1_000_000 {
-                    bail!("[data] synthetic needs 2 to 1,000,000 train and val images");
-                }
-                model::Classifier::check_input_size(s.size, s.size)
-                    .map_err(|e| anyhow::anyhow!("[data] synthetic size: {e}"))?;
-                if self.data.val_dir.is_some() || self.data.boxes.is_some() {
-                    bail!("[data] synthetic makes its own val_dir and boxes: remove them");
-                }
-            }
-            (Some(_), Some(_)) => bail!("[data] give either train_dir or synthetic, not both"),
-            (None, None) => bail!(
-                "[data] train_dir is missing (or give synthetic = {{ seed, train, val, size }})"
-            ),
-        }
-        for (i, e) in self.data.eval.iter().enumerate() {
-            if e.name.is_empty()
-                || !e
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                bail!(
-                    "[[data.eval]] #{}: name `{}` must be letters, digits, `_` or `-`",
-                    i + 1,
-                    e.name
-                );
-            }
-        }
-        if let Some(f) = self.data.val_fraction {
-            if self.data.val_dir.is_some() {
-                bail!("[data] give either val_dir or val_fraction, not both");
-            }
-            if !(f > 0.0 && f < 1.0) {
-                bail!("[data] val_fraction must be in (0, 1), got {f}");
-            }
-        }
-        let [h, w] = self.data.image_size.hw();
-        model::Classifier::check_input_size(h, w)
-            .map_err(|e| anyhow::anyhow!("[data] image_size: {e}"))?;
-        if !(1..=256).contains(&self.data.backbone_batch_size) {
-            bail!("[data] backbone_batch_size must be in 1..=256");
-        }
-        if !self.model.freeze_backbone {
-            bail!(
-                "[model] freeze_backbone = false is not supported yet: this harness trains the head on \
-                 cached features of a frozen backbone"
-            );
-        }
-        if !(1..=100_000).contains(&self.train.epochs) || self.train.batch_size == 0 {
-            bail!("[train] epochs must be in 1..=100000 and batch_size at least 1");
-        }
-        if !(self.train.learning_rate > 0.0 && self.train.learning_rate.is_finite()) {
-            bail!(
-                "[train] learning_rate must be a positive number, got {}",
-                self.train.learning_rate
-            );
-        }
-        if self.train.optimizer != "adam" {
-            bail!(
-                "[train] optimizer `{}` is unknown (available: adam)",
-                self.train.optimizer
-            );
-        }
-        for (i, c) in self.callbacks.iter().enumerate() {
-            let at = format!("[[callbacks]] #{}", i + 1);
-            if let Some(first) = self.callbacks[..i].iter().position(|o| o.kind == c.kind) {
-                bail!(
-                    "{at}: a second `{}` callback (the first is #{}): one callback per method \
-                     per run, as their TensorBoard tags and CSV columns are named by method; \
-                     use another run for another layer",
-                    c.kind,
-                    first + 1
-                );
-            }
-            c.check().with_context(|| format!("{at} ({})", c.kind))?;
-        }
-        Ok(())
     }
 }
 
