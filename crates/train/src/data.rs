@@ -244,13 +244,21 @@ struct BoxEntry {
     head_box_xyxy: [f32; 4],
 }
 
-/// Read a boxes file: box by image file name.
+/// Read a boxes file: box by image file name (boxes are matched to images by file name, without
+/// the folder). Boxes are in the pixels of the stored file, before any EXIF orientation is
+/// applied (as Oxford-IIIT Pet's annotations are); see [`crate::setup::localization_set`].
+///
+/// Two entries for one file name (`cat/a.jpg` and `dog/a.jpg`, or one file listed twice) are an
+/// error when their boxes differ, as one box would silently replace the other; the same box
+/// listed twice is accepted (it cannot score the wrong region).
 pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32; 4]>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("[data] boxes: cannot read {}", path.display()))?;
     let file: BoxFile =
         serde_json::from_str(&text).with_context(|| format!("[data] boxes: {}", path.display()))?;
-    let mut boxes = std::collections::HashMap::new();
+    // File name → (box, the entry's `file` as written).
+    let mut boxes: std::collections::HashMap<String, ([f32; 4], String)> =
+        std::collections::HashMap::new();
     for entry in file.images {
         let name = Path::new(&entry.file)
             .file_name()
@@ -265,7 +273,20 @@ pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32;
                 entry.file
             );
         }
-        boxes.insert(name, entry.head_box_xyxy);
+        match boxes.get(&name) {
+            Some((earlier, _)) if *earlier == entry.head_box_xyxy => {}
+            Some((earlier, earlier_file)) => bail!(
+                "[data] boxes: {}: two entries for file name `{name}` with different boxes: \
+                 {earlier_file} {earlier:?} and {} {:?} (images are matched to boxes by file \
+                 name, so each name may have one box)",
+                path.display(),
+                entry.file,
+                entry.head_box_xyxy
+            ),
+            None => {
+                boxes.insert(name, (entry.head_box_xyxy, entry.file));
+            }
+        }
     }
-    Ok(boxes)
+    Ok(boxes.into_iter().map(|(name, (b, _))| (name, b)).collect())
 }

@@ -2,13 +2,15 @@
 //! for the few images the callbacks explain, full activation maps. Both are cached on disk under
 //! `<runs_dir>/.cache`, keyed by the weights' content, the images' content, the input size and the
 //! layer, so a second run on the same data (say the Grad-CAM run after the CAM run) skips the
-//! backbone entirely.
+//! backbone entirely. An entry that does not fit the images it is looked up for (unreadable, or
+//! rows that do not match the images: stale or damaged, since the key covers the images'
+//! content) is ignored with a warning, recomputed and overwritten.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use model::{global_average_pool, Backbone, HeadKind};
@@ -130,51 +132,18 @@ impl Extractor<'_> {
             .cache_dir
             .as_ref()
             .map(|d| d.join(format!("pooled-{key}.safetensors")));
-        if let Some(hit) = cache_path.as_deref().and_then(|p| read_safetensors(p).ok()) {
-            let kept: Vec<usize> = hit
-                .metadata
-                .get("kept")
-                .map(|k| parse_list(k))
-                .unwrap_or_default();
-            let skipped = hit
-                .metadata
-                .get("skipped")
-                .map(|s| {
-                    s.lines()
-                        .filter_map(|l| l.split_once('\t'))
-                        .map(|(p, r)| Skipped {
-                            path: p.into(),
-                            reason: r.into(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut by_layer = HashMap::new();
-            for layer in &layer_names {
-                if let Some((shape, values)) = hit.tensors.get(*layer) {
-                    by_layer.insert(
-                        layer.to_string(),
-                        Tensor::from_data(
-                            TensorData::new(values.clone(), shape.clone()),
-                            &self.device,
-                        ),
+        if let Some(path) = cache_path.as_deref() {
+            match self.cached_pooled(path, samples.len(), &layers) {
+                Ok(Some(hit)) => {
+                    println!(
+                        "{what}: {} images' features from the cache ({})",
+                        hit.kept.len(),
+                        path.display()
                     );
+                    return Ok(hit);
                 }
-            }
-            if by_layer.len() == layer_names.len() {
-                println!(
-                    "{what}: {} images' features from the cache ({})",
-                    kept.len(),
-                    display(cache_path.as_deref())
-                );
-                return Ok(PooledFeatures {
-                    kept,
-                    skipped,
-                    by_layer,
-                    from_cache: true,
-                    backbone_seconds: 0.0,
-                    cache_bytes: hit.bytes,
-                });
+                Ok(None) => {}
+                Err(e) => warn_unusable(path, &e),
             }
         }
 
@@ -282,6 +251,108 @@ impl Extractor<'_> {
         })
     }
 
+    /// The pooled features of `n_images` images cached at `path`: `None` when there is no
+    /// such file; an error when the entry cannot be these images' (unreadable, a layer missing,
+    /// or rows that do not match the images: the key covers the images' content, so such an
+    /// entry is stale or damaged, and using it would train on other images' features).
+    fn cached_pooled(
+        &self,
+        path: &Path,
+        n_images: usize,
+        layers: &[usize],
+    ) -> Result<Option<PooledFeatures>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let hit = read_safetensors(path)?;
+        let kept = parse_kept(
+            hit.metadata
+                .get("kept")
+                .context("the list of kept images is missing")?,
+            n_images,
+        )?;
+        let skipped: Vec<Skipped> = hit
+            .metadata
+            .get("skipped")
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| l.split_once('\t'))
+                    .map(|(p, r)| Skipped {
+                        path: p.into(),
+                        reason: r.into(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if kept.len() + skipped.len() != n_images {
+            bail!(
+                "{} images kept and {} skipped, but the data set has {n_images}",
+                kept.len(),
+                skipped.len()
+            );
+        }
+        let names = self.backbone.layer_names();
+        let mut by_layer = HashMap::new();
+        for &layer in layers {
+            let name = names[layer];
+            let (shape, values) = hit
+                .tensors
+                .get(name)
+                .with_context(|| format!("layer `{name}` is missing"))?;
+            let expected = [kept.len(), self.backbone.channels(layer)];
+            if shape[..] != expected || values.len() != expected.iter().product::<usize>() {
+                bail!(
+                    "layer `{name}` has shape {shape:?}, expected {expected:?} ({} kept images)",
+                    kept.len()
+                );
+            }
+            by_layer.insert(
+                name.to_string(),
+                Tensor::from_data(TensorData::new(values.clone(), expected), &self.device),
+            );
+        }
+        Ok(Some(PooledFeatures {
+            kept,
+            skipped,
+            by_layer,
+            from_cache: true,
+            backbone_seconds: 0.0,
+            cache_bytes: hit.bytes,
+        }))
+    }
+
+    /// The activations of layer `index` (named `layer`) of `n_images` images cached at `path`;
+    /// `None` when there is no such file, an error when the entry's shape does not fit.
+    fn cached_maps(
+        &self,
+        path: &Path,
+        n_images: usize,
+        layer: &str,
+        index: usize,
+    ) -> Result<Option<Tensor<4>>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let hit = read_safetensors(path)?;
+        let (shape, values) = hit
+            .tensors
+            .get(layer)
+            .with_context(|| format!("layer `{layer}` is missing"))?;
+        let channels = self.backbone.channels(index);
+        if shape.len() != 4
+            || shape[0] != n_images
+            || shape[1] != channels
+            || values.len() != shape.iter().product::<usize>()
+        {
+            bail!("layer `{layer}` has shape {shape:?}, expected [{n_images}, {channels}, h, w]");
+        }
+        let shape = [shape[0], shape[1], shape[2], shape[3]];
+        Ok(Some(Tensor::from_data(
+            TensorData::new(values.clone(), shape),
+            &self.device,
+        )))
+    }
+
     /// The photos at the network's input size.
     pub fn photos(&self, samples: &[&Sample]) -> Result<Vec<RgbImage>> {
         samples
@@ -305,11 +376,11 @@ impl Extractor<'_> {
             .cache_dir
             .as_ref()
             .map(|d| d.join(format!("maps-{key}.safetensors")));
-        if let Some(hit) = cache_path.as_deref().and_then(|p| read_safetensors(p).ok()) {
-            if let Some((shape, values)) = hit.tensors.get(layer) {
-                let t =
-                    Tensor::from_data(TensorData::new(values.clone(), shape.clone()), &self.device);
-                return Ok((t, 0.0));
+        if let Some(path) = cache_path.as_deref() {
+            match self.cached_maps(path, samples.len(), layer, index) {
+                Ok(Some(t)) => return Ok((t, 0.0)),
+                Ok(None) => {}
+                Err(e) => warn_unusable(path, &e),
             }
         }
         let start = Instant::now();
@@ -336,10 +407,33 @@ impl Extractor<'_> {
     }
 }
 
-fn parse_list(text: &str) -> Vec<usize> {
-    text.split(',').filter_map(|s| s.parse().ok()).collect()
+/// A cache entry's list of kept images: indices, strictly increasing, below `n_images`, at
+/// least one (a run with no readable image stops before writing the cache).
+fn parse_kept(text: &str, n_images: usize) -> Result<Vec<usize>> {
+    let mut kept: Vec<usize> = Vec::new();
+    for item in text.split(',').filter(|s| !s.is_empty()) {
+        let i: usize = item
+            .parse()
+            .with_context(|| format!("bad image index `{item}` in the kept list"))?;
+        if i >= n_images {
+            bail!("image index {i} in the kept list, but the data set has {n_images} images");
+        }
+        if let Some(&last) = kept.last().filter(|&&last| last >= i) {
+            bail!("image index {i} after {last} in the kept list (not increasing)");
+        }
+        kept.push(i);
+    }
+    if kept.is_empty() {
+        bail!("no kept images");
+    }
+    Ok(kept)
 }
 
-fn display(path: Option<&Path>) -> String {
-    path.map(|p| p.display().to_string()).unwrap_or_default()
+/// A cache entry that exists but cannot be used is recomputed (and overwritten), not an error:
+/// the cache only saves time.
+fn warn_unusable(path: &Path, error: &anyhow::Error) {
+    eprintln!(
+        "warning: ignoring the feature cache {}: {error:#}; recomputing it",
+        path.display()
+    );
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::imageops::FilterType;
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use model::{IMAGENET_MEAN, IMAGENET_STD};
 
@@ -45,14 +46,17 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     reader: ImageReader<R>,
     what: &str,
 ) -> Result<RgbImage> {
-    // The decoders are third-party parsers of untrusted bytes, and some panic on malformed
-    // input (zune-jpeg 0.5.15 unwraps in its AVX2 IDCT on a 784-byte JPEG our fuzzer found,
-    // fuzz/regressions/image_bytes/): a panic is turned into an error, so the photo is skipped
-    // with a warning instead of taking the run down. (This needs unwinding: see below.)
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_unguarded(reader, what)
-    }))
-    .unwrap_or_else(|payload| {
+    guarded(what, || decode_unguarded(reader, what))
+}
+
+/// Run a decoder step, turning a panic into an error.
+///
+/// The decoders are third-party parsers of untrusted bytes, and some panic on malformed
+/// input (zune-jpeg 0.5.15 unwraps in its AVX2 IDCT on a 784-byte JPEG our fuzzer found,
+/// fuzz/regressions/image_bytes/): a panic is turned into an error, so the photo is skipped
+/// with a warning instead of taking the run down. (This needs unwinding: see above.)
+fn guarded<T>(what: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|payload| {
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -62,16 +66,28 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     })
 }
 
-fn decode_unguarded<R: std::io::BufRead + std::io::Seek>(
+fn open_decoder<'a, R: std::io::BufRead + std::io::Seek + 'a>(
     mut reader: ImageReader<R>,
     what: &str,
-) -> Result<RgbImage> {
+) -> Result<impl ImageDecoder + 'a> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(2 * MAX_PIXELS * 4);
     reader.limits(limits);
-    let mut decoder = reader
+    reader
         .into_decoder()
-        .with_context(|| format!("{what} is not a readable image"))?;
+        .with_context(|| format!("{what} is not a readable image"))
+}
+
+/// The EXIF orientation a decoder reports; none (upright) when it has none or cannot read it.
+fn orientation_of(decoder: &mut impl ImageDecoder) -> Orientation {
+    decoder.orientation().unwrap_or(Orientation::NoTransforms)
+}
+
+fn decode_unguarded<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    what: &str,
+) -> Result<RgbImage> {
+    let mut decoder = open_decoder(reader, what)?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > MAX_PIXELS {
         bail!(
@@ -79,13 +95,81 @@ fn decode_unguarded<R: std::io::BufRead + std::io::Seek>(
              (a decompression bomb, or a photo far larger than any network input)"
         );
     }
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = orientation_of(&mut decoder);
     let mut image =
         DynamicImage::from_decoder(decoder).with_context(|| format!("cannot decode {what}"))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+/// A photo's stored (width, height), as its header gives them, and its EXIF orientation (what
+/// [`read_rgb`] applies to make it upright). The pixels are not decoded.
+pub fn stored_size_and_orientation(path: &Path) -> Result<((u32, u32), Orientation)> {
+    let what = path.display().to_string();
+    let reader = ImageReader::open(path)
+        .with_context(|| format!("cannot open {what}"))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {what}"))?;
+    guarded(&what, || {
+        let mut decoder = open_decoder(reader, &what)?;
+        let size = decoder.dimensions();
+        Ok((size, orientation_of(&mut decoder)))
+    })
+}
+
+/// Whether `orientation` swaps width and height (the quarter turns, mirrored or not).
+pub fn swaps_sides(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// The upright (width, height) of a photo stored as `(width, height)` with EXIF `orientation`.
+pub fn upright_size((width, height): (u32, u32), orientation: Orientation) -> (u32, u32) {
+    if swaps_sides(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    }
+}
+
+/// A point of a photo stored as `(width, height)` with EXIF `orientation`, in the stored file's
+/// continuous pixel coordinates (pixel (i, j) covers [i, i+1) x [j, j+1)), mapped to the upright
+/// photo's, as [`DynamicImage::apply_orientation`] (and so [`read_rgb`]) moves the pixels.
+pub fn upright_point(
+    (x, y): (f32, f32),
+    (width, height): (f32, f32),
+    orientation: Orientation,
+) -> (f32, f32) {
+    let (w, h) = (width, height);
+    match orientation {
+        Orientation::NoTransforms => (x, y),
+        // 90° clockwise: the stored left column becomes the top row.
+        Orientation::Rotate90 => (h - y, x),
+        Orientation::Rotate180 => (w - x, h - y),
+        // 90° counter-clockwise.
+        Orientation::Rotate270 => (y, w - x),
+        Orientation::FlipHorizontal => (w - x, y),
+        Orientation::FlipVertical => (x, h - y),
+        // Turned 90° clockwise, then mirrored: a transpose.
+        Orientation::Rotate90FlipH => (y, x),
+        // Turned 90° counter-clockwise, then mirrored: the anti-diagonal transpose.
+        Orientation::Rotate270FlipH => (h - y, w - x),
+    }
+}
+
+/// A box `[x0, y0, x1, y1]` in the pixels of a photo stored as `(width, height)` with EXIF
+/// `orientation` (as Oxford-IIIT Pet's annotations give boxes) → the same region in the upright
+/// photo's pixels (what the maps are made from): both corners mapped, then re-ordered.
+pub fn upright_box(b: [f32; 4], size: (u32, u32), orientation: Orientation) -> [f32; 4] {
+    let size = (size.0 as f32, size.1 as f32);
+    let (ax, ay) = upright_point((b[0], b[1]), size, orientation);
+    let (bx, by) = upright_point((b[2], b[3]), size, orientation);
+    [ax.min(bx), ay.min(by), ax.max(bx), ay.max(by)]
 }
 
 /// Resize to `[height, width]` with an antialiased bilinear filter.
@@ -258,5 +342,112 @@ mod format_tests {
         let path = dir.path().join("rotated.jpg");
         std::fs::write(&path, rotated).unwrap();
         assert_eq!(read_rgb(&path).unwrap().dimensions(), (10, 20));
+    }
+}
+
+#[cfg(test)]
+mod orientation_tests {
+    use super::*;
+
+    const ALL: [Orientation; 8] = [
+        Orientation::NoTransforms,
+        Orientation::FlipHorizontal,
+        Orientation::Rotate180,
+        Orientation::FlipVertical,
+        Orientation::Rotate90FlipH,
+        Orientation::Rotate90,
+        Orientation::Rotate270FlipH,
+        Orientation::Rotate270,
+    ];
+
+    /// The orientation that undoes `o`.
+    fn inverse(o: Orientation) -> Orientation {
+        match o {
+            Orientation::Rotate90 => Orientation::Rotate270,
+            Orientation::Rotate270 => Orientation::Rotate90,
+            other => other,
+        }
+    }
+
+    /// Every stored pixel's centre lands on the centre of the pixel `apply_orientation` moves it
+    /// to, and the size is the upright image's (a 5x3 image: unequal sides, no symmetry).
+    #[test]
+    fn a_point_maps_where_apply_orientation_moves_its_pixel() {
+        let (w, h) = (5u32, 3u32);
+        for o in ALL {
+            for (px, py) in (0..h).flat_map(|y| (0..w).map(move |x| (x, y))) {
+                let mut marked = image::GrayImage::new(w, h);
+                marked.put_pixel(px, py, image::Luma([255]));
+                let mut upright = DynamicImage::ImageLuma8(marked);
+                upright.apply_orientation(o);
+                let upright = upright.to_luma8();
+                assert_eq!(upright.dimensions(), upright_size((w, h), o), "{o:?}");
+                let (ux, uy) = upright
+                    .enumerate_pixels()
+                    .find(|p| p.2[0] == 255)
+                    .map(|p| (p.0, p.1))
+                    .unwrap();
+                let centre = (px as f32 + 0.5, py as f32 + 0.5);
+                assert_eq!(
+                    upright_point(centre, (w as f32, h as f32), o),
+                    (ux as f32 + 0.5, uy as f32 + 0.5),
+                    "{o:?}: stored pixel ({px}, {py})"
+                );
+            }
+        }
+    }
+
+    /// Known corners: the stored top-left corner of a 40x30 photo goes to the top-right under a
+    /// 90° clockwise turn (EXIF 6), to the bottom-left under 270° (EXIF 8).
+    #[test]
+    fn known_corners() {
+        let size = (40.0, 30.0);
+        assert_eq!(
+            upright_point((0.0, 0.0), size, Orientation::Rotate90),
+            (30.0, 0.0)
+        );
+        assert_eq!(
+            upright_point((0.0, 0.0), size, Orientation::Rotate270),
+            (0.0, 40.0)
+        );
+        assert_eq!(
+            upright_point((0.0, 0.0), size, Orientation::Rotate180),
+            (40.0, 30.0)
+        );
+        assert_eq!(
+            upright_point((10.0, 5.0), size, Orientation::Rotate90FlipH),
+            (5.0, 10.0)
+        );
+        assert_eq!(
+            upright_point((10.0, 5.0), size, Orientation::Rotate270FlipH),
+            (25.0, 30.0)
+        );
+    }
+
+    /// A box taken upright and back (by the inverse orientation, in the upright frame) is the box
+    /// it started as, and the turn keeps its area.
+    #[test]
+    fn a_box_round_trips() {
+        let (size, b) = ((40, 30), [3.0, 4.0, 17.0, 25.0]);
+        for o in ALL {
+            let up = upright_box(b, size, o);
+            assert!(up[0] < up[2] && up[1] < up[3], "{o:?}: {up:?}");
+            let area = |b: [f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
+            assert_eq!(area(up), area(b), "{o:?}");
+            let back = upright_box(up, upright_size(size, o), inverse(o));
+            assert_eq!(back, b, "{o:?}");
+        }
+    }
+
+    /// A header's size and orientation are read without decoding; a file without EXIF is upright.
+    #[test]
+    fn stored_size_and_orientation_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.png");
+        RgbImage::new(7, 3).save(&plain).unwrap();
+        let (size, o) = stored_size_and_orientation(&plain).unwrap();
+        assert_eq!((size, o), ((7, 3), Orientation::NoTransforms));
+        std::fs::write(dir.path().join("junk.jpg"), b"not an image").unwrap();
+        assert!(stored_size_and_orientation(&dir.path().join("junk.jpg")).is_err());
     }
 }

@@ -11,6 +11,7 @@ use image::RgbImage;
 use crate::config::{CallbackConfig, Config};
 use crate::data::{self, Dataset, Sample};
 use crate::features::Extractor;
+use crate::images;
 use crate::sets::FeatureSets;
 use crate::synth;
 
@@ -81,6 +82,9 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
 }
 
 /// The validation images that have boxes (up to `localization_images`), with their activations.
+/// Boxes are given in the stored file's pixels (see [`data::read_boxes`]); the set holds them in
+/// the upright photo's pixels, with the upright sizes, as the maps are made from the upright
+/// photo (an EXIF-rotated photo's box is turned with it).
 pub fn localization_set(
     extractor: &Extractor,
     val: &Dataset,
@@ -118,9 +122,17 @@ pub fn localization_set(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (w, h) = image::image_dimensions(&s.path)
+        // Boxes are in the stored file's pixels, while the maps are made from the upright photo
+        // (`images::read_rgb` applies the EXIF orientation): both the box and the size are
+        // taken into the upright frame.
+        let (stored, orientation) = images::stored_size_and_orientation(&s.path)
             .with_context(|| format!("cannot read {}", s.path.display()))?;
-        set.boxes.push(boxes[&name]);
+        let Some(&stored_box) = boxes.get(&name) else {
+            bail!("no box for {}", s.path.display());
+        };
+        let (w, h) = images::upright_size(stored, orientation);
+        set.boxes
+            .push(images::upright_box(stored_box, stored, orientation));
         set.sizes.push((w as usize, h as usize));
     }
     Ok((Some(set), seconds))
