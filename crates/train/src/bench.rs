@@ -258,18 +258,18 @@ fn reference_ratios(args: &BenchArgs, figures: &Figures) -> Result<Vec<(&'static
 
 /// Write the figures as JSON (with the date, thread count and mode).
 fn write_json(path: &std::path::Path, quick: bool, figures: &Figures) -> Result<()> {
-        let mut map = serde_json::Map::new();
-        map.insert("quick".into(), quick.into());
-        map.insert("threads".into(), rayon::current_num_threads().into());
-        map.insert(
-            "date".into(),
-            chrono::Local::now().format("%Y-%m-%d").to_string().into(),
-        );
-        for (key, value, _) in &figures.0 {
-            map.insert(key.clone(), (*value).into());
-        }
-        let text = serde_json::to_string_pretty(&serde_json::Value::Object(map))?;
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("wrote {}", path.display());
-        Ok(())
+    let mut map = serde_json::Map::new();
+    map.insert("quick".into(), quick.into());
+    map.insert("threads".into(), rayon::current_num_threads().into());
+    map.insert(
+        "date".into(),
+        chrono::Local::now().format("%Y-%m-%d").to_string().into(),
+    );
+    for (key, value, _) in &figures.0 {
+        map.insert(key.clone(), (*value).into());
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(map))?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
 }

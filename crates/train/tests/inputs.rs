@@ -361,7 +361,7 @@ layer = "block5_conv3"
 "#,
     )
     .unwrap();
-    let spec = &config.callback_specs().unwrap()[0];
+    let spec = &config.callbacks[0];
     let backbone = backbone();
     let ex = extractor(&backbone, None);
     let (set, _) = train::setup::localization_set(&ex, &val, &boxes, spec).unwrap();

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use callbacks::faithfulness::Baseline;
 use callbacks::{Colormap, FaithfulnessSettings, Method, OverlayStyle};
 use model::{BackboneKind, HeadKind};

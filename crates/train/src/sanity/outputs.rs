@@ -151,7 +151,7 @@ fn grids_and_tensorboard(out: &std::path::Path, findings: &Findings, report: &st
         names,
         draws,
     } = findings;
-    let mut writer = EventWriter::create(&out)?;
+    let mut writer = EventWriter::create(out)?;
     let style = OverlayStyle::default();
     let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
     let shown = photos.len().min(4);
