@@ -40,8 +40,10 @@ impl CallbackConfig {
 }
 
 impl Config {
-    /// Check that every input exists; all missing ones are reported in one error.
-    pub(super) fn check_inputs(&self, cwd: &Path) -> Result<()> {
+    /// Check that every input exists; all missing ones are reported in one error. A relative
+    /// path that exists from the config file's project (its directory, or the one above for a
+    /// config in `configs/`) is reported as a working-directory mistake, not a missing file.
+    pub(super) fn check_inputs(&self, cwd: &Path, config_dir: &Path) -> Result<()> {
         let data = "scripts/fetch-data.sh";
         let weights = format!("scripts/fetch-weights.sh {}", self.model.backbone);
         let mut inputs: Vec<(String, &Path, &str)> = Vec::new();
@@ -58,14 +60,33 @@ impl Config {
             inputs.push((format!("[[data.eval]] {} dir", e.name), &e.dir, data));
         }
         inputs.push(("[model] weights".into(), &self.model.weights, &weights));
+        let projects: Vec<&Path> = [Some(config_dir), config_dir.parent()]
+            .into_iter()
+            .flatten()
+            .filter(|d| *d != cwd)
+            .collect();
         let missing: Vec<String> = inputs
             .iter()
             .filter(|(_, path, _)| !path.exists())
             .map(|(key, path, how)| {
-                format!(
-                    "{key}: {} does not exist (get it with `{how}`)",
-                    path.display()
-                )
+                let elsewhere = path.strip_prefix(cwd).ok().and_then(|relative| {
+                    projects
+                        .iter()
+                        .find(|d| d.join(relative).exists())
+                        .map(|d| (relative, d))
+                });
+                match elsewhere {
+                    Some((relative, dir)) => format!(
+                        "{key}: {} does not exist; `{}` is in {}: run from there",
+                        path.display(),
+                        relative.display(),
+                        dir.display()
+                    ),
+                    None => format!(
+                        "{key}: {} does not exist (get it with `{how}`)",
+                        path.display()
+                    ),
+                }
             })
             .collect();
         if !missing.is_empty() {

@@ -328,8 +328,9 @@ impl Config {
             Self::parse(&text).with_context(|| format!("config {}", path.display()))?;
         let cwd = std::env::current_dir().context("cannot read the working directory")?;
         config.resolve_paths(&cwd);
+        let config_dir = cwd.join(path.parent().unwrap_or(Path::new("")));
         config
-            .check_inputs(&cwd)
+            .check_inputs(&cwd, &config_dir)
             .with_context(|| format!("config {}", path.display()))?;
         Ok(config)
     }
@@ -442,7 +443,7 @@ learning_rate = 1e-3
         let mut config = Config::parse(BASE).unwrap();
         let cwd = Path::new("/nowhere");
         config.resolve_paths(cwd);
-        let error = format!("{:#}", config.check_inputs(cwd).unwrap_err());
+        let error = format!("{:#}", config.check_inputs(cwd, cwd).unwrap_err());
         for expected in [
             "3 missing input(s)",
             "[data] train_dir: /nowhere/no/such/train does not exist",
@@ -452,5 +453,31 @@ learning_rate = 1e-3
         ] {
             assert!(error.contains(expected), "{expected}\n{error}");
         }
+    }
+
+    #[test]
+    fn a_bundled_file_missed_from_another_directory_says_where_to_run() {
+        // The quickstart's layout: <repo>/configs/q.toml naming data/weights/w.safetensors.
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("data/weights")).unwrap();
+        std::fs::write(repo.path().join("data/weights/w.safetensors"), b"").unwrap();
+        let mut config =
+            Config::parse(&BASE.replace("no/such/weights.pth", "data/weights/w.safetensors"))
+                .unwrap();
+        let elsewhere = Path::new("/tmp");
+        config.resolve_paths(elsewhere);
+        let error = format!(
+            "{:#}",
+            config
+                .check_inputs(elsewhere, &repo.path().join("configs"))
+                .unwrap_err()
+        );
+        let hint = format!(
+            "[model] weights: /tmp/data/weights/w.safetensors does not exist; \
+             `data/weights/w.safetensors` is in {}: run from there",
+            repo.path().display()
+        );
+        assert!(error.contains(&hint), "{error}");
+        assert!(!error.contains("fetch-weights"), "{error}");
     }
 }

@@ -77,6 +77,7 @@ pub fn run(args: &SanityArgs) -> Result<()> {
         &config.model.weights,
         config.model.head,
         &head_path,
+        ["[model] weights", "the run's head"],
         &device,
     )?;
 
