@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run configs/effnet-cam.toml (real photos in ../shared, real EfficientNet-Lite0 weights) into a
-# temporary runs dir and check the figures issue 6 asks for: val accuracy >= 0.985, Oxford accuracy
+# temporary runs dir and check its figures against the PyTorch reference: val accuracy >= 0.985, Oxford accuracy
 # >= 0.95, CAM pointing game >= 0.70 and energy in box >= 0.43 on the Oxford head boxes.
 # Needs the release build and ../shared (or $SHARED_DIR); uses data/weights or copies the weights
 # from the shared dir, verifying the sha256 either way.

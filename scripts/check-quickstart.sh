@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Run the quickstart (a fresh run dir under runs/) and check its figures: wall time < 60 s,
+# Run the quickstart (a fresh run dir under runs/) and check its figures: wall time < 150 s (a
+# regression guard: ~30 s on an AVX-512 machine, 84–88 s on a 2-core EPYC without AVX-512, the
+# same before and after the train-crate redesign),
 # final validation accuracy ≥ 0.95, CAM pointing game ≥ 0.90, Grad-CAM deletion AUC < insertion
 # AUC, CAM/Grad-CAM agreement ρ ≥ 0.99, TensorBoard's reader on the run (every score scalar);
 # then `train sanity` (mean Spearman < 0.5 once the head is randomised) and `train compare`.
@@ -28,7 +30,7 @@ for m in ["cam", "gradcam"]:
           f"{float(last[m + '_increase_in_confidence']):.3f}, deletion AUC {float(last[m + '_deletion_auc']):.3f}, "
           f"insertion AUC {float(last[m + '_insertion_auc']):.3f}")
 print(f"  agreement CAM vs Grad-CAM: Spearman {rho:.4f}, top-20% IoU {float(last['cam_vs_gradcam_top20_iou']):.3f}")
-failures = [m for ok, m in [(seconds < 60, "took 60 s or more"), (val >= 0.95, "val accuracy < 0.95"),
+failures = [m for ok, m in [(seconds < 150, "took 150 s or more"), (val >= 0.95, "val accuracy < 0.95"),
                             (point >= 0.90, "CAM pointing game < 0.90"),
                             (deletion < insertion, "Grad-CAM deletion AUC >= insertion AUC"),
                             (rho >= 0.99, "CAM and Grad-CAM disagree at the pooled layer")] if not ok]
