@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::config::Config;
 use crate::progress::Progress;
-use crate::session::{Hook, Session};
+use crate::session::{Hook, Session, SECONDS_TAGS};
 
 /// Run (or resume) training.
 pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
@@ -47,9 +47,14 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             progress.println(&format!("warning: {warning}"));
         }
         let callback_seconds = callbacks_start.elapsed().as_secs_f64();
-        s.scalar("seconds/head", head_seconds, epoch)?;
-        s.scalar("seconds/callback", callback_seconds, epoch)?;
-        s.scalar("seconds/epoch", epoch_start.elapsed().as_secs_f64(), epoch)?;
+        let epoch_seconds = epoch_start.elapsed().as_secs_f64();
+        for (tag, seconds) in
+            SECONDS_TAGS
+                .iter()
+                .zip([head_seconds, callback_seconds, epoch_seconds])
+        {
+            s.scalar(tag, seconds, epoch)?;
+        }
         s.end_epoch(epoch)?;
 
         let (train, val) = (&scores[0].1, &scores[1].1);
