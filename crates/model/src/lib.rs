@@ -109,6 +109,38 @@ impl BackboneKind {
         BackboneKind::ALL.map(BackboneKind::name).join(", ")
     }
 
+    /// Layer names in order.
+    pub fn layer_names(self) -> Vec<&'static str> {
+        match self {
+            BackboneKind::Vgg16 => VGG16_LAYERS.iter().map(|(n, _)| *n).collect(),
+            BackboneKind::EfficientNetLite0 => efficientnet::layer_names(),
+        }
+    }
+
+    /// The layers a fine-tuning run can start training from (`[model] train_from`): layers
+    /// with weights, up to the one a `head` head reads.
+    pub fn trainable_layers(self, head: HeadKind) -> Vec<&'static str> {
+        let head_input = match (self, head) {
+            (BackboneKind::Vgg16, HeadKind::GapLinear) => "block5_conv3",
+            (BackboneKind::Vgg16, HeadKind::GapDense) => "block5_pool",
+            (BackboneKind::EfficientNetLite0, _) => "head",
+        };
+        let mut names = Vec::new();
+        for (index, name) in self.layer_names().into_iter().enumerate() {
+            let weighted = match self {
+                BackboneKind::Vgg16 => matches!(VGG16_LAYERS[index].1, vgg16::Op::Conv { .. }),
+                BackboneKind::EfficientNetLite0 => true,
+            };
+            if weighted {
+                names.push(name);
+            }
+            if name == head_input {
+                break;
+            }
+        }
+        names
+    }
+
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -149,6 +181,47 @@ impl Backbone {
         })
     }
 
+    /// Load a backbone for fine-tuning: layers `train_from..` require gradients (for
+    /// EfficientNet: their conv weights, with BatchNorm kept frozen beside them), the layers
+    /// below do not. `None`: nothing trains (as [`load`](Self::load)).
+    pub fn load_trainable(
+        kind: BackboneKind,
+        file: &WeightFile,
+        train_from: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let backbone = match kind {
+            BackboneKind::Vgg16 => Backbone::Vgg16(Vgg16::load(file, device)?),
+            BackboneKind::EfficientNetLite0 => Backbone::EfficientNetLite0(
+                EfficientNetLite0::load_trainable(file, train_from, device)?,
+            ),
+        };
+        let mut backbone = backbone.set_require_grad(false);
+        if let Some(from) = train_from {
+            for index in from..backbone.layer_names().len() {
+                backbone = match backbone {
+                    Backbone::Vgg16(v) => Backbone::Vgg16(v.set_trainable(index, true)),
+                    Backbone::EfficientNetLite0(e) => {
+                        Backbone::EfficientNetLite0(e.set_trainable(index, true))
+                    }
+                };
+            }
+        }
+        Ok(backbone)
+    }
+
+    /// The weights of layers `from..` under the weight file's keys (for EfficientNet the raw
+    /// conv weights of the layers loaded by [`load_trainable`](Self::load_trainable)): what a
+    /// fine-tuned backbone's weight file replaces in the original one.
+    pub fn trained_weights(&self, from: usize) -> Vec<(String, burn::tensor::TensorData)> {
+        (from..self.layer_names().len())
+            .flat_map(|index| match self {
+                Backbone::Vgg16(v) => v.layer_weights(index),
+                Backbone::EfficientNetLite0(e) => e.raw_weights(index),
+            })
+            .collect()
+    }
+
     /// Which architecture this is.
     pub fn kind(&self) -> BackboneKind {
         match self {
@@ -164,10 +237,7 @@ impl Backbone {
 
     /// Layer names in order.
     pub fn layer_names(&self) -> Vec<&'static str> {
-        match self {
-            Backbone::Vgg16(_) => VGG16_LAYERS.iter().map(|(n, _)| *n).collect(),
-            Backbone::EfficientNetLite0(_) => efficientnet::layer_names(),
-        }
+        self.kind().layer_names()
     }
 
     /// Output channels of layer `index`.
@@ -225,6 +295,27 @@ impl Backbone {
             Backbone::EfficientNetLite0(e) => e.run(x, start, end),
         }
     }
+}
+
+/// `module` with every parameter's id derived from its path in the module tree (e.g.
+/// `backbone.Vgg16.convs.14.weight`): the same parameter then has the same id in every process,
+/// which the optimizer's saved state (keyed by id) needs to resume.
+pub fn ids_from_paths<M: Module>(module: M) -> M {
+    use burn::module::{ModuleMapper, Param};
+    struct Paths(Vec<String>);
+    impl ModuleMapper for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.0.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (_, tensor, mapper) = param.consume();
+            Param::from_mapped_value(head::param_id(&self.0.join(".")), tensor, mapper)
+        }
+    }
+    module.map(&mut Paths(Vec::new()))
 }
 
 /// A copy of `conv` with He-normal weights (std √(2 / fan_in)) and zero biases.
@@ -338,6 +429,18 @@ impl Classifier {
         self.head.forward(features)
     }
 
+    /// Logits [N, n] from the input of layer `start` (the output of layer `start − 1`; the
+    /// normalised images for 0): what a fine-tuning run trains on its cached cut.
+    pub fn logits_from_input(&self, start: usize, x: Tensor<4>) -> Tensor<2> {
+        let head_input = self.head_input();
+        let features = if start <= head_input {
+            self.backbone.run(x, start, head_input)
+        } else {
+            x
+        };
+        self.head.forward(features)
+    }
+
     /// Logits [N, n] for a normalised image batch [N, 3, H, W].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let head_input = self.head_input();
@@ -385,9 +488,9 @@ mod tests {
     fn weights(backbone: &Backbone) -> Vec<Vec<f32>> {
         let convs: Vec<&burn::nn::conv::Conv2d> = match backbone {
             Backbone::Vgg16(v) => v.convs.iter().collect(),
-            Backbone::EfficientNetLite0(e) => std::iter::once(&e.stem)
-                .chain(e.blocks.iter().map(|b| &b.project))
-                .chain(std::iter::once(&e.head))
+            Backbone::EfficientNetLite0(e) => std::iter::once(&e.stem.conv)
+                .chain(e.blocks.iter().map(|b| &b.project.conv))
+                .chain(std::iter::once(&e.head.conv))
                 .collect(),
         };
         convs

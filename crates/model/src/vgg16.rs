@@ -164,6 +164,32 @@ impl Vgg16 {
         64 / self.convs[0].weight.dims()[0].max(1)
     }
 
+    /// Layer `index`'s conv (weight and bias) trains or not (a no-op for pools).
+    pub fn set_trainable(mut self, index: usize, trainable: bool) -> Self {
+        if let Some((_, Op::Conv { .. })) = VGG16_LAYERS.get(index) {
+            let ordinal = Self::convs_before(index);
+            let conv = self.convs.remove(ordinal);
+            self.convs.insert(ordinal, conv.set_require_grad(trainable));
+        }
+        self
+    }
+
+    /// Layer `index`'s weights under torchvision's keys (none for pools).
+    pub fn layer_weights(&self, index: usize) -> Vec<(String, TensorData)> {
+        let Some((_, Op::Conv { torch_index, .. })) = VGG16_LAYERS.get(index) else {
+            return Vec::new();
+        };
+        let conv = &self.convs[Self::convs_before(index)];
+        let mut out = vec![(
+            format!("features.{torch_index}.weight"),
+            conv.weight.val().into_data(),
+        )];
+        if let Some(b) = &conv.bias {
+            out.push((format!("features.{torch_index}.bias"), b.val().into_data()));
+        }
+        out
+    }
+
     /// Re-initialise layer `index` (a no-op for pools).
     pub fn reinitialize(&mut self, index: usize) {
         if let Some((_, Op::Conv { .. })) = VGG16_LAYERS.get(index) {

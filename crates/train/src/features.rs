@@ -87,7 +87,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Extractor<'_> {
-    fn key(&self, kind: &str, image_hashes: &[String], extra: &str) -> String {
+    pub(crate) fn key(&self, kind: &str, image_hashes: &[String], extra: &str) -> String {
         let mut h = Sha256::new();
         let parts = [
             CACHE_FORMAT,
@@ -107,7 +107,7 @@ impl Extractor<'_> {
         hex(&h.finalize())[..24].to_string()
     }
 
-    fn hashes(samples: &[&Sample]) -> Vec<String> {
+    pub(crate) fn hashes(samples: &[&Sample]) -> Vec<String> {
         samples
             .par_iter()
             .map(|s| match std::fs::read(&s.path) {
@@ -147,44 +147,8 @@ impl Extractor<'_> {
             }
         }
 
-        let mut kept = Vec::new();
-        let mut skipped = Vec::new();
         let mut pooled: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
-        let start = Instant::now();
-        let total = samples.len();
-        let mut progress =
-            crate::progress::Progress::new(&format!("{what}: backbone images"), total);
-        for chunk in (0..total).collect::<Vec<_>>().chunks(self.batch_size) {
-            let decoded: Vec<(usize, Result<RgbImage>)> = chunk
-                .par_iter()
-                .map(|&i| {
-                    (
-                        i,
-                        images::read_rgb(&samples[i].path).map(|p| images::resize(&p, self.size)),
-                    )
-                })
-                .collect();
-            let mut photos = Vec::new();
-            for (i, result) in decoded {
-                match result {
-                    Ok(photo) => {
-                        kept.push(i);
-                        photos.push(photo);
-                    }
-                    Err(e) => {
-                        eprintln!("warning: skipping {}: {e:#}", samples[i].path.display());
-                        skipped.push(Skipped {
-                            path: samples[i].path.clone(),
-                            reason: format!("{e:#}"),
-                        });
-                    }
-                }
-            }
-            if photos.is_empty() {
-                progress.add(chunk.len());
-                continue;
-            }
-            let batch = images::to_tensor(&photos, &self.device);
+        let (kept, skipped, backbone_seconds) = self.each_batch(&samples, what, |batch| {
             // One pass, pooling at each cached layer on the way.
             let (mut x, mut next) = (batch, 0);
             for (i, &layer) in layers.iter().enumerate() {
@@ -192,13 +156,8 @@ impl Extractor<'_> {
                 next = layer + 1;
                 pooled[i].extend(to_vec(global_average_pool(x.clone()))?);
             }
-            progress.add(chunk.len());
-        }
-        progress.finish();
-        let backbone_seconds = start.elapsed().as_secs_f64();
-        if kept.is_empty() {
-            anyhow::bail!("{what}: none of the {total} images could be read");
-        }
+            Ok(())
+        })?;
         let n = kept.len();
         let mut by_layer = HashMap::new();
         let mut tensors = Vec::new();
@@ -249,6 +208,60 @@ impl Extractor<'_> {
             backbone_seconds,
             cache_bytes,
         })
+    }
+
+    /// Decode `samples` a backbone batch at a time (unreadable files are skipped with a
+    /// warning) and hand each batch of normalised images [B, 3, H, W] to `each`. Returns the
+    /// indices of the images kept, the skipped files and the seconds it took; an error when no
+    /// image could be read.
+    pub fn each_batch(
+        &self,
+        samples: &[&Sample],
+        what: &str,
+        mut each: impl FnMut(Tensor<4>) -> Result<()>,
+    ) -> Result<(Vec<usize>, Vec<Skipped>, f64)> {
+        let mut kept = Vec::new();
+        let mut skipped = Vec::new();
+        let start = Instant::now();
+        let total = samples.len();
+        let mut progress =
+            crate::progress::Progress::new(&format!("{what}: backbone images"), total);
+        for chunk in (0..total).collect::<Vec<_>>().chunks(self.batch_size) {
+            let decoded: Vec<(usize, Result<RgbImage>)> = chunk
+                .par_iter()
+                .map(|&i| {
+                    (
+                        i,
+                        images::read_rgb(&samples[i].path).map(|p| images::resize(&p, self.size)),
+                    )
+                })
+                .collect();
+            let mut photos = Vec::new();
+            for (i, result) in decoded {
+                match result {
+                    Ok(photo) => {
+                        kept.push(i);
+                        photos.push(photo);
+                    }
+                    Err(e) => {
+                        eprintln!("warning: skipping {}: {e:#}", samples[i].path.display());
+                        skipped.push(Skipped {
+                            path: samples[i].path.clone(),
+                            reason: format!("{e:#}"),
+                        });
+                    }
+                }
+            }
+            if !photos.is_empty() {
+                each(images::to_tensor(&photos, &self.device))?;
+            }
+            progress.add(chunk.len());
+        }
+        progress.finish();
+        if kept.is_empty() {
+            bail!("{what}: none of the {total} images could be read");
+        }
+        Ok((kept, skipped, start.elapsed().as_secs_f64()))
     }
 
     /// The pooled features of `n_images` images cached at `path`: `None` when there is no
@@ -359,6 +372,23 @@ impl Extractor<'_> {
             .iter()
             .map(|s| images::read_rgb(&s.path).map(|p| images::resize(&p, self.size)))
             .collect()
+    }
+
+    /// The input of layer `index` for a few images: the normalised images for 0, otherwise the
+    /// activations of layer `index − 1` (see [`maps`](Self::maps)). Returns them and the seconds
+    /// spent.
+    pub fn inputs(&self, samples: &[&Sample], index: usize) -> Result<(Tensor<4>, f64)> {
+        let Some(below) = index.checked_sub(1) else {
+            let start = Instant::now();
+            let photos = self.photos(samples)?;
+            let x = images::to_tensor(&photos, &self.device);
+            return Ok((x, start.elapsed().as_secs_f64()));
+        };
+        let names = self.backbone.layer_names();
+        let layer = names
+            .get(below)
+            .with_context(|| format!("no layer {below}"))?;
+        self.maps(samples, layer)
     }
 
     /// Activations of `layer` [n, C, h, w] for a few images (the callbacks' and the localization

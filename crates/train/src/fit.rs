@@ -27,14 +27,13 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
     let mut progress = Progress::new("epochs", epochs - s.start_epoch);
     for epoch in s.start_epoch + 1..=epochs {
         let epoch_start = Instant::now();
-        let train = &s.sets.train;
         let train_score = s
             .training
-            .train_epoch(&train.x, &train.y, batch_size, seed, epoch)?;
-        s.model.head = s.training.head();
+            .train_epoch(&s.sets.train, batch_size, seed, epoch)?;
+        s.training.update(&mut s.model);
         let mut scores = vec![("train".to_string(), train_score)];
         for (name, set) in s.sets.named().into_iter().skip(1) {
-            scores.push((name.to_string(), s.training.evaluate(&set.x, &set.y)?));
+            scores.push((name.to_string(), s.training.evaluate(set)?));
         }
         let head_seconds = epoch_start.elapsed().as_secs_f64();
         for (set, score) in &scores {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::ModuleRecord;
@@ -198,49 +198,6 @@ impl HeadTraining {
     }
 }
 
-/// Write a checkpoint (head, optimizer, epoch) atomically as safetensors: the two burnpack
-/// blobs as u8 tensors `head` and `optimizer`, the epoch in the metadata.
-pub fn save_checkpoint(path: &Path, training: &HeadTraining, epoch: usize) -> Result<()> {
-    let (head, optimizer) = training.state()?;
-    let views = [("head", &head), ("optimizer", &optimizer)]
-        .into_iter()
-        .map(|(name, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![bytes.len()], bytes)
-                .map(|view| (name.to_string(), view))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let metadata = HashMap::from([("epoch".to_string(), epoch.to_string())]);
-    let bytes = safetensors::serialize(views, &Some(metadata))?;
-    crate::files::write_atomic(path, &bytes)
-}
-
-/// Load a checkpoint into `training`; the epoch it was taken after.
-pub fn load_checkpoint(path: &Path, training: &mut HeadTraining) -> Result<usize> {
-    let context = || format!("checkpoint {}", path.display());
-    let data = std::fs::read(path).with_context(context)?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&data).with_context(context)?;
-    let epoch = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("epoch"))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("{} lacks `epoch`", context()))?;
-    let file = safetensors::SafeTensors::deserialize(&data).with_context(context)?;
-    let blob = |name: &str| -> Result<Vec<u8>> {
-        let view = file
-            .tensor(name)
-            .with_context(|| format!("{} lacks `{name}`", context()))?;
-        if view.dtype() != safetensors::Dtype::U8 {
-            bail!("{}: `{name}` is not u8", context());
-        }
-        Ok(view.data().to_vec())
-    };
-    training
-        .restore(blob("head")?, blob("optimizer")?)
-        .with_context(context)?;
-    Ok(epoch)
-}
-
 /// Export the head in PyTorch layout (what `train explain --head-weights` reads).
 pub fn export_head(path: &Path, head: &Head) -> Result<()> {
     let tensors = head
@@ -260,6 +217,7 @@ pub fn export_head(path: &Path, head: &Head) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::training::Checkpoint;
 
     #[test]
     fn bce_on_logits_matches_the_formula() {
@@ -324,11 +282,20 @@ mod tests {
             let new = || HeadTraining::new(kind, 4, 1, 0.01, 5, &device);
             let mut straight = new();
             straight.train_epoch(&x, &labels, 5, 0, 1).unwrap();
-            save_checkpoint(&path, &straight, 1).unwrap();
+            let (model, optimizer) = straight.state().unwrap();
+            let saved = Checkpoint {
+                epoch: 1,
+                model,
+                optimizer,
+                extra: HashMap::new(),
+            };
+            saved.write(&path).unwrap();
             straight.train_epoch(&x, &labels, 5, 0, 2).unwrap();
             // Another "process": a fresh head, the checkpoint, the same epoch 2.
             let mut resumed = new();
-            assert_eq!(load_checkpoint(&path, &mut resumed).unwrap(), 1);
+            let loaded = Checkpoint::read(&path).unwrap();
+            assert_eq!(loaded.epoch, 1);
+            resumed.restore(loaded.model, loaded.optimizer).unwrap();
             resumed.train_epoch(&x, &labels, 5, 0, 2).unwrap();
             for ((name, a), (_, b)) in straight
                 .head()
@@ -340,7 +307,10 @@ mod tests {
             }
             // Without the optimizer's state the step differs (the test can fail).
             let mut fresh_optimizer = new();
-            load_checkpoint(&path, &mut fresh_optimizer).unwrap();
+            let loaded = Checkpoint::read(&path).unwrap();
+            fresh_optimizer
+                .restore(loaded.model, loaded.optimizer)
+                .unwrap();
             fresh_optimizer.optimizer = AdamConfig::new().with_epsilon(1e-8).init();
             fresh_optimizer.train_epoch(&x, &labels, 5, 0, 2).unwrap();
             let differs =

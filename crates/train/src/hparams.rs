@@ -19,6 +19,17 @@ pub fn hparams(config: &Config) -> Vec<(&'static str, HParamValue)> {
         ("head", config.model.head.name().into()),
         ("layer", HParamValue::from(layers.join("+"))),
         ("learning_rate", config.train.learning_rate.into()),
+        (
+            "train_from",
+            HParamValue::from(config.train_from().unwrap_or("head only").to_string()),
+        ),
+        (
+            "backbone_learning_rate",
+            match config.train_from() {
+                Some(_) => config.backbone_learning_rate().into(),
+                None => 0.0.into(),
+            },
+        ),
         ("batch_size", (config.train.batch_size as f64).into()),
         ("epochs", (config.train.epochs as f64).into()),
         ("backbone", config.model.backbone.name().into()),
@@ -36,7 +47,7 @@ pub fn experiment(config: &Config) -> Experiment {
         dataset,
     };
     Experiment {
-        description: "catdog-cam runs: frozen backbone, trained head, CAM-family callbacks".into(),
+        description: "catdog-cam runs: a trained head (and, with train_from, the top of the backbone), CAM-family callbacks".into(),
         time_created_secs: 0.0,
         hparams: hparams(config)
             .into_iter()

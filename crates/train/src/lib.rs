@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod config;
+pub mod cut_cache;
 pub mod data;
 pub mod event_images;
 pub mod explain;
@@ -27,3 +28,5 @@ pub mod setup;
 pub mod summary;
 pub mod synth;
 pub mod tensors;
+pub mod top_training;
+pub mod training;

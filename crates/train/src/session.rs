@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::module::Module;
 use callbacks::{Agreement, Callback, CallbackContext, PngSink, Sink, SinkError, TensorBoardSink};
 use model::{Backbone, Classifier, WeightFile};
 use tensorboard::{EventWriter, SessionStatus};
@@ -14,12 +15,16 @@ use crate::config::Config;
 use crate::data;
 use crate::features::{file_hash, Extractor};
 use crate::files::{self, DirIdentity};
-use crate::head_training::{export_head, load_checkpoint, save_checkpoint, HeadTraining};
+use crate::head_training::{export_head, HeadTraining};
 use crate::metrics::MetricsCsv;
-use crate::sets::FeatureSets;
+use crate::sets::{FeatureSets, Start};
+use crate::top_training::TopTraining;
+use crate::training::{export_backbone, Checkpoint, Training};
 
 /// The checkpoint's file name in the run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The fine-tuned backbone's file name in the run directory (fine-tuning runs only).
+pub const BACKBONE: &str = "backbone.safetensors";
 
 /// When callbacks are called.
 #[derive(Debug, Clone, Copy)]
@@ -51,12 +56,13 @@ pub struct Session {
     /// The run directory.
     pub run_dir: PathBuf,
     identity: DirIdentity,
-    /// The classifier; its head is replaced by the trained one after every epoch.
+    /// The classifier the callbacks explain: updated with the trained weights after every
+    /// epoch.
     pub model: Classifier,
-    /// Pooled features of every labelled set.
+    /// Every labelled set's rows (pooled features, or activations at the cut).
     pub sets: FeatureSets,
-    /// The head being trained and its optimizer.
-    pub training: HeadTraining,
+    /// What trains, with its optimizer.
+    pub training: Training,
     /// The callbacks, in call order (the CAM loggers, then agreement).
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Where scalars, images and text go (metrics.csv, TensorBoard, PNG files).
@@ -89,26 +95,52 @@ impl Session {
             .transpose()?;
 
         let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
-        let backbone =
-            Backbone::load(config.model.backbone, &weights, &device).context("[model] weights")?;
         let kind = config.model.head;
-        let channels = backbone.channels(backbone.head_input(kind));
         let classes = if train.classes.len() == 2 {
             1
         } else {
             train.classes.len()
         };
-        let mut training = HeadTraining::new(
-            kind,
-            channels,
-            classes,
-            config.train.learning_rate,
-            config.run.seed,
-            &device,
-        );
+        let cut = config.train_from().map(|name| {
+            config
+                .model
+                .backbone
+                .layer_names()
+                .iter()
+                .position(|n| *n == name)
+                .unwrap_or(0)
+        });
+        let backbone = Backbone::load_trainable(config.model.backbone, &weights, cut, &device)
+            .context("[model] weights")?;
+        drop(weights);
+        let mut training = match cut {
+            None => {
+                let channels = backbone.channels(backbone.head_input(kind));
+                Training::Head(HeadTraining::new(
+                    kind,
+                    channels,
+                    classes,
+                    config.train.learning_rate,
+                    config.run.seed,
+                    &device,
+                ))
+            }
+            Some(cut) => Training::Top(TopTraining::new(
+                backbone.clone(),
+                kind,
+                classes,
+                cut,
+                (config.train.learning_rate, config.backbone_learning_rate()),
+                config.run.seed,
+                &device,
+            )),
+        };
         let mut model = Classifier {
-            backbone,
-            head: training.head(),
+            head: match &training {
+                Training::Head(t) => t.head(),
+                Training::Top(t) => t.model().head,
+            },
+            backbone: backbone.valid(),
         };
         for (i, c) in config.callbacks.iter().enumerate() {
             callbacks::check_method(&model, &c.layer, c.kind).with_context(|| {
@@ -143,17 +175,40 @@ impl Session {
                 .cache
                 .then(|| config.run.runs_dir.join(".cache")),
         };
-        let head_layer = model.layer_name(model.head_input());
-        let sets = FeatureSets::extract(&extractor, &config, &train, &val, head_layer)?;
-        let built =
-            crate::setup::cam_loggers(&config, &extractor, &sets, &val.classes, boxes.as_ref())?;
+        let start = match cut {
+            Some(cut) => Start::Cut(cut),
+            None => Start::Pooled(model.layer_name(model.head_input())),
+        };
+        let sets = FeatureSets::extract(&extractor, &config, &train, &val, start)?;
+        let mut built = crate::setup::cam_loggers(
+            &config,
+            &extractor,
+            &sets,
+            &val.classes,
+            boxes.as_ref(),
+            cut,
+        )?;
         let memory_bytes = memory_bytes(&sets, &built.loggers);
 
         let checkpoint = run_dir.join(CHECKPOINT);
         let start_epoch = if resume_dir.is_some() && checkpoint.exists() {
-            let epoch = load_checkpoint(&checkpoint, &mut training)?;
-            println!("resuming after epoch {epoch}");
-            epoch
+            let saved = Checkpoint::read(&checkpoint)?;
+            training
+                .restore(saved.model, saved.optimizer)
+                .with_context(|| format!("checkpoint {}", checkpoint.display()))?;
+            for logger in &mut built.loggers {
+                let prefix = format!("callback/{}/", logger.name());
+                let blobs = saved
+                    .extra
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone())))
+                    .collect();
+                logger.load_state(&blobs).with_context(|| {
+                    format!("checkpoint {}: {}", checkpoint.display(), logger.name())
+                })?;
+            }
+            println!("resuming after epoch {}", saved.epoch);
+            saved.epoch
         } else {
             0
         };
@@ -161,7 +216,7 @@ impl Session {
             println!("run already complete ({start_epoch} epochs)");
             return Ok(None);
         }
-        model.head = training.head();
+        training.update(&mut model);
 
         let agreement = Agreement::new(&built.loggers, &model);
         let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
@@ -260,7 +315,30 @@ impl Session {
         files::check_same_dir(&self.run_dir, &self.identity)?;
         self.each_sink(|s| s.flush())?;
         export_head(&self.run_dir.join("head.safetensors"), &self.model.head)?;
-        save_checkpoint(&self.run_dir.join(CHECKPOINT), &self.training, epoch)?;
+        if let Training::Top(t) = &self.training {
+            let original =
+                WeightFile::open(&self.config.model.weights).context("[model] weights")?;
+            export_backbone(
+                &self.run_dir.join(BACKBONE),
+                &original,
+                &self.model,
+                t.cut(),
+            )?;
+        }
+        let (model, optimizer) = self.training.state()?;
+        let mut extra = std::collections::HashMap::new();
+        for callback in &self.callbacks {
+            for (key, blob) in callback.save_state() {
+                extra.insert(format!("callback/{}/{key}", callback.name()), blob);
+            }
+        }
+        Checkpoint {
+            epoch,
+            model,
+            optimizer,
+            extra,
+        }
+        .write(&self.run_dir.join(CHECKPOINT))?;
         crate::hooks::after_checkpoint(epoch);
         Ok(())
     }
@@ -324,7 +402,7 @@ fn memory_bytes(sets: &FeatureSets, loggers: &[callbacks::CamLogger]) -> usize {
     let features: usize = sets
         .named()
         .iter()
-        .flat_map(|(_, f)| f.pooled.by_layer.values())
+        .flat_map(|(_, f)| f.extracted.by_layer.values())
         .map(|t| elements(&t.dims()))
         .sum();
     let maps: usize = loggers

@@ -1,39 +1,67 @@
-//! The run's labelled sets as the head sees them: pooled backbone features of every readable
-//! image, with the labels and samples behind the rows.
+//! The run's labelled sets as training sees them: pooled backbone features of every readable
+//! image (only the head trains) or the activations at the cut (the top of the backbone trains,
+//! streamed from disk), with the labels and samples behind the rows.
 
 use anyhow::{bail, Result};
 use burn::tensor::Tensor;
 
 use crate::config::Config;
+use crate::cut_cache::CutActivations;
 use crate::data::{self, Dataset, Sample};
 use crate::features::{Extractor, PooledFeatures};
 
-/// One set's pooled features at the head's layer.
+/// What training reads of a set, one row per readable image.
+pub enum Rows {
+    /// Pooled features [N, C] at the head's layer (only the head trains).
+    Pooled(Tensor<2>),
+    /// The input of the first trained layer, on disk.
+    Cut(CutActivations),
+}
+
+/// Where training starts: the head's pooled input, or the input of backbone layer `cut`.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// Only the head trains: pooled features of this layer.
+    Pooled(&'a str),
+    /// Layers `cut..` train.
+    Cut(usize),
+}
+
+/// One set's rows with labels.
 pub struct LabelledFeatures {
-    /// Features [N, C] of the readable images.
-    pub x: Tensor<2>,
+    /// The rows of the readable images.
+    pub x: Rows,
     /// Their labels.
     pub y: Vec<usize>,
     /// Their samples (unreadable images are left out).
     pub samples: Vec<Sample>,
     /// What extracting them cost and found (timings, cache, skipped files).
-    pub pooled: PooledFeatures,
+    pub extracted: PooledFeatures,
 }
 
 impl LabelledFeatures {
-    /// Pooled features of `set` at `layer` (from the cache when possible).
-    pub fn extract(extractor: &Extractor, set: &Dataset, what: &str, layer: &str) -> Result<Self> {
-        let pooled = extractor.pooled(set, what)?;
-        let samples: Vec<Sample> = pooled
+    /// The rows of `set` from `start` (from the cache when possible).
+    pub fn extract(extractor: &Extractor, set: &Dataset, what: &str, start: Start) -> Result<Self> {
+        let (x, extracted) = match start {
+            Start::Pooled(layer) => {
+                let pooled = extractor.pooled(set, what)?;
+                (Rows::Pooled(pooled.by_layer[layer].clone()), pooled)
+            }
+            Start::Cut(cut) => {
+                let (rows, extracted) = extractor.cut(set, what, cut)?;
+                (Rows::Cut(rows), extracted)
+            }
+        };
+        let samples: Vec<Sample> = extracted
             .kept
             .iter()
             .map(|&i| set.samples[i].clone())
             .collect();
         Ok(Self {
-            x: pooled.by_layer[layer].clone(),
+            x,
             y: samples.iter().map(|s| s.label).collect(),
             samples,
-            pooled,
+            extracted,
         })
     }
 }
@@ -57,16 +85,16 @@ pub struct FeatureSets {
 }
 
 impl FeatureSets {
-    /// Extract every set of `config` at `layer`; eval sets must have the training classes.
+    /// Extract every set of `config` from `start`; eval sets must have the training classes.
     pub fn extract(
         extractor: &Extractor,
         config: &Config,
         train: &Dataset,
         val: &Dataset,
-        layer: &str,
+        start: Start,
     ) -> Result<Self> {
-        let train_features = LabelledFeatures::extract(extractor, train, "train", layer)?;
-        let val_features = LabelledFeatures::extract(extractor, val, "val", layer)?;
+        let train_features = LabelledFeatures::extract(extractor, train, "train", start)?;
+        let val_features = LabelledFeatures::extract(extractor, val, "val", start)?;
         let mut evals = Vec::new();
         for e in &config.data.eval {
             let set = data::scan(&e.dir, &format!("[[data.eval]] {}", e.name))?;
@@ -80,7 +108,7 @@ impl FeatureSets {
             }
             evals.push(EvalSet {
                 name: e.name.clone(),
-                features: LabelledFeatures::extract(extractor, &set, &e.name, layer)?,
+                features: LabelledFeatures::extract(extractor, &set, &e.name, start)?,
             });
         }
         Ok(Self {

@@ -81,7 +81,8 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
     Ok((train, val))
 }
 
-/// The validation images that have boxes (up to `localization_images`), with their activations.
+/// The validation images that have boxes (up to `localization_images`), with the input of layer
+/// `input_of` (the logger's layer + 1, or the cut when the logger's layer trains).
 /// Boxes are given in the stored file's pixels (see [`data::read_boxes`]); the set holds them in
 /// the upright photo's pixels, with the upright sizes, as the maps are made from the upright
 /// photo (an EXIF-rotated photo's box is turned with it).
@@ -90,6 +91,7 @@ pub fn localization_set(
     val: &Dataset,
     boxes: &std::collections::HashMap<String, [f32; 4]>,
     spec: &CallbackConfig,
+    input_of: usize,
 ) -> Result<(Option<LocalizationSet>, f64)> {
     let with_box: Vec<&crate::data::Sample> = val
         .samples
@@ -108,7 +110,7 @@ pub fn localization_set(
         );
         return Ok((None, 0.0));
     }
-    let (activations, seconds) = extractor.maps(&with_box, &spec.layer)?;
+    let (activations, seconds) = extractor.inputs(&with_box, input_of)?;
     let mut set = LocalizationSet {
         activations,
         input_size: extractor.size,
@@ -151,13 +153,15 @@ pub struct Loggers {
 
 /// Build the loggers: each explains the first `num_images` of one fixed, class-balanced choice
 /// of readable validation images, and scores localization on every evaluated image with a box
-/// (validation first, then the eval sets).
+/// (validation first, then the eval sets). With `cut` (the first trained backbone layer), a
+/// logger at or above it keeps the input of the cut and recomputes its layer every drawing.
 pub fn cam_loggers(
     config: &Config,
     extractor: &Extractor,
     sets: &FeatureSets,
     class_names: &[String],
     boxes: Option<&std::collections::HashMap<String, [f32; 4]>>,
+    cut: Option<usize>,
 ) -> Result<Loggers> {
     let readable = Dataset {
         classes: class_names.to_vec(),
@@ -182,7 +186,17 @@ pub fn cam_loggers(
             .map(|&i| &readable.samples[i])
             .collect();
         let photos = extractor.photos(&samples)?;
-        let (activations, seconds) = extractor.maps(&samples, &spec.layer)?;
+        let layer = extractor
+            .backbone
+            .layer_names()
+            .iter()
+            .position(|n| *n == spec.layer)
+            .with_context(|| format!("unknown layer `{}`", spec.layer))?;
+        let (input_of, recompute_from) = match cut {
+            Some(cut) if layer >= cut => (cut, Some(cut)),
+            _ => (layer + 1, None),
+        };
+        let (activations, seconds) = extractor.inputs(&samples, input_of)?;
         out.map_seconds += seconds;
         if out.originals.len() < photos.len() {
             out.originals = samples
@@ -199,7 +213,8 @@ pub fn cam_loggers(
                         .samples
                         .extend(e.features.samples.iter().cloned());
                 }
-                let (set, seconds) = localization_set(extractor, &candidates, boxes, spec)?;
+                let (set, seconds) =
+                    localization_set(extractor, &candidates, boxes, spec, input_of)?;
                 out.map_seconds += seconds;
                 set
             }
@@ -208,6 +223,8 @@ pub fn cam_loggers(
         out.loggers.push(CamLogger {
             localization,
             faithfulness: spec.faithfulness(),
+            recompute_from,
+            history: Default::default(),
             method: spec.kind,
             layer: spec.layer.clone(),
             every: spec.every,

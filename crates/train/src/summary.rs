@@ -21,8 +21,8 @@ pub fn print(s: &Session) -> Result<()> {
 
     let sets = s.sets.named();
     let images: usize = sets.iter().map(|(_, f)| f.samples.len()).sum();
-    let backbone_seconds: f64 = sets.iter().map(|(_, f)| f.pooled.backbone_seconds).sum();
-    if sets.iter().all(|(_, f)| f.pooled.from_cache) {
+    let backbone_seconds: f64 = sets.iter().map(|(_, f)| f.extracted.backbone_seconds).sum();
+    if sets.iter().all(|(_, f)| f.extracted.from_cache) {
         println!("  backbone 0.0 s ({images} images, from the cache)");
     } else {
         println!(
@@ -41,7 +41,7 @@ pub fn print(s: &Session) -> Result<()> {
         total("callback_seconds"),
         s.setup.started.elapsed().as_secs_f64()
     );
-    let cache_bytes: u64 = sets.iter().map(|(_, f)| f.pooled.cache_bytes).sum();
+    let cache_bytes: u64 = sets.iter().map(|(_, f)| f.extracted.cache_bytes).sum();
     println!(
         "  feature cache: {:.2} MB of pooled features on disk; {:.2} MB of features and maps in memory",
         cache_bytes as f64 / 1e6,
@@ -49,7 +49,7 @@ pub fn print(s: &Session) -> Result<()> {
     );
     let skipped: Vec<_> = [&s.sets.train, &s.sets.val]
         .iter()
-        .flat_map(|f| &f.pooled.skipped)
+        .flat_map(|f| &f.extracted.skipped)
         .collect();
     println!("  skipped files: {}", skipped.len());
     for file in &skipped {

@@ -159,11 +159,34 @@ impl Config {
         if !(1..=256).contains(&self.data.backbone_batch_size) {
             bail!("[data] backbone_batch_size must be in 1..=256");
         }
-        if !self.model.freeze_backbone {
-            bail!(
-                "[model] freeze_backbone = false is not supported yet: this harness trains the head on \
-                 cached features of a frozen backbone"
-            );
+        if let Some(name) = &self.model.train_from {
+            if !self.model.freeze_backbone {
+                bail!(
+                    "[model] train_from = \"{name}\" and freeze_backbone = false contradict each \
+                     other (freeze_backbone = false trains the whole backbone): keep one of them"
+                );
+            }
+            let valid = self.model.backbone.trainable_layers(self.model.head);
+            if !valid.contains(&name.as_str()) {
+                bail!(
+                    "[model] train_from = \"{name}\" is not a trainable layer of {} with a {} \
+                     head; valid names: {}",
+                    self.model.backbone,
+                    self.model.head,
+                    valid.join(", ")
+                );
+            }
+        }
+        if let Some(lr) = self.train.backbone_learning_rate {
+            if !(lr > 0.0 && lr.is_finite()) {
+                bail!("[train] backbone_learning_rate must be a positive number, got {lr}");
+            }
+            if self.train_from().is_none() {
+                bail!(
+                    "[train] backbone_learning_rate is set but no backbone layer trains: add \
+                     [model] train_from = \"<layer>\" (or freeze_backbone = false), or remove it"
+                );
+            }
         }
         if !(1..=100_000).contains(&self.train.epochs) || self.train.batch_size == 0 {
             bail!("[train] epochs must be in 1..=100000 and batch_size at least 1");

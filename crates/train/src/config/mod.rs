@@ -141,9 +141,13 @@ pub struct ModelConfig {
     /// `gap-linear` or `gap-dense`.
     #[serde(with = "parsed")]
     pub head: HeadKind,
-    /// Only `true` is supported yet: the backbone stays frozen.
+    /// `false`: the whole backbone trains (as `train_from` = its first layer).
     #[serde(default = "default_true")]
     pub freeze_backbone: bool,
+    /// The first backbone layer that trains, with every layer above it (`block5_conv1`,
+    /// `block14`, …). Absent: only the head trains, on cached pooled features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_from: Option<String>,
 }
 
 /// `[train]`.
@@ -154,8 +158,11 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Head-training batch size.
     pub batch_size: usize,
-    /// Adam's learning rate.
+    /// Adam's learning rate (the head's).
     pub learning_rate: f64,
+    /// Adam's learning rate for the trained backbone layers (default `learning_rate / 10`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_learning_rate: Option<f64>,
     /// `adam`.
     #[serde(default = "default_optimizer")]
     pub optimizer: String,
@@ -341,6 +348,29 @@ impl Config {
         let config: Config = toml::from_str(text)?;
         config.check_values()?;
         Ok(config)
+    }
+
+    /// The first backbone layer that trains: `[model] train_from`, or the backbone's first
+    /// layer with `freeze_backbone = false`; `None` when only the head trains.
+    pub fn train_from(&self) -> Option<&str> {
+        match &self.model.train_from {
+            Some(name) => Some(name),
+            None if !self.model.freeze_backbone => self
+                .model
+                .backbone
+                .trainable_layers(self.model.head)
+                .first()
+                .copied(),
+            None => None,
+        }
+    }
+
+    /// The trained backbone layers' learning rate: `[train] backbone_learning_rate`, by default
+    /// `learning_rate / 10`.
+    pub fn backbone_learning_rate(&self) -> f64 {
+        self.train
+            .backbone_learning_rate
+            .unwrap_or(self.train.learning_rate / 10.0)
     }
 
     fn resolve_paths(&mut self, cwd: &Path) {
