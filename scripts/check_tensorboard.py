@@ -6,7 +6,8 @@ Usage: check_tensorboard.py LOGDIR
 
 The second form checks training runs (every run directory below RUNS_DIR): scalars
 loss/accuracy train/val at steps 1..N, per-image heatmap tags `<method>/<image>` and
-`<method>/grid` at steps 1..N with decodable PNGs of the stated size, the originals at step 0,
+`<method>/grid` at step 0 (before training) and every `every` epochs with decodable PNGs of the
+stated size, one evolution strip per image at the end, the originals at step 0,
 the config and caption texts, and HParams session info naming the run's methods.
 
 LOGDIR is written by the tensorboard crate's tests (crates/tensorboard/tests/common/mod.rs,
@@ -343,13 +344,20 @@ def check_runs(runs_dir, epochs):
         with open(os.path.join(runs_dir, run, "config.toml"), "rb") as f:
             every = {c["kind"]: c.get("every", 1) for c in tomllib.load(f).get("callbacks", [])}
         for method in methods:
-            per_image = [t for t in tags["tensors"] if t.startswith(method + "/") and t not in (f"{method}/grid", f"{method}/captions")]
+            evolution = [t for t in tags["tensors"] if t.startswith(method + "/evolution/")]
+            per_image = [t for t in tags["tensors"] if t.startswith(method + "/") and t not in evolution
+                         and t not in (f"{method}/grid", f"{method}/captions", f"{method}/evolution")]
             check(len(per_image) > 0, f"{run}: no per-image {method} tags")
-            rendered = [s for s in steps if s % every.get(method, 1) == 0]
+            # Step 0: the maps before the first update; then every `every` epochs.
+            rendered = [0] + [s for s in steps if s % every.get(method, 1) == 0]
             print(f"  {method}: {len(per_image)} per-image tags, grid, captions at steps {rendered}")
             for tag in per_image + [f"{method}/grid"]:
                 check_png_tensor(acc, run, tag, rendered)
             check(f"{method}/captions" in tags["tensors"], f"{run}: no {method}/captions text")
+            # One evolution strip per image, written once at the end (the last drawn step).
+            check(len(evolution) == len(per_image), f"{run}: {len(evolution)} {method} evolution strips for {len(per_image)} images")
+            for tag in evolution:
+                check_png_tensor(acc, run, tag, [rendered[-1]])
         check_score_scalars(acc, run, os.path.join(runs_dir, run, "metrics.csv"), methods)
     check(experiments == len(runs), "every run carries the HParams experiment")
     if failures:

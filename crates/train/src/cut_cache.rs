@@ -38,6 +38,25 @@ struct Index {
 }
 
 impl CutActivations {
+    /// Rows from a tensor [N, C, h, w] (the input of layer `cut`), in an anonymous temporary
+    /// file (tests, small sets).
+    pub fn from_tensor(x: Tensor<4>, cut: usize) -> Result<Self> {
+        let [n, c, h, w] = x.dims();
+        let mut writer = BufWriter::new(tempfile::tempfile()?);
+        for v in to_vec(x)? {
+            writer.write_all(&half::f16::from_f32(v).to_le_bytes())?;
+        }
+        let file = writer
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("cannot write the cut activations: {e}"))?;
+        Ok(Self {
+            file,
+            shape: [c, h, w],
+            rows: n,
+            cut,
+        })
+    }
+
     fn row_bytes(&self) -> usize {
         self.shape.iter().product::<usize>() * 2
     }

@@ -93,8 +93,8 @@ impl TopTraining {
         self.trainable
     }
 
-    /// One epoch over the cut activations `x` with `labels`, in the order a head-only run
-    /// would use for (seed, epoch).
+    /// One epoch over the activations `x` (normally the cut's; any layer at or below the cut
+    /// works) with `labels`, in the order a head-only run would use for (seed, epoch).
     pub fn train_epoch(
         &mut self,
         x: &CutActivations,
@@ -112,7 +112,9 @@ impl TopTraining {
         for batch in order.chunks(batch_size) {
             let input = x.batch(batch, &device)?;
             let y: Vec<usize> = batch.iter().map(|&i| labels[i]).collect();
-            let logits = self.model.logits_from_input(self.cut, input);
+            // From the input of the rows' layer: the cut in a run; layer 0 (the images) when a
+            // test trains through the frozen layers too.
+            let logits = self.model.logits_from_input(x.cut, input);
             let batch_loss = loss(logits.clone(), &y);
             let grads = GradientsParams::from_grads(batch_loss.backward(), &self.model);
             if grads.len() != self.trainable {
@@ -142,7 +144,7 @@ impl TopTraining {
         let rows: Vec<usize> = (0..labels.len()).collect();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         for batch in rows.chunks(EVAL_BATCH) {
-            let logits = model.logits_from_input(self.cut, x.batch(batch, &device)?);
+            let logits = model.logits_from_input(x.cut, x.batch(batch, &device)?);
             let y: Vec<usize> = batch.iter().map(|&i| labels[i]).collect();
             loss_sum += to_vec(loss(logits.clone(), &y))?[0] as f64 * batch.len() as f64;
             let predicted = predictions(logits)?;
@@ -187,5 +189,198 @@ impl TopTraining {
         let optimizer = std::mem::replace(&mut self.optimizer, AdamConfig::new().init());
         self.optimizer = optimizer.load_record(record);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use model::{Vgg16, WeightFile};
+
+    /// Every parameter tensor of the backbone, in order, on the host.
+    fn backbone_values(model: &Classifier) -> Vec<Vec<f32>> {
+        struct Values(Vec<Vec<f32>>);
+        impl ModuleVisitor for Values {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(to_vec(param.val()).unwrap());
+            }
+        }
+        let mut values = Values(Vec::new());
+        model.backbone.visit(&mut values);
+        values.0
+    }
+
+    fn images(n: usize, size: usize, device: &Device) -> (Tensor<4>, Vec<usize>) {
+        let x = Tensor::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), device);
+        (x, (0..n).map(|i| i % 2).collect())
+    }
+
+    /// VGG16 (width 8) from a weight file, trainable from `block5_conv1` (index 14).
+    fn vgg(device: &Device) -> (Backbone, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vgg.safetensors");
+        let random = Vgg16::random(8, device);
+        let mut tensors = Vec::new();
+        for index in 0..model::VGG16_LAYERS.len() {
+            for (key, data) in random.layer_weights(index) {
+                let shape = data.shape().to_vec();
+                tensors.push((
+                    key,
+                    shape,
+                    data.convert::<f32>().try_to_vec::<f32>().unwrap(),
+                ));
+            }
+        }
+        crate::tensors::write_safetensors(&path, &tensors, Default::default()).unwrap();
+        let file = WeightFile::open(&path).unwrap();
+        let cut = 14;
+        let backbone =
+            Backbone::load_trainable(model::BackboneKind::Vgg16, &file, Some(cut), device).unwrap();
+        (backbone, cut)
+    }
+
+    #[test]
+    fn gradients_reach_the_trained_layers_and_not_the_frozen_ones() {
+        let device = Device::flex();
+        let (backbone, cut) = vgg(&device);
+        let mut t = TopTraining::new(
+            backbone,
+            HeadKind::GapLinear,
+            1,
+            cut,
+            (1e-2, 1e-3),
+            3,
+            &device,
+        );
+        // block5's three convs (weight + bias) and the head's linear (weight + bias).
+        assert_eq!(t.trainable_tensors(), 8);
+        let before = backbone_values(&t.model());
+        let (x, y) = images(8, 64, &device);
+        let input = t.model().backbone.run(x, 0, cut - 1);
+        let rows = CutActivations::from_tensor(input, cut).unwrap();
+        t.train_epoch(&rows, &y, 4, 0, 1).unwrap();
+        let after = backbone_values(&t.model());
+        // 13 convs × (weight, bias); the last three convs are block5's.
+        assert_eq!(before.len(), 26);
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            assert_eq!(
+                b != a,
+                i >= 20,
+                "tensor {i} (conv {}) changed: {}",
+                i / 2,
+                b != a
+            );
+        }
+    }
+
+    #[test]
+    fn training_on_the_cached_cut_equals_training_through_the_whole_backbone() {
+        let device = Device::flex();
+        let (x, y) = images(12, 64, &device);
+        let run = |through_everything: bool| {
+            let (backbone, cut) = vgg(&device);
+            let mut t = TopTraining::new(
+                backbone,
+                HeadKind::GapLinear,
+                1,
+                cut,
+                (1e-2, 1e-3),
+                5,
+                &device,
+            );
+            // The images as the f16 cut stores them, so both paths see the same input values.
+            let rows = if through_everything {
+                CutActivations::from_tensor(x.clone(), 0).unwrap()
+            } else {
+                let input = t.model().backbone.run(x.clone(), 0, cut - 1);
+                CutActivations::from_tensor(input, cut).unwrap()
+            };
+            let mut scores = Vec::new();
+            for epoch in 1..=3 {
+                scores.push(t.train_epoch(&rows, &y, 4, 0, epoch).unwrap());
+            }
+            (scores, backbone_values(&t.model()), t.model())
+        };
+        let (cached, cached_weights, _) = run(false);
+        let (whole, whole_weights, _) = run(true);
+        for (a, b) in cached.iter().zip(&whole) {
+            assert!(
+                (a.loss - b.loss).abs() < 2e-3 * (1.0 + b.loss),
+                "{a:?} vs {b:?}"
+            );
+        }
+        // The cut's f16 rounding is the only difference: weights agree to ~1e-3 relative.
+        for (i, (a, b)) in cached_weights.iter().zip(&whole_weights).enumerate() {
+            let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let err = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
+            assert!(err < 5e-3, "tensor {i}: relative difference {err}");
+        }
+        // And the training did move block5 (the comparison is not between two no-ops).
+        let (fresh, _) = vgg(&device);
+        let fresh = Classifier {
+            backbone: fresh,
+            head: Head::seeded(HeadKind::GapLinear, 64, 1, || 0.5, &device),
+        };
+        assert_ne!(backbone_values(&fresh)[24], cached_weights[24]);
+    }
+
+    #[test]
+    fn efficientnet_trains_raw_conv_weights_with_batchnorm_frozen() {
+        let shared = std::env::var_os("SHARED_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+            });
+        let path = shared.join("weights/efficientnet-lite0-57934424.pth");
+        assert!(path.is_file(), "SHARED DATA MISSING: {}", path.display());
+        let device = Device::flex();
+        let file = WeightFile::open(&path).unwrap();
+        let kind = model::BackboneKind::EfficientNetLite0;
+        let cut = 14; // block14
+        let folded = Backbone::load(kind, &file, &device).unwrap();
+        let backbone = Backbone::load_trainable(kind, &file, Some(cut), &device).unwrap();
+        // Unfolded layers compute what the folded ones do.
+        let (x, y) = images(2, 64, &device);
+        let a = to_vec(folded.run(x.clone(), 0, 17)).unwrap();
+        let b = to_vec(backbone.run(x.clone(), 0, 17)).unwrap();
+        let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+        assert!(err < 1e-4, "unfolded vs folded: {err}");
+        let mut t = TopTraining::new(
+            backbone,
+            HeadKind::GapLinear,
+            1,
+            cut,
+            (1e-3, 1e-4),
+            0,
+            &device,
+        );
+        // block14, block15 (expand, depthwise, project each), block16 (same), head conv: 10
+        // conv weights, no BN constant, no folded bias; + the linear head's 2.
+        assert_eq!(t.trainable_tensors(), 12);
+        let input = folded.run(x, 0, cut - 1);
+        let rows = CutActivations::from_tensor(input, cut).unwrap();
+        t.train_epoch(&rows, &y, 2, 0, 1).unwrap();
+        // The exported weights are raw conv weights under the file's keys; BN stays as loaded.
+        let trained = t.model().backbone.trained_weights(cut);
+        let keys: Vec<&str> = trained.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys.len(), 10, "{keys:?}");
+        assert!(keys.contains(&"_blocks.13._expand_conv.weight"));
+        assert!(keys.contains(&"_conv_head.weight"));
+        let (key, data) = &trained[0];
+        let shape = data.shape().to_vec();
+        let original = file.tensor(key, &shape).unwrap();
+        let now = data.clone().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let moved = original
+            .iter()
+            .zip(&now)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        // One Adam step at lr 1e-4 moves each weight by at most ~1e-4 per step.
+        assert!(moved > 0.0 && moved < 5e-4, "{key} moved by {moved}");
     }
 }

@@ -364,7 +364,8 @@ layer = "block5_conv3"
     let spec = &config.callbacks[0];
     let backbone = backbone();
     let ex = extractor(&backbone, None);
-    let (set, _) = train::setup::localization_set(&ex, &val, &boxes, spec).unwrap();
+    // The input of the layer after block5_conv3 (16) = its activations.
+    let (set, _) = train::setup::localization_set(&ex, &val, &boxes, spec, 17).unwrap();
     let set = set.expect("a localization set");
     assert_eq!(set.boxes.len(), 8);
     assert_eq!(set.activations.dims()[0], 8);

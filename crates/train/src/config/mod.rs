@@ -510,4 +510,69 @@ learning_rate = 1e-3
         assert!(error.contains(&hint), "{error}");
         assert!(!error.contains("fetch-weights"), "{error}");
     }
+    #[test]
+    fn train_from_names_contradictions_and_rates() {
+        let base = |model_extra: &str, train_extra: &str| {
+            format!(
+                "[data]\ntrain_dir = \"d\"\n[model]\nbackbone = \"vgg16\"\nweights = \"w\"\n\
+                 head = \"gap-linear\"\n{model_extra}\n[train]\nepochs = 1\nbatch_size = 4\n\
+                 learning_rate = 1e-3\n{train_extra}\n"
+            )
+        };
+        let c = Config::parse(&base("", "")).unwrap();
+        assert_eq!(c.train_from(), None);
+        let c = Config::parse(&base("train_from = \"block5_conv1\"", "")).unwrap();
+        assert_eq!(c.train_from(), Some("block5_conv1"));
+        assert!((c.backbone_learning_rate() - 1e-4).abs() < 1e-12);
+        let c = Config::parse(&base(
+            "freeze_backbone = false",
+            "backbone_learning_rate = 5e-5",
+        ))
+        .unwrap();
+        assert_eq!(c.train_from(), Some("block1_conv1"));
+        assert_eq!(c.backbone_learning_rate(), 5e-5);
+        let e = Config::parse(&base("train_from = \"block6_conv1\"", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("block6_conv1")
+                && e.contains("block1_conv1, block1_conv2")
+                && e.contains("block5_conv3"),
+            "{e}"
+        );
+        // A pool has no weights; the gap-linear head does not read block5_pool.
+        for bad in ["block4_pool", "block5_pool"] {
+            assert!(Config::parse(&base(&format!("train_from = \"{bad}\""), "")).is_err());
+        }
+        let e = Config::parse(&base(
+            "train_from = \"block5_conv1\"\nfreeze_backbone = false",
+            "",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("contradict"), "{e}");
+        let e = Config::parse(&base("", "backbone_learning_rate = 1e-4"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no backbone layer trains"), "{e}");
+        let e = Config::parse(&base(
+            "train_from = \"block5_conv1\"",
+            "backbone_learning_rate = -1",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("backbone_learning_rate"), "{e}");
+        let effnet = base("train_from = \"block14\"", "").replace("vgg16", "efficientnet-lite0");
+        assert_eq!(
+            Config::parse(&effnet).unwrap().train_from(),
+            Some("block14")
+        );
+        let e = Config::parse(&effnet.replace("block14", "block17"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stem, block1, block2") && e.contains("block16, head"),
+            "{e}"
+        );
+    }
 }
