@@ -201,6 +201,26 @@ faithfulness_steps = 10
         "no metrics"
     );
     assert!(html.contains("sanity_run0.png"));
+    // Evolution views: per image, run and method an animated GIF of every logged step and a
+    // strip of them.
+    let gifs = sources
+        .iter()
+        .filter(|s| s.ends_with("_evolution.gif"))
+        .count();
+    let strips = sources.iter().filter(|s| s.ends_with("_strip.png")).count();
+    assert_eq!((gifs, strips), (4 * 3, 4 * 3), "{sources:?}");
+    let steps: std::collections::BTreeSet<i64> = tensorboard::read::run_images(&run_b, "gradcam/")
+        .unwrap()
+        .iter()
+        .map(|i| i.step)
+        .collect();
+    let gif = std::fs::File::open(report.join("images/img0_run1_gradcam_evolution.gif")).unwrap();
+    let frames = image::AnimationDecoder::into_frames(
+        image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif)).unwrap(),
+    )
+    .collect_frames()
+    .unwrap();
+    assert_eq!(frames.len(), steps.len(), "steps {steps:?}");
 
     let profile = tempfile::tempdir().unwrap();
     let headless = |extra: &[&str]| {
@@ -317,17 +337,20 @@ fn bad_inputs_are_clear_errors() {
         stderr.contains("warning: the config has no [[callbacks]]"),
         "{stderr}"
     );
+    // Logged: epochs 1–3, and step 0 (the untrained head) where the run logged it.
+    let epoch_9 = train(&[
+        "compare",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "9",
+    ]);
     fails_with(
-        &train(&[
-            "compare",
-            run.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--epochs",
-            "9",
-        ]),
-        "--epochs 9: no run logged overlays at epoch 9 (logged: 1, 2, 3)",
+        &epoch_9,
+        "--epochs 9: no run logged overlays at epoch 9 (logged: ",
     );
+    fails_with(&epoch_9, "1, 2, 3)");
     fails_with(
         &train(&[
             "sanity",

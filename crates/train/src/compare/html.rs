@@ -30,10 +30,16 @@ body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 16px; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; text-align: center; }}
 table.metrics td:first-child {{ text-align: left; font-family: monospace; }}
-.charts img.chart {{ width: 560px; height: 360px; margin: 4px; border: 1px solid #eee; }}
+.charts img.chart {{ width: 600px; height: 400px; margin: 4px; border: 1px solid #eee; }}
 img.wide {{ max-width: 100%; }}
 td.missing {{ color: #999; }}
 table.overlays {{ display: block; overflow-x: auto; max-width: 100%; }}
+.evolution {{ margin: 4px 0 12px; }}
+.evolution-title {{ font-size: 13px; font-weight: bold; }}
+.evolution-views {{ display: flex; gap: 12px; align-items: flex-start; }}
+.evolution-views figure {{ margin: 0; }}
+.evolution-views figure.strip {{ overflow-x: auto; min-width: 0; }}
+figcaption {{ font-size: 12px; color: #555; }}
 #broken {{ display: none; background: #c00; color: white; padding: 8px; }}
 </style></head>
 <body data-images-loaded="pending" data-images-broken="pending">

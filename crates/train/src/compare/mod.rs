@@ -1,23 +1,26 @@
 //! `train compare runs/<a> runs/<b> [...] --out DIR`: one HTML page comparing runs — per
 //! validation image the original and every run's overlays at selected epochs side by side,
-//! every metric of metrics.csv as a chart (SVG, one line per run and method), the final
-//! metrics as a table, and each run's sanity-check plot when `train sanity` was run. Images and
-//! charts are files beside `index.html` (copy the directory to share it). The page counts its
-//! images once loaded and shows a red banner if any failed (`<body data-images-broken>`).
+//! then, per run and method, the image's evolution (an animated GIF of every logged step and a
+//! strip of up to 11 of them, step 0 = the untrained head); every metric of metrics.csv as a
+//! chart (SVG, one line per run and method), the final metrics as a table, and each run's
+//! sanity-check plot when `train sanity` was run. Images and charts are files beside
+//! `index.html` (copy the directory to share it). The page counts its images once loaded and
+//! shows a red banner if any failed (`<body data-images-broken>`).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::metrics::{Metric, MetricsTable};
+use crate::metrics::MetricsTable;
 use anyhow::{bail, Context, Result};
 use tensorboard::read::LoggedImage;
 
-use crate::plot::{LineChart, Series};
-
+mod charts;
+mod evolution;
 mod html;
+mod overlays;
 
-use html::{escape, file_safe, header, FOOTER};
+use html::{escape, header, FOOTER};
 
 /// Arguments of `train compare`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +31,8 @@ pub struct CompareArgs {
     /// Output directory (created; index.html, images/, plots/).
     #[arg(long)]
     pub out: PathBuf,
-    /// Epochs whose overlays are shown, comma-separated (default: first, middle and last).
+    /// Epochs whose overlays are shown in the tables, comma-separated (default: each run's
+    /// first, middle and last logged step, 0 = before training).
     #[arg(long, value_delimiter = ',')]
     pub epochs: Vec<i64>,
     /// At most this many validation images.
@@ -39,7 +43,11 @@ pub struct CompareArgs {
 /// What the report needs of one run.
 struct Run {
     dir: PathBuf,
+    /// The directory's name.
     name: String,
+    /// The name in legends and headers: without the time stamp when that leaves the runs
+    /// distinct.
+    label: String,
     metrics: MetricsTable,
     /// Every logged image (PNG bytes, not decoded).
     images: Vec<LoggedImage>,
@@ -70,6 +78,7 @@ fn load_run(dir: &Path) -> Result<Run> {
         .unwrap_or_default();
     Ok(Run {
         dir: dir.to_path_buf(),
+        label: stamp.clone(),
         name: stamp,
         metrics,
         images,
@@ -79,37 +88,21 @@ fn load_run(dir: &Path) -> Result<Run> {
 
 /// Run `train compare`.
 pub fn run(args: &CompareArgs) -> Result<()> {
-    let runs = args
+    let mut runs = args
         .runs
         .iter()
         .map(|d| load_run(d))
         .collect::<Result<Vec<_>>>()?;
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    for (r, label) in labels(&names).into_iter().enumerate() {
+        runs[r].label = label;
+    }
     let images_dir = args.out.join("images");
     let plots_dir = args.out.join("plots");
     for dir in [&images_dir, &plots_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let logged_epochs: BTreeSet<i64> = runs
-        .iter()
-        .flat_map(|r| r.images.iter().map(|i| i.step).filter(|s| *s > 0))
-        .collect();
-    let epochs = if args.epochs.is_empty() {
-        default_epochs(&logged_epochs)
-    } else {
-        for e in &args.epochs {
-            if !logged_epochs.contains(e) {
-                bail!(
-                    "--epochs {e}: no run logged overlays at epoch {e} (logged: {})",
-                    logged_epochs
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
-        args.epochs.clone()
-    };
+    let epochs = chosen_epochs(&runs, &args.epochs)?;
 
     let mut html = String::new();
     let title = format!(
@@ -123,29 +116,34 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let _ = writeln!(html, "<h1>{}</h1>", escape(&title));
     let _ = writeln!(
         html,
-        "<p>Made by <code>train compare</code> on {}. Overlays at epochs {}.</p>",
+        "<p>Made by <code>train compare</code> on {}.</p>",
         chrono::Local::now().format("%Y-%m-%d %H:%M"),
-        epochs
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
     );
     let _ = writeln!(html, "<ul>");
-    for r in &runs {
+    for (r, epochs) in runs.iter().zip(&epochs) {
         let _ = writeln!(
             html,
-            "<li><b>{}</b>: {} epochs, methods {} <small>({})</small></li>",
-            escape(&r.name),
+            "<li><b>{}</b>: {} epochs, methods {}, overlays shown at {} <small>({})</small></li>",
+            escape(&r.label),
             r.metrics.rows.len(),
             escape(&r.methods.join(", ")),
+            epochs
+                .iter()
+                .map(|&e| overlays::step_name(e))
+                .collect::<Vec<_>>()
+                .join(", "),
             escape(&r.dir.display().to_string())
         );
     }
     let _ = writeln!(html, "</ul>");
 
-    html.push_str(&overlays(&runs, &epochs, args.images, &images_dir)?);
-    html.push_str(&charts(&runs, &plots_dir)?);
+    html.push_str(&overlays::section(
+        &runs,
+        &epochs,
+        args.images,
+        &images_dir,
+    )?);
+    html.push_str(&charts::section(&runs, &plots_dir)?);
     html.push_str(&final_table(&runs));
     html.push_str(&sanity(&runs, &images_dir)?);
     html.push_str(FOOTER);
@@ -153,6 +151,42 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     crate::files::write_atomic(&index, html.as_bytes())?;
     println!("report written to {}", index.display());
     Ok(())
+}
+
+/// The steps at which `run` logged overlays (tags `<method>/<image>`; 0 = before training).
+fn overlay_steps(run: &Run) -> BTreeSet<i64> {
+    run.images
+        .iter()
+        .filter(|i| {
+            i.tag
+                .split_once('/')
+                .is_some_and(|(m, _)| run.methods.iter().any(|x| x == m))
+        })
+        .map(|i| i.step)
+        .collect()
+}
+
+/// The epochs of each run's overlay table: `requested` for every run (each logged by some
+/// run), or each run's own first, middle and last logged step.
+fn chosen_epochs(runs: &[Run], requested: &[i64]) -> Result<Vec<Vec<i64>>> {
+    let logged: Vec<BTreeSet<i64>> = runs.iter().map(overlay_steps).collect();
+    if requested.is_empty() {
+        return Ok(logged.iter().map(default_epochs).collect());
+    }
+    let union: BTreeSet<i64> = logged.into_iter().flatten().collect();
+    for e in requested {
+        if !union.contains(e) {
+            bail!(
+                "--epochs {e}: no run logged overlays at epoch {e} (logged: {})",
+                union
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(vec![requested.to_vec(); runs.len()])
 }
 
 /// First, middle and last logged epoch.
@@ -164,6 +198,36 @@ fn default_epochs(logged: &BTreeSet<i64>) -> Vec<i64> {
         .collect();
     picked.dedup();
     picked
+}
+
+/// A run directory's name without its time stamp (`<name>-<YYYYmmdd>-<HHMMSS>[-n]`).
+fn without_stamp(name: &str) -> &str {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let strip = |s: &str| -> Option<usize> {
+        let (rest, time) = s.rsplit_once('-')?;
+        let (rest, date) = rest.rsplit_once('-')?;
+        (digits(time, 6) && digits(date, 8) && !rest.is_empty()).then_some(rest.len())
+    };
+    let counted = name
+        .rsplit_once('-')
+        .filter(|(_, n)| !n.is_empty() && n.len() < 6 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|(rest, _)| strip(rest));
+    match counted.or_else(|| strip(name)) {
+        Some(len) => &name[..len],
+        None => name,
+    }
+}
+
+/// The runs' labels: their names without time stamps when these are distinct, else the names.
+fn labels(names: &[&str]) -> Vec<String> {
+    let short: Vec<&str> = names.iter().map(|n| without_stamp(n)).collect();
+    let distinct: BTreeSet<&&str> = short.iter().collect();
+    let pick = if distinct.len() == short.len() {
+        short
+    } else {
+        names.to_vec()
+    };
+    pick.into_iter().map(String::from).collect()
 }
 
 /// Final (last-epoch) metrics: one row per metric, one column per run.
@@ -200,148 +264,6 @@ fn final_table(runs: &[Run]) -> String {
     out
 }
 
-/// A metric column's chart key and series label: method-specific columns of different runs
-/// share a chart (`cam_pointing_game` and `gradcam_pointing_game` → `pointing_game`).
-fn chart_key(column: &str) -> (String, Option<String>) {
-    match Metric::from_column(column) {
-        Some(Metric::Score { method, score }) => (score, Some(method)),
-        Some(Metric::Agreement { pair, measure }) => (format!("agreement_{measure}"), Some(pair)),
-        _ => (column.to_string(), None),
-    }
-}
-
-fn charts(runs: &[Run], plots_dir: &Path) -> Result<String> {
-    let mut keys: Vec<String> = Vec::new();
-    for r in runs {
-        for c in &r.metrics.columns {
-            let key = chart_key(c).0;
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
-    let mut out = String::from("<h2>Metrics per epoch</h2>\n<div class=\"charts\">\n");
-    for key in keys {
-        let mut series = Vec::new();
-        for r in runs {
-            for c in &r.metrics.columns {
-                let (k, label) = chart_key(c);
-                if k != key {
-                    continue;
-                }
-                series.push(Series {
-                    name: match label {
-                        Some(l) => format!("{} {l}", r.name),
-                        None => r.name.clone(),
-                    },
-                    points: r
-                        .metrics
-                        .rows
-                        .iter()
-                        .map(|row| {
-                            let value = row.values.get(c).map_or(f64::NAN, |&v| f64::from(v));
-                            (row.epoch as f64, value)
-                        })
-                        .collect(),
-                });
-            }
-        }
-        let file = format!("{}.svg", file_safe(&key));
-        crate::plot::svg(
-            &LineChart {
-                title: key.replace('_', " "),
-                x_label: "epoch".into(),
-                y_label: key.replace('_', " "),
-                x_names: None,
-                series,
-            },
-            (560, 360),
-            &plots_dir.join(&file),
-        )?;
-        let _ = writeln!(
-            out,
-            "<img class=\"chart\" src=\"plots/{file}\" alt=\"{}\">",
-            escape(&key)
-        );
-    }
-    out.push_str("</div>\n");
-    Ok(out)
-}
-
-fn overlays(runs: &[Run], epochs: &[i64], limit: usize, images_dir: &Path) -> Result<String> {
-    let mut out = String::from("<h2>Heatmaps per validation image</h2>\n");
-    let Some(first) = runs.first() else {
-        return Ok(out);
-    };
-    let names: Vec<String> = first
-        .images
-        .iter()
-        .filter_map(|i| i.tag.strip_prefix("originals/").map(str::to_string))
-        .take(limit)
-        .collect();
-    if names.is_empty() {
-        out.push_str("<p>The first run logged no validation images.</p>\n");
-        return Ok(out);
-    }
-    for (k, name) in names.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "<h3>{}</h3>\n<table class=\"overlays\"><tr><th>original</th>",
-            escape(name)
-        );
-        let mut cells = Vec::new();
-        let original = find(first, &format!("originals/{name}"), 0);
-        cells.push(save(original, images_dir, &format!("img{k}_original"))?);
-        for (ri, r) in runs.iter().enumerate() {
-            for method in &r.methods {
-                for &epoch in epochs {
-                    let _ = write!(
-                        out,
-                        "<th>{} {}<br>epoch {epoch}</th>",
-                        escape(&r.name),
-                        escape(method)
-                    );
-                    let image = find(r, &format!("{method}/{name}"), epoch);
-                    cells.push(save(
-                        image,
-                        images_dir,
-                        &format!("img{k}_run{ri}_{method}_e{epoch}"),
-                    )?);
-                }
-            }
-        }
-        out.push_str("</tr>\n<tr>");
-        for cell in cells {
-            out.push_str(&cell);
-        }
-        out.push_str("</tr></table>\n");
-    }
-    Ok(out)
-}
-
-/// The image of `tag` at `step` (the last one logged: a resumed run may log a step twice).
-fn find<'a>(run: &'a Run, tag: &str, step: i64) -> Option<&'a LoggedImage> {
-    run.images
-        .iter()
-        .rev()
-        .find(|i| i.tag == tag && i.step == step)
-}
-
-/// A table cell with the image saved beside the page, or a note that the run lacks it.
-fn save(image: Option<&LoggedImage>, dir: &Path, stem: &str) -> Result<String> {
-    let Some(image) = image else {
-        return Ok("<td class=\"missing\">not logged</td>".into());
-    };
-    let file = format!("{}.png", file_safe(stem));
-    let path = dir.join(&file);
-    std::fs::write(&path, &image.png)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(format!(
-        "<td><img src=\"images/{file}\" alt=\"{}\"></td>",
-        escape(stem)
-    ))
-}
-
 fn sanity(runs: &[Run], images_dir: &Path) -> Result<String> {
     let mut out = String::new();
     for (i, r) in runs.iter().enumerate() {
@@ -368,29 +290,40 @@ fn sanity(runs: &[Run], images_dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Row;
 
-    #[test]
-    fn chart_keys_group_methods_and_pairs() {
-        assert_eq!(chart_key("val_accuracy"), ("val_accuracy".into(), None));
-        assert_eq!(
-            chart_key("gradcam++_deletion_auc"),
-            ("deletion_auc".into(), Some("gradcam++".into()))
-        );
-        assert_eq!(
-            chart_key("cam_pointing_game"),
-            ("pointing_game".into(), Some("cam".into()))
-        );
-        assert_eq!(
-            chart_key("cam_vs_gradcam_top20_iou"),
-            ("agreement_top20_iou".into(), Some("cam_vs_gradcam".into()))
-        );
-        assert_eq!(
-            chart_key("cam@block4_conv3_vs_cam@block5_conv3_spearman"),
-            (
-                "agreement_spearman".into(),
-                Some("cam@block4_conv3_vs_cam@block5_conv3".into())
-            )
-        );
+    /// A run with these metric columns (three epochs of zeros) and `cam` overlays of one image
+    /// at `steps`.
+    pub(super) fn run_with(name: &str, columns: &[&str], steps: &[i64]) -> Run {
+        let row = |epoch| Row {
+            epoch,
+            values: columns.iter().map(|c| (c.to_string(), 0.5)).collect(),
+        };
+        let mut images = vec![LoggedImage {
+            tag: "originals/cat".into(),
+            step: 0,
+            png: vec![],
+        }];
+        for &step in steps {
+            for tag in ["cam/cat", "cam/grid"] {
+                images.push(LoggedImage {
+                    tag: tag.into(),
+                    step,
+                    png: vec![],
+                });
+            }
+        }
+        Run {
+            dir: PathBuf::from("runs").join(name),
+            name: name.into(),
+            label: without_stamp(name).into(),
+            metrics: MetricsTable {
+                columns: columns.iter().map(|c| c.to_string()).collect(),
+                rows: (1..=3).map(row).collect(),
+            },
+            images,
+            methods: vec!["cam".into()],
+        }
     }
 
     #[test]
@@ -399,5 +332,47 @@ mod tests {
         assert_eq!(default_epochs(&logged), vec![1, 6, 10]);
         assert_eq!(default_epochs(&BTreeSet::from([3])), vec![3]);
         assert!(default_epochs(&BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn compare_epochs_are_chosen_per_run() {
+        let short = run_with("short-20250101-120000", &[], &(0..=10).collect::<Vec<_>>());
+        let long = run_with("long-20250101-120000", &[], &(0..=20).collect::<Vec<_>>());
+        // A run from before step-0 logging.
+        let old = run_with("old-20240101-120000", &[], &(1..=10).collect::<Vec<_>>());
+        let runs = [short, long, old];
+        assert_eq!(
+            chosen_epochs(&runs, &[]).unwrap(),
+            vec![vec![0, 5, 10], vec![0, 10, 20], vec![1, 6, 10]]
+        );
+        // Requested epochs apply to every run (a run lacking one shows "not logged").
+        assert_eq!(
+            chosen_epochs(&runs, &[15, 10]).unwrap(),
+            vec![vec![15, 10]; 3]
+        );
+        let err = chosen_epochs(&runs, &[21]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--epochs 21: no run logged overlays at epoch 21 (logged: 0, 1, 2,")
+        );
+        // The originals (step 0) are no overlays.
+        let none = run_with("none-20250101-120000", &[], &[]);
+        assert!(overlay_steps(&none).is_empty());
+    }
+
+    #[test]
+    fn compare_labels_drop_distinct_stamps() {
+        assert_eq!(without_stamp("frozen-20250101-120000"), "frozen");
+        assert_eq!(without_stamp("fine-tune-20250101-120000-2"), "fine-tune");
+        assert_eq!(without_stamp("a-b"), "a-b");
+        assert_eq!(without_stamp("-20250101-120000"), "-20250101-120000");
+        assert_eq!(
+            labels(&["frozen-20250101-120000", "tuned-20250101-130000"]),
+            ["frozen", "tuned"]
+        );
+        // The same config twice: the stamps tell them apart.
+        assert_eq!(
+            labels(&["a-20250101-120000", "a-20250101-130000"]),
+            ["a-20250101-120000", "a-20250101-130000"]
+        );
     }
 }

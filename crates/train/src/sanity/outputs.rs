@@ -8,7 +8,7 @@ use callbacks::{overlay, OverlayStyle};
 use tensorboard::EventWriter;
 
 use super::Findings;
-use crate::plot::{LineChart, Series};
+use crate::plot::{LineChart, Rule, Series, YAxis};
 
 /// A similarity measure's name and getter.
 type Measure = (&'static str, fn(&Similarity) -> f32);
@@ -99,8 +99,14 @@ pub(crate) fn write(run_dir: &std::path::Path, findings: &Findings) -> Result<()
     Ok(())
 }
 
-/// sanity.png: one chart per measure, one line per method, x = stage.
+/// sanity.png: one chart per measure, one line per method (mean over draws, ± std as error
+/// bars), x = stage; the Spearman (abs) chart has the flag line (a method whose maps stay at
+/// or above it at every stage is flagged).
 fn plot(out: &std::path::Path, findings: &Findings) -> Result<()> {
+    crate::plot::png(&charts(findings), (520, 400), &out.join("sanity.png"))
+}
+
+fn charts(findings: &Findings) -> Vec<LineChart> {
     let Findings {
         checked,
         stage_names,
@@ -113,10 +119,10 @@ fn plot(out: &std::path::Path, findings: &Findings) -> Result<()> {
         ("Spearman (abs)", |s| s.spearman_abs),
         ("SSIM", |s| s.ssim),
     ];
-    let charts: Vec<LineChart> = measures
+    measures
         .iter()
         .map(|(title, get)| LineChart {
-            title: format!("{title} vs trained maps (mean)"),
+            title: format!("{title} vs trained maps (mean ± std)"),
             x_label: "randomised up to".into(),
             y_label: title.to_string(),
             x_names: Some(x_names.clone()),
@@ -130,13 +136,21 @@ fn plot(out: &std::path::Path, findings: &Findings) -> Result<()> {
                         .enumerate()
                         .map(|(i, r)| (i as f64, get(&r.0) as f64))
                         .collect(),
+                    errors: rows.iter().map(|r| get(&r.1) as f64).collect(),
                 })
                 .collect(),
+            // Similarities of maps: 1 is unchanged; a random map can correlate negatively.
+            y_axis: YAxis::Within(0.0, 1.0),
+            rules: if *title == "Spearman (abs)" {
+                vec![Rule {
+                    value: f64::from(UNCHANGED_SPEARMAN),
+                    label: format!("flag: ≥ {UNCHANGED_SPEARMAN} at every stage"),
+                }]
+            } else {
+                vec![]
+            },
         })
-        .collect();
-    crate::plot::png(&charts, (520, 400), &out.join("sanity.png"))?;
-
-    Ok(())
+        .collect()
 }
 
 /// The map grids (first 4 images × stages, as PNG files and TensorBoard images), the scalars
@@ -197,4 +211,49 @@ fn grids_and_tensorboard(out: &std::path::Path, findings: &Findings, report: &st
     writer.add_text("sanity/table", &format!("{legend}{report}"), 0)?;
     writer.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sanity::Checked;
+    use callbacks::Method;
+
+    #[test]
+    fn sanity_charts_have_error_bars_and_the_flag_line() {
+        let sim = |v: f32| Similarity {
+            spearman: v,
+            spearman_abs: v + 0.1,
+            ssim: v - 0.1,
+        };
+        let findings = Findings {
+            checked: vec![Checked {
+                method: Method::Cam,
+                layer: "block5_conv3".into(),
+            }],
+            stage_names: ["trained", "head", "block5"].map(String::from).to_vec(),
+            table: vec![vec![(sim(0.8), sim(0.05)), (sim(0.3), sim(0.2))]],
+            first_stages: vec![],
+            photos: vec![],
+            names: vec![],
+            draws: 2,
+        };
+        let charts = charts(&findings);
+        assert_eq!(charts.len(), 3);
+        let rules: Vec<usize> = charts.iter().map(|c| c.rules.len()).collect();
+        assert_eq!(rules, [0, 1, 0]);
+        assert_eq!(charts[1].rules[0].value, f64::from(UNCHANGED_SPEARMAN));
+        assert!(charts[1].title.starts_with("Spearman (abs)"));
+        let abs = &charts[1].series[0];
+        assert_eq!(abs.points.len(), 2);
+        assert!((abs.points[1].1 - 0.4).abs() < 1e-6, "{:?}", abs.points);
+        assert!((abs.errors[0] - 0.15).abs() < 1e-6, "{:?}", abs.errors);
+        assert_eq!(
+            charts[0].x_names.as_deref(),
+            Some(&["head".into(), "block5".into()][..])
+        );
+        // Drawn: the flag line in its colour.
+        let image = crate::plot::render(&charts, (400, 300)).unwrap();
+        assert_eq!(image.dimensions(), (1200, 300));
+    }
 }
