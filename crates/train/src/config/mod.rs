@@ -513,10 +513,13 @@ learning_rate = 1e-3
     #[test]
     fn train_from_names_contradictions_and_rates() {
         let base = |model_extra: &str, train_extra: &str| {
-            format!(
-                "[data]\ntrain_dir = \"d\"\n[model]\nbackbone = \"vgg16\"\nweights = \"w\"\n\
-                 head = \"gap-linear\"\n{model_extra}\n[train]\nepochs = 1\nbatch_size = 4\n\
-                 learning_rate = 1e-3\n{train_extra}\n"
+            BASE.replace(
+                "head = \"gap-linear\"\n",
+                &format!("head = \"gap-linear\"\n{model_extra}\n"),
+            )
+            .replace(
+                "learning_rate = 1e-3\n",
+                &format!("learning_rate = 1e-3\n{train_extra}\n"),
             )
         };
         let c = Config::parse(&base("", "")).unwrap();
