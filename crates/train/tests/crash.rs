@@ -17,8 +17,9 @@ mod common;
 
 const EPOCHS: usize = 6;
 
-fn config(dir: &Path, runs: &Path) -> PathBuf {
-    common::small_config(
+/// The crash config; `train_from`: fine-tune the backbone from that layer.
+fn config(dir: &Path, runs: &Path, train_from: Option<&str>) -> PathBuf {
+    let path = common::small_config(
         dir,
         common::SmallRun {
             name: "crash",
@@ -39,7 +40,15 @@ num_images = 4
 every = 2
 ",
         },
-    )
+    );
+    if let Some(layer) = train_from {
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "head = \"gap-linear\"\n",
+            &format!("head = \"gap-linear\"\ntrain_from = \"{layer}\"\n"),
+        );
+        std::fs::write(&path, text).unwrap();
+    }
+    path
 }
 
 /// Start `train args`, SIGKILL it after `delay` unless it ends first; true when it was killed.
@@ -78,22 +87,37 @@ fn run_or_kill(args: &[&str], delay: Duration) -> bool {
 
 #[test]
 fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
+    campaign(None, 20);
+}
+
+/// The same for a run that fine-tunes block5 on the cached cut: the trained layers, the
+/// optimizer and the drift history come back from the checkpoint.
+#[test]
+fn sigkill_then_resume_a_fine_tuning_run_gives_the_uninterrupted_run() {
+    campaign(Some("block5_conv1"), 8);
+}
+
+fn campaign(train_from: Option<&str>, kill_target: usize) {
     let tmp = tempfile::tempdir().unwrap();
     // The uninterrupted reference, with its own cache.
     let reference_runs = tmp.path().join("reference");
     let started = Instant::now();
     ok(&train(&[
         "--config",
-        config(tmp.path(), &reference_runs).to_str().unwrap(),
+        config(tmp.path(), &reference_runs, train_from)
+            .to_str()
+            .unwrap(),
     ]));
     let duration = started.elapsed();
     let reference = metrics(&common::run_dirs(&reference_runs)[0]);
-    assert_eq!(reference.len(), EPOCHS + 1);
+    // The header, step 0 (the maps before training) and every epoch.
+    assert_eq!(reference.len(), EPOCHS + 2);
     // Epochs the `every = 2` logger skips have empty cells, not its previous scores.
     let header: Vec<&str> = reference[0].split(',').collect();
     for column in ["gradcam_pointing_game", "cam_vs_gradcam_spearman"] {
         let i = header.iter().position(|c| *c == column).unwrap();
-        for (epoch, line) in reference.iter().enumerate().skip(1) {
+        for line in reference.iter().skip(1) {
+            let epoch: usize = line.split(',').next().unwrap().parse().unwrap();
             let cell = line.split(',').nth(i).unwrap();
             assert_eq!(
                 cell.is_empty(),
@@ -102,9 +126,20 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
             );
         }
     }
+    // A drift compares with the previous drawing: none at step 0, none on skipped epochs.
+    let i = header.iter().position(|c| *c == "gradcam_drift").unwrap();
+    for line in reference.iter().skip(1) {
+        let epoch: usize = line.split(',').next().unwrap().parse().unwrap();
+        let cell = line.split(',').nth(i).unwrap();
+        assert_eq!(
+            cell.is_empty(),
+            epoch % 2 == 1 || epoch == 0,
+            "drift epoch {epoch}"
+        );
+    }
 
     let runs = tmp.path().join("runs");
-    let config = config(tmp.path(), &runs);
+    let config = config(tmp.path(), &runs, train_from);
     let mut state = 0x5eed_u64;
     let mut random = move || {
         // SplitMix64: kill moments reproducible from the seed above.
@@ -116,7 +151,7 @@ fn sigkill_at_random_moments_then_resume_gives_the_uninterrupted_run() {
     };
     let (mut kills, mut campaigns) = (0, 0);
     let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
-    while kills < 20 {
+    while kills < kill_target {
         campaigns += 1;
         // A cold cache each time, so kills also land in data generation and the backbone pass.
         let _ = std::fs::remove_dir_all(runs.join(".cache"));
