@@ -380,10 +380,13 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
     );
     std::fs::write(&config, text).unwrap();
     let out = ok(&train(&["--config", config.to_str().unwrap()]));
-    assert!(out.contains("cam (last epoch): pointing game"), "{out}");
+    assert!(
+        out.contains("cam (last epoch): drift ") && out.contains(", pointing game"),
+        "{out}"
+    );
     let run = run_dirs(&runs).remove(0);
     let header = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(header.starts_with(
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_pointing_game,cam_energy_in_box,cam_box_iou,head_seconds"
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,cam_pointing_game,cam_energy_in_box,cam_box_iou,head_seconds"
     ), "{header}");
 }

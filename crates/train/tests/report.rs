@@ -107,7 +107,11 @@ faithfulness_steps = 10
         "cam_vs_gradcam_top20_iou",
     ] {
         let values = column(&run_a, name);
-        assert_eq!(values.len(), 3, "{name}");
+        assert_eq!(
+            values.len(),
+            4,
+            "{name}: step 0 (before training) and 3 epochs"
+        );
         assert!(
             values.iter().all(|v| (0.0..=1.0).contains(v)),
             "{name}: {values:?}"
@@ -135,8 +139,11 @@ faithfulness_steps = 10
         "agreement/cam_vs_gradcam/spearman",
         "agreement/cam_vs_gradcam/top20_iou",
     ] {
-        assert_eq!(tags.get(tag), Some(&vec![1, 2, 3]), "{tag}: {tags:?}");
+        // Step 0: the scores of the maps before training.
+        assert_eq!(tags.get(tag), Some(&vec![0, 1, 2, 3]), "{tag}: {tags:?}");
     }
+    // Drifts compare with an earlier drawing: none at step 0.
+    assert_eq!(tags.get("cam/drift"), Some(&vec![1, 2, 3]), "{tags:?}");
 
     // A second run (Grad-CAM only) to compare with.
     let single = config(
