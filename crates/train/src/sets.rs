@@ -11,6 +11,8 @@ use crate::data::{self, Dataset, Sample};
 use crate::features::{Extractor, PooledFeatures};
 
 /// What training reads of a set, one row per readable image.
+// One value per set / per run: the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Rows {
     /// Pooled features [N, C] at the head's layer (only the head trains).
     Pooled(Tensor<2>),

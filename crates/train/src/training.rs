@@ -14,6 +14,8 @@ use crate::sets::{LabelledFeatures, Rows};
 use crate::top_training::TopTraining;
 
 /// What a run trains.
+// One value per set / per run: the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Training {
     /// The head, on pooled features of the frozen backbone.
     Head(HeadTraining),
