@@ -23,7 +23,7 @@ seconds = float(sys.argv[3]) - float(sys.argv[2])
 val, point = float(last["val_accuracy"]), float(last["cam_pointing_game"])
 deletion, insertion = float(last["gradcam_deletion_auc"]), float(last["gradcam_insertion_auc"])
 rho = float(last["cam_vs_gradcam_spearman"])
-print(f"quickstart: {seconds:.1f} s, {len(rows)} epochs, val accuracy {val:.4f}, "
+print(f"quickstart: {seconds:.1f} s, {len(rows) - 1} epochs (+ step 0), val accuracy {val:.4f}, "
       f"CAM pointing game {point:.3f}, Grad-CAM pointing game {float(last['gradcam_pointing_game']):.3f}")
 for m in ["cam", "gradcam"]:
     print(f"  {m}: average drop {float(last[m + '_average_drop']):.4f}, increase in confidence "
@@ -38,7 +38,7 @@ if failures:
     sys.exit("QUICKSTART FAILED: " + ", ".join(failures))
 print("QUICKSTART OK")
 PY
-.venv/bin/python scripts/check_tensorboard.py --runs "$runs" --epochs "$(grep -c '^[0-9]' "$run_dir/metrics.csv")"
+.venv/bin/python scripts/check_tensorboard.py --runs "$runs" --epochs "$(grep -c '^[1-9]' "$run_dir/metrics.csv")"
 ./target/release/train sanity --run "$run_dir" | tee "$runs/sanity.txt"
 python3 - "$run_dir/sanity/sanity.csv" <<'PY'
 import csv, sys
