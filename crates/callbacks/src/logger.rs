@@ -395,13 +395,17 @@ pub fn grid(images: &[RgbImage]) -> RgbImage {
 
 /// Tile equal-size images row by row, `columns` per row, with 2-pixel white gaps.
 pub fn grid_with_columns(images: &[RgbImage], columns: usize) -> RgbImage {
+    grid_with_gap(images, columns, 2)
+}
+
+/// Tile equal-size images row by row, `columns` per row, with `gap`-pixel white gaps.
+pub fn grid_with_gap(images: &[RgbImage], columns: usize, gap: u32) -> RgbImage {
     let Some(first) = images.first() else {
         return RgbImage::new(1, 1);
     };
     let (w, h) = first.dimensions();
     let columns = columns.max(1) as u32;
     let rows = (images.len() as u32).div_ceil(columns);
-    let gap = 2;
     let mut out = RgbImage::from_pixel(
         columns * (w + gap) - gap,
         rows * (h + gap) - gap,

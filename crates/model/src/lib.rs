@@ -117,28 +117,43 @@ impl BackboneKind {
         }
     }
 
+    /// Index of the layer called `name`.
+    pub fn layer(self, name: &str) -> Result<usize, ModelError> {
+        let names = self.layer_names();
+        names
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| ModelError::UnknownLayer {
+                name: name.to_string(),
+                known: names.join(", "),
+            })
+    }
+
     /// The layers a fine-tuning run can start training from (`[model] train_from`): layers
     /// with weights, up to the one a `head` head reads.
     pub fn trainable_layers(self, head: HeadKind) -> Vec<&'static str> {
-        let head_input = match (self, head) {
+        let names = self.layer_names();
+        names[..=self.head_input(head)]
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| match self {
+                BackboneKind::Vgg16 => matches!(VGG16_LAYERS[*index].1, vgg16::Op::Conv { .. }),
+                BackboneKind::EfficientNetLite0 => true,
+            })
+            .map(|(_, name)| *name)
+            .collect()
+    }
+
+    /// The layer a head of `kind` pools: VGG16 `block5_conv3` (gap-linear, the CAM paper's
+    /// VGGnet-GAP) or `block5_pool` (gap-dense, the seed blog's model); EfficientNet `head`.
+    pub fn head_input(self, kind: HeadKind) -> usize {
+        let name = match (self, kind) {
             (BackboneKind::Vgg16, HeadKind::GapLinear) => "block5_conv3",
             (BackboneKind::Vgg16, HeadKind::GapDense) => "block5_pool",
             (BackboneKind::EfficientNetLite0, _) => "head",
         };
-        let mut names = Vec::new();
-        for (index, name) in self.layer_names().into_iter().enumerate() {
-            let weighted = match self {
-                BackboneKind::Vgg16 => matches!(VGG16_LAYERS[index].1, vgg16::Op::Conv { .. }),
-                BackboneKind::EfficientNetLite0 => true,
-            };
-            if weighted {
-                names.push(name);
-            }
-            if name == head_input {
-                break;
-            }
-        }
-        names
+        let names = self.layer_names();
+        self.layer(name).unwrap_or(names.len() - 1)
     }
 
     /// The name used in configs and on the command line.
@@ -167,18 +182,13 @@ impl std::str::FromStr for BackboneKind {
 }
 
 impl Backbone {
-    /// Load a backbone of this kind from a weight file.
+    /// Load a backbone of this kind from a weight file (frozen: nothing trains).
     pub fn load(
         kind: BackboneKind,
         file: &WeightFile,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        Ok(match kind {
-            BackboneKind::Vgg16 => Backbone::Vgg16(Vgg16::load(file, device)?),
-            BackboneKind::EfficientNetLite0 => {
-                Backbone::EfficientNetLite0(EfficientNetLite0::load(file, device)?)
-            }
-        })
+        Self::load_trainable(kind, file, None, device)
     }
 
     /// Load a backbone for fine-tuning: layers `train_from..` require gradients (for
@@ -248,19 +258,9 @@ impl Backbone {
         }
     }
 
-    /// The layer a head of `kind` pools: VGG16 `block5_conv3` (gap-linear, the CAM paper's
-    /// VGGnet-GAP) or `block5_pool` (gap-dense, the seed blog's model); EfficientNet `head`.
+    /// The layer a head of `kind` pools (see [`BackboneKind::head_input`]).
     pub fn head_input(&self, kind: HeadKind) -> usize {
-        let name = match (self, kind) {
-            (Backbone::Vgg16(_), HeadKind::GapLinear) => "block5_conv3",
-            (Backbone::Vgg16(_), HeadKind::GapDense) => "block5_pool",
-            (Backbone::EfficientNetLite0(_), _) => "head",
-        };
-        let names = self.layer_names();
-        names
-            .iter()
-            .position(|n| *n == name)
-            .unwrap_or(names.len() - 1)
+        self.kind().head_input(kind)
     }
 
     /// The blocks, top first, with their layer indices: the order of a cascading
@@ -370,14 +370,7 @@ impl Classifier {
 
     /// Index of a named layer.
     pub fn layer(&self, name: &str) -> Result<usize, ModelError> {
-        let names = self.layer_names();
-        names
-            .iter()
-            .position(|n| *n == name)
-            .ok_or_else(|| ModelError::UnknownLayer {
-                name: name.to_string(),
-                known: self.layer_names().join(", "),
-            })
+        self.backbone.kind().layer(name)
     }
 
     /// Name of layer `index`.

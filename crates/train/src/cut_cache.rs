@@ -7,7 +7,7 @@
 //! a cache directory the rows go to an anonymous temporary file.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Sample};
 use crate::features::{Extractor, PooledFeatures, Skipped};
-use crate::tensors::to_vec;
+use crate::tensors::{f16_bytes, f16_values, to_vec};
 
 /// A set's activations at the cut, on disk.
 pub struct CutActivations {
@@ -41,18 +41,13 @@ impl CutActivations {
     /// Rows from a tensor [N, C, h, w] (the input of layer `cut`), in an anonymous temporary
     /// file (tests, small sets).
     pub fn from_tensor(x: Tensor<4>, cut: usize) -> Result<Self> {
-        let [n, c, h, w] = x.dims();
-        let mut writer = BufWriter::new(tempfile::tempfile()?);
-        for v in to_vec(x)? {
-            writer.write_all(&half::f16::from_f32(v).to_le_bytes())?;
-        }
-        let file = writer
-            .into_inner()
-            .map_err(|e| anyhow::anyhow!("cannot write the cut activations: {e}"))?;
+        let rows = x.dims()[0];
+        let mut file = tempfile::tempfile()?;
+        let shape = append_rows(&mut file, x)?;
         Ok(Self {
             file,
-            shape: [c, h, w],
-            rows: n,
+            shape,
+            rows,
             cut,
         })
     }
@@ -73,11 +68,7 @@ impl CutActivations {
             self.file
                 .read_exact_at(&mut bytes, (row * row_bytes) as u64)
                 .context("cannot read the cut activations")?;
-            values.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
-            );
+            values.extend(f16_values(&bytes));
         }
         let [c, h, w] = self.shape;
         Ok(Tensor::from_data(
@@ -142,23 +133,16 @@ impl Extractor<'_> {
                 None,
             ),
         };
-        let mut writer = BufWriter::new(file);
+        let mut file = file;
         let mut shape = [0usize; 3];
         let (kept, skipped, seconds) = self.each_batch(&samples, what, |batch| {
             let x = match cut {
                 0 => batch,
                 _ => self.backbone.run(batch, 0, cut - 1),
             };
-            let [_, c, h, w] = x.dims();
-            shape = [c, h, w];
-            for v in to_vec(x)? {
-                writer.write_all(&half::f16::from_f32(v).to_le_bytes())?;
-            }
+            shape = append_rows(&mut file, x)?;
             Ok(())
         })?;
-        let file = writer
-            .into_inner()
-            .map_err(|e| anyhow::anyhow!("cannot write the cut activations: {e}"))?;
         let mut cache_bytes = 0;
         if let (Some((rows_path, index_path)), Some(tmp)) = (&paths, &tmp) {
             file.sync_all().ok();
@@ -193,6 +177,14 @@ impl Extractor<'_> {
             },
         ))
     }
+}
+
+/// Append the rows of `x` [B, C, h, w] to `file` as f16; their shape [C, h, w].
+fn append_rows(file: &mut File, x: Tensor<4>) -> Result<[usize; 3]> {
+    let [_, c, h, w] = x.dims();
+    file.write_all(&f16_bytes(&to_vec(x)?))
+        .context("cannot write the cut activations")?;
+    Ok([c, h, w])
 }
 
 /// A cached cut of `n_images` images: `None` when there is none; an error when the entry does

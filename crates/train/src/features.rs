@@ -395,12 +395,7 @@ impl Extractor<'_> {
     /// sets'), cached like the pooled features; photos are decoded only on a cache miss. Returns
     /// the activations and the seconds spent in the backbone.
     pub fn maps(&self, samples: &[&Sample], layer: &str) -> Result<(Tensor<4>, f64)> {
-        let index = self
-            .backbone
-            .layer_names()
-            .iter()
-            .position(|n| *n == layer)
-            .with_context(|| format!("unknown layer `{layer}`"))?;
+        let index = self.backbone.kind().layer(layer)?;
         let key = self.key("maps", &Self::hashes(samples), layer);
         let cache_path = self
             .cache_dir

@@ -8,10 +8,9 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
-use burn::store::ModuleRecord;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use model::{Head, HeadKind};
 
 use crate::rng::SplitMix64;
@@ -159,41 +158,19 @@ impl HeadTraining {
 
     /// The head's and the optimizer's state as burnpack bytes: (head, optimizer).
     pub fn state(&self) -> Result<(Vec<u8>, Vec<u8>)> {
-        let head = self
-            .head
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("cannot serialise the head: {e}"))?;
-        let optimizer = self
-            .optimizer
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("cannot serialise the optimizer: {e}"))?;
-        Ok((head.to_vec(), optimizer.to_vec()))
+        crate::training::serialise(&self.head, &self.optimizer)
     }
 
     /// Restore a [`state`](Self::state).
     pub fn restore(&mut self, head: Vec<u8>, optimizer: Vec<u8>) -> Result<()> {
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(head))
-            .map_err(|e| anyhow::anyhow!("the head: {e}"))?;
-        self.head = self
-            .head
-            .clone()
-            .try_load_record(record)
-            .map_err(|e| anyhow::anyhow!("the head: {e}"))?;
-        let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optimizer))
-            .map_err(|e| anyhow::anyhow!("the optimizer: {e}"))?;
-        // Adam keeps two moments per parameter; a record that misses any would silently
-        // restart that parameter's moments.
-        let expected = 2 * self.parameter_tensors();
-        if !record.is_empty() && record.len() != expected {
-            bail!(
-                "the optimizer's state has {} tensors, expected {expected}",
-                record.len()
-            );
-        }
-        let optimizer = std::mem::replace(&mut self.optimizer, AdamConfig::new().init());
-        self.optimizer = optimizer.load_record(record);
+        let trainable = self.parameter_tensors();
+        self.head = crate::training::restore(
+            self.head.clone(),
+            &mut self.optimizer,
+            trainable,
+            head,
+            optimizer,
+        )?;
         Ok(())
     }
 }

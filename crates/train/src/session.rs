@@ -18,8 +18,9 @@ use crate::files::{self, DirIdentity};
 use crate::head_training::{export_head, HeadTraining};
 use crate::metrics::MetricsCsv;
 use crate::sets::{FeatureSets, Start};
+use crate::tensors::NamedTensor;
 use crate::top_training::TopTraining;
-use crate::training::{export_backbone, Checkpoint, Training};
+use crate::training::{backbone_tensors, callback_blob, export_backbone, Checkpoint, Training};
 
 /// The checkpoint's file name in the run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -63,6 +64,8 @@ pub struct Session {
     pub sets: FeatureSets,
     /// What trains, with its optimizer.
     pub training: Training,
+    /// The original weight file's backbone tensors (fine-tuning runs; empty otherwise).
+    original_backbone: Vec<NamedTensor>,
     /// The callbacks, in call order (the CAM loggers, then agreement).
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Where scalars, images and text go (metrics.csv, TensorBoard, PNG files).
@@ -101,17 +104,18 @@ impl Session {
         } else {
             train.classes.len()
         };
-        let cut = config.train_from().map(|name| {
-            config
-                .model
-                .backbone
-                .layer_names()
-                .iter()
-                .position(|n| *n == name)
-                .unwrap_or(0)
-        });
+        let cut = config
+            .train_from()
+            .map(|name| config.model.backbone.layer(name))
+            .transpose()
+            .context("[model] train_from")?;
         let backbone = Backbone::load_trainable(config.model.backbone, &weights, cut, &device)
             .context("[model] weights")?;
+        // A fine-tuning run exports its backbone every epoch from the original tensors.
+        let original_backbone = match cut {
+            Some(_) => backbone_tensors(&weights).context("[model] weights")?,
+            None => Vec::new(),
+        };
         drop(weights);
         let mut training = match cut {
             None => {
@@ -180,7 +184,7 @@ impl Session {
             None => Start::Pooled(model.layer_name(model.head_input())),
         };
         let sets = FeatureSets::extract(&extractor, &config, &train, &val, start)?;
-        let mut built = crate::setup::cam_loggers(
+        let built = crate::setup::cam_loggers(
             &config,
             &extractor,
             &sets,
@@ -191,32 +195,15 @@ impl Session {
         let memory_bytes = memory_bytes(&sets, &built.loggers);
 
         let checkpoint = run_dir.join(CHECKPOINT);
-        let start_epoch = if resume_dir.is_some() && checkpoint.exists() {
-            let saved = Checkpoint::read(&checkpoint)?;
-            training
-                .restore(saved.model, saved.optimizer)
-                .with_context(|| format!("checkpoint {}", checkpoint.display()))?;
-            for logger in &mut built.loggers {
-                let prefix = format!("callback/{}/", logger.name());
-                let blobs = saved
-                    .extra
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone())))
-                    .collect();
-                logger.load_state(&blobs).with_context(|| {
-                    format!("checkpoint {}: {}", checkpoint.display(), logger.name())
-                })?;
-            }
-            println!("resuming after epoch {}", saved.epoch);
-            saved.epoch
-        } else {
-            0
+        let saved = match resume_dir.is_some() && checkpoint.exists() {
+            true => Some(Checkpoint::read(&checkpoint)?),
+            false => None,
         };
+        let start_epoch = saved.as_ref().map_or(0, |s| s.epoch);
         if start_epoch >= config.train.epochs {
             println!("run already complete ({start_epoch} epochs)");
             return Ok(None);
         }
-        training.update(&mut model);
 
         let agreement = Agreement::new(&built.loggers, &model);
         let mut callbacks: Vec<Box<dyn Callback>> = Vec::new();
@@ -224,6 +211,26 @@ impl Session {
             callbacks.push(Box::new(logger));
         }
         callbacks.push(Box::new(agreement));
+        if let Some(saved) = saved {
+            let context = || format!("checkpoint {}", checkpoint.display());
+            training
+                .restore(saved.model, saved.optimizer)
+                .with_context(context)?;
+            for callback in &mut callbacks {
+                let name = callback.name();
+                let prefix = callback_blob(&name, "");
+                let blobs = saved
+                    .extra
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone())))
+                    .collect();
+                callback
+                    .load_state(&blobs)
+                    .with_context(|| format!("{}: {name}", context()))?;
+            }
+            println!("resuming after epoch {start_epoch}");
+        }
+        training.update(&mut model);
         let sinks = open_sinks(
             &config,
             &run_dir,
@@ -236,6 +243,7 @@ impl Session {
             identity: files::dir_identity(&run_dir)?,
             run_dir,
             model,
+            original_backbone,
             sets,
             training,
             callbacks,
@@ -316,11 +324,9 @@ impl Session {
         self.each_sink(|s| s.flush())?;
         export_head(&self.run_dir.join("head.safetensors"), &self.model.head)?;
         if let Training::Top(t) = &self.training {
-            let original =
-                WeightFile::open(&self.config.model.weights).context("[model] weights")?;
             export_backbone(
                 &self.run_dir.join(BACKBONE),
-                &original,
+                &self.original_backbone,
                 &self.model,
                 t.cut(),
             )?;
@@ -329,7 +335,7 @@ impl Session {
         let mut extra = std::collections::HashMap::new();
         for callback in &self.callbacks {
             for (key, blob) in callback.save_state() {
-                extra.insert(format!("callback/{}/{key}", callback.name()), blob);
+                extra.insert(callback_blob(&callback.name(), &key), blob);
             }
         }
         Checkpoint {

@@ -186,12 +186,7 @@ pub fn cam_loggers(
             .map(|&i| &readable.samples[i])
             .collect();
         let photos = extractor.photos(&samples)?;
-        let layer = extractor
-            .backbone
-            .layer_names()
-            .iter()
-            .position(|n| *n == spec.layer)
-            .with_context(|| format!("unknown layer `{}`", spec.layer))?;
+        let layer = extractor.backbone.kind().layer(&spec.layer)?;
         let (input_of, recompute_from) = match cut {
             Some(cut) if layer >= cut => (cut, Some(cut)),
             _ => (layer + 1, None),

@@ -20,13 +20,18 @@ pub fn print(s: &Session) -> Result<()> {
     }
 
     let sets = s.sets.named();
+    // What the backbone pass produced: the head's pooled input, or the cut's activations.
+    let features = match s.training {
+        crate::training::Training::Head(_) => "pooled features",
+        crate::training::Training::Top(_) => "cut activations",
+    };
     let images: usize = sets.iter().map(|(_, f)| f.samples.len()).sum();
     let backbone_seconds: f64 = sets.iter().map(|(_, f)| f.extracted.backbone_seconds).sum();
     if sets.iter().all(|(_, f)| f.extracted.from_cache) {
         println!("  backbone 0.0 s ({images} images, from the cache)");
     } else {
         println!(
-            "  backbone {backbone_seconds:.1} s for {images} images = {:.1} img/s (pooled features)",
+            "  backbone {backbone_seconds:.1} s for {images} images = {:.1} img/s ({features})",
             images as f64 / backbone_seconds.max(1e-9)
         );
     }
@@ -43,7 +48,7 @@ pub fn print(s: &Session) -> Result<()> {
     );
     let cache_bytes: u64 = sets.iter().map(|(_, f)| f.extracted.cache_bytes).sum();
     println!(
-        "  feature cache: {:.2} MB of pooled features on disk; {:.2} MB of features and maps in memory",
+        "  feature cache: {:.2} MB of {features} on disk; {:.2} MB of features and maps in memory",
         cache_bytes as f64 / 1e6,
         s.setup.memory_bytes as f64 / 1e6
     );

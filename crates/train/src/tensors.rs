@@ -36,6 +36,21 @@ pub fn round_to_f16(values: &mut [f32]) {
     }
 }
 
+/// Values as little-endian f16 bytes (each rounded to the nearest f16): the f16 cache format.
+pub fn f16_bytes(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect()
+}
+
+/// Little-endian f16 bytes widened to f32 values (the inverse of [`f16_bytes`]).
+pub fn f16_values(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+}
+
 /// Read a safetensors file written by [`write_safetensors`] (f32) or
 /// [`write_safetensors_f16`] (f16, widened to f32); any other dtype is an error.
 pub fn read_safetensors(path: &Path) -> Result<F32File> {
@@ -53,11 +68,7 @@ pub fn read_safetensors(path: &Path) -> Result<F32File> {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            safetensors::Dtype::F16 => view
-                .data()
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            safetensors::Dtype::F16 => f16_values(view.data()).collect(),
             other => anyhow::bail!(
                 "{}: tensor `{name}` is {other:?}, expected F32 or F16",
                 path.display()
@@ -100,10 +111,7 @@ fn write_as(
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| match dtype {
-            safetensors::Dtype::F16 => v
-                .iter()
-                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
-                .collect(),
+            safetensors::Dtype::F16 => f16_bytes(v),
             _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         })
         .collect();

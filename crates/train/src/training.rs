@@ -7,10 +7,15 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::optim::{AdamConfig, ModuleOptimizer, OptimizerRecord};
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
 use model::{Classifier, WeightFile};
 
 use crate::head_training::{HeadTraining, Score};
 use crate::sets::{LabelledFeatures, Rows};
+use crate::tensors::NamedTensor;
 use crate::top_training::TopTraining;
 
 /// What a run trains.
@@ -73,6 +78,49 @@ impl Training {
             Training::Top(t) => t.restore(model, optimizer),
         }
     }
+}
+
+/// A trained module's and its optimizer's state as burnpack bytes: (module, optimizer).
+pub fn serialise<M: Module>(module: &M, optimizer: &ModuleOptimizer) -> Result<(Vec<u8>, Vec<u8>)> {
+    let module = module
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the trained weights: {e}"))?;
+    let optimizer = optimizer
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise the optimizer: {e}"))?;
+    Ok((module.to_vec(), optimizer.to_vec()))
+}
+
+/// `module` with the weights of a [`serialise`]d state, and `optimizer` with its state;
+/// `trainable` is the number of parameter tensors the optimizer updates.
+pub fn restore<M: Module>(
+    module: M,
+    optimizer: &mut ModuleOptimizer,
+    trainable: usize,
+    module_bytes: Vec<u8>,
+    optimizer_bytes: Vec<u8>,
+) -> Result<M> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(module_bytes))
+        .map_err(|e| anyhow::anyhow!("the trained weights: {e}"))?;
+    let module = module
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("the trained weights: {e}"))?;
+    let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(optimizer_bytes))
+        .map_err(|e| anyhow::anyhow!("the optimizer: {e}"))?;
+    // Adam keeps two moments per parameter; a record that misses any would silently restart
+    // that parameter's moments.
+    let expected = 2 * trainable;
+    if !record.is_empty() && record.len() != expected {
+        bail!(
+            "the optimizer's state has {} tensors, expected {expected}",
+            record.len()
+        );
+    }
+    let empty = std::mem::replace(optimizer, AdamConfig::new().init());
+    *optimizer = empty.load_record(record);
+    Ok(module)
 }
 
 /// A checkpoint's content.
@@ -147,27 +195,39 @@ impl Checkpoint {
     }
 }
 
-/// Write the fine-tuned backbone as a weight file in its own key naming: every tensor of the
-/// original file that the backbone reads, with the trained layers' weights replaced — what
+/// The tensors of a backbone weight file that the backbone reads, as (key, shape, values):
+/// everything but the ImageNet classifier (VGG16's is 120 M values) and integer bookkeeping
+/// (e.g. BatchNorm's num_batches_tracked). Read once; [`export_backbone`] writes them back.
+pub fn backbone_tensors(file: &WeightFile) -> Result<Vec<NamedTensor>> {
+    let mut tensors = Vec::new();
+    for key in file.keys() {
+        if key.starts_with("classifier.") || key.starts_with("_fc.") {
+            continue;
+        }
+        let shape = file.shape(&key)?;
+        if let Ok(values) = file.tensor(&key, &shape) {
+            tensors.push((key, shape, values));
+        }
+    }
+    Ok(tensors)
+}
+
+/// Write the fine-tuned backbone as a weight file in its own key naming: the original file's
+/// backbone tensors ([`backbone_tensors`]) with the trained layers' weights replaced — what
 /// `train explain --weights` and `[model] weights` load.
 pub fn export_backbone(
     path: &Path,
-    original: &WeightFile,
+    original: &[NamedTensor],
     model: &Classifier,
     from: usize,
 ) -> Result<()> {
     let mut trained: HashMap<String, burn::tensor::TensorData> =
         model.backbone.trained_weights(from).into_iter().collect();
-    let mut tensors = Vec::new();
-    for key in original.keys() {
-        // The ImageNet classifier is not part of the backbone (VGG16's is 120 M values).
-        if key.starts_with("classifier.") || key.starts_with("_fc.") {
-            continue;
-        }
-        let shape = original.shape(&key)?;
-        let values = match trained.remove(&key) {
+    let mut tensors = Vec::with_capacity(original.len());
+    for (key, shape, values) in original {
+        let values = match trained.remove(key) {
             Some(data) => {
-                if data.shape().to_vec() != shape {
+                if data.shape().to_vec() != *shape {
                     bail!(
                         "{key}: trained shape {:?}, file shape {shape:?}",
                         data.shape()
@@ -177,19 +237,17 @@ pub fn export_backbone(
                     .try_into_vec::<f32>()
                     .map_err(|e| anyhow::anyhow!("{key}: {e:?}"))?
             }
-            // Integer bookkeeping (e.g. BatchNorm's num_batches_tracked) is not read.
-            None => match original.tensor(&key, &shape) {
-                Ok(values) => values,
-                Err(_) => continue,
-            },
+            None => values.clone(),
         };
-        tensors.push((key, shape, values));
+        tensors.push((key.clone(), shape.clone(), values));
     }
     if let Some(key) = trained.keys().next() {
-        bail!(
-            "trained weight `{key}` is not in {}",
-            original.path().display()
-        );
+        bail!("trained weight `{key}` is not in the original weight file");
     }
     crate::tensors::write_safetensors(path, &tensors, HashMap::new()).map(|_| ())
+}
+
+/// The checkpoint blob name of callback `callback`'s state entry `key`.
+pub fn callback_blob(callback: &str, key: &str) -> String {
+    format!("callback/{callback}/{key}")
 }

@@ -103,22 +103,9 @@ fn labelled(frame: &RgbImage, step: i64, (w, h): (u32, u32)) -> Result<RgbImage>
     Ok(out)
 }
 
-/// Frames side by side with white gaps.
+/// Frames (all of one size, as [`labelled`] makes them) side by side with white gaps.
 pub fn strip(frames: &[RgbImage]) -> RgbImage {
-    let h = frames.iter().map(RgbImage::height).max().unwrap_or(1);
-    let w = frames
-        .iter()
-        .map(|f| f.width() + GAP)
-        .sum::<u32>()
-        .max(GAP + 1)
-        - GAP;
-    let mut out = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let mut x = 0;
-    for f in frames {
-        image::imageops::replace(&mut out, f, i64::from(x), 0);
-        x += f.width() + GAP;
-    }
-    out
+    callbacks::logger::grid_with_gap(frames, frames.len(), GAP)
 }
 
 /// An animated GIF of `frames` (all of the first frame's size), [`FRAME_MS`] each, looping

@@ -125,7 +125,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             html,
             "<li><b>{}</b>: {} epochs, methods {}, overlays shown at {} <small>({})</small></li>",
             escape(&r.label),
-            r.metrics.rows.len(),
+            r.metrics.rows.iter().filter(|row| row.epoch > 0).count(),
             escape(&r.methods.join(", ")),
             epochs
                 .iter()
