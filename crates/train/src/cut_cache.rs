@@ -38,18 +38,37 @@ struct Index {
 }
 
 impl CutActivations {
+    /// No rows yet, to be [`append`](Self::append)ed to `file` (opened for reading and
+    /// writing, empty): the input of layer `cut`.
+    pub fn new(file: File, cut: usize) -> Self {
+        Self {
+            file,
+            shape: [0; 3],
+            rows: 0,
+            cut,
+        }
+    }
+
     /// Rows from a tensor [N, C, h, w] (the input of layer `cut`), in an anonymous temporary
     /// file (tests, small sets).
     pub fn from_tensor(x: Tensor<4>, cut: usize) -> Result<Self> {
-        let rows = x.dims()[0];
-        let mut file = tempfile::tempfile()?;
-        let shape = append_rows(&mut file, x)?;
-        Ok(Self {
-            file,
-            shape,
-            rows,
-            cut,
-        })
+        let mut rows = Self::new(tempfile::tempfile()?, cut);
+        rows.append(x)?;
+        Ok(rows)
+    }
+
+    /// Append the rows of `x` [B, C, h, w] (f16 on disk); every batch must have one shape.
+    pub fn append(&mut self, x: Tensor<4>) -> Result<()> {
+        let [b, c, h, w] = x.dims();
+        if self.rows > 0 && self.shape != [c, h, w] {
+            bail!("cut rows of shape {:?} after {:?}", [c, h, w], self.shape);
+        }
+        self.file
+            .write_all(&f16_bytes(&to_vec(x)?))
+            .context("cannot write the cut activations")?;
+        self.shape = [c, h, w];
+        self.rows += b;
+        Ok(())
     }
 
     fn row_bytes(&self) -> usize {
@@ -133,23 +152,20 @@ impl Extractor<'_> {
                 None,
             ),
         };
-        let mut file = file;
-        let mut shape = [0usize; 3];
+        let mut rows = CutActivations::new(file, cut);
         let (kept, skipped, seconds) = self.each_batch(&samples, what, |batch| {
-            let x = match cut {
+            rows.append(match cut {
                 0 => batch,
                 _ => self.backbone.run(batch, 0, cut - 1),
-            };
-            shape = append_rows(&mut file, x)?;
-            Ok(())
+            })
         })?;
         let mut cache_bytes = 0;
         if let (Some((rows_path, index_path)), Some(tmp)) = (&paths, &tmp) {
-            file.sync_all().ok();
+            rows.file.sync_all().ok();
             std::fs::rename(tmp, rows_path)
                 .with_context(|| format!("cannot move {} into place", rows_path.display()))?;
             let index = Index {
-                shape,
+                shape: rows.shape,
                 kept: kept.clone(),
                 skipped: skipped
                     .iter()
@@ -159,14 +175,8 @@ impl Extractor<'_> {
             crate::files::write_atomic(index_path, &serde_json::to_vec(&index)?)?;
             cache_bytes = std::fs::metadata(rows_path).map_or(0, |m| m.len());
         }
-        let rows = kept.len();
         Ok((
-            CutActivations {
-                file,
-                shape,
-                rows,
-                cut,
-            },
+            rows,
             PooledFeatures {
                 kept,
                 skipped,
@@ -177,14 +187,6 @@ impl Extractor<'_> {
             },
         ))
     }
-}
-
-/// Append the rows of `x` [B, C, h, w] to `file` as f16; their shape [C, h, w].
-fn append_rows(file: &mut File, x: Tensor<4>) -> Result<[usize; 3]> {
-    let [_, c, h, w] = x.dims();
-    file.write_all(&f16_bytes(&to_vec(x)?))
-        .context("cannot write the cut activations")?;
-    Ok([c, h, w])
 }
 
 /// A cached cut of `n_images` images: `None` when there is none; an error when the entry does

@@ -1,0 +1,68 @@
+//! A fine-tuning run's cut is streamed from disk, never held in memory: 25,000 images at 224
+//! with `train_from = "block5_conv1"` (the input of block5_conv1 is block4_pool's output,
+//! 512×14×14 per image: 5 GB as f16) must stay within 2 GB of peak RSS. This test writes such
+//! a cut (the values do not matter for memory), trains the real-width block5 + head on it, and
+//! reads every row back the way training and evaluation do, in its own process so that the
+//! peak (VmHWM) is this work's alone.
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use model::{Backbone, HeadKind, Vgg16};
+use train::cut_cache::CutActivations;
+use train::top_training::TopTraining;
+
+mod common;
+
+const IMAGES: usize = 25_000;
+const CUT: usize = 14; // block5_conv1
+const LIMIT_KB: f64 = 2.0 * 1024.0 * 1024.0;
+
+#[test]
+fn a_25000_image_cut_at_block4_pool_streams_within_2_gb() {
+    let device = Device::flex();
+    let file = tempfile::tempfile_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut rows = CutActivations::new(file, CUT);
+    let chunk = Tensor::<4>::random([50, 512, 14, 14], Distribution::Uniform(0.0, 4.0), &device);
+    while rows.rows < IMAGES {
+        rows.append(chunk.clone()).unwrap();
+    }
+    drop(chunk);
+    assert_eq!((rows.rows, rows.shape), (IMAGES, [512, 14, 14]));
+    let file_bytes = IMAGES * 512 * 14 * 14 * 2;
+
+    // The real VGG16 width: block5 (3 × 512×512×3×3 convs) and the head train.
+    let vgg = (0..18).fold(Vgg16::random(1, &device).no_grad(), |v, index| {
+        v.set_trainable(index, index >= CUT)
+    });
+    let mut top = TopTraining::new(
+        Backbone::Vgg16(vgg),
+        HeadKind::GapLinear,
+        1,
+        CUT,
+        (1e-3, 1e-4),
+        0,
+        &device,
+    );
+    assert_eq!(top.trainable_tensors(), 8);
+    // Two steps of 32 (an epoch's memory does not grow with its length: one batch at a time).
+    let labels: Vec<usize> = (0..64).map(|i| i % 2).collect();
+    top.train_epoch(&rows, &labels, 32, 0, 1).unwrap();
+    // Every row read back as training and evaluation read them.
+    let order: Vec<usize> = (0..IMAGES).rev().collect();
+    for batch in order.chunks(64) {
+        let x = rows.batch(batch, &device).unwrap();
+        assert_eq!(x.dims(), [batch.len(), 512, 14, 14]);
+    }
+
+    let peak = common::peak_rss_kb("/proc/self/status").expect("VmHWM");
+    println!(
+        "peak RSS {:.0} MB for a {:.2} GB cut of {IMAGES} images",
+        peak / 1024.0,
+        file_bytes as f64 / 1e9
+    );
+    assert!(peak <= LIMIT_KB, "peak RSS {peak} KB > 2 GB");
+    assert!(
+        peak * 1024.0 < file_bytes as f64 / 2.0,
+        "peak RSS {peak} KB: the cut is held in memory"
+    );
+}
