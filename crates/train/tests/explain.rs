@@ -229,3 +229,100 @@ fn every_layer_and_method_runs() {
         }
     }
 }
+
+/// A fine-tuning run's exported `backbone.safetensors` + `head.safetensors` explain a photo the
+/// way the run drew it at its last epoch; the original backbone does not.
+#[test]
+fn a_fine_tuned_runs_exported_weights_reproduce_its_maps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let config = common::small_config(
+        tmp.path(),
+        common::SmallRun {
+            name: "tuned",
+            runs: &runs,
+            data_seed: 3,
+            train: 64,
+            seed: 2,
+            epochs: 3,
+            callbacks: "\n[[callbacks]]\nkind = \"cam\"\nnum_images = 2\n",
+        },
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "head = \"gap-linear\"\n",
+        "head = \"gap-linear\"\ntrain_from = \"block5_conv1\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    ok(&common::train(&["--config", config.to_str().unwrap()]));
+    let run = common::run_dirs(&runs).remove(0);
+    let logged = run.join("images/cam/epoch-003");
+    let name = std::fs::read_dir(&logged)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "png") && !p.ends_with("grid.png"))
+        .expect("a logged overlay");
+    let stem = name.file_stem().unwrap().to_string_lossy().into_owned();
+    let photo = walk(&runs.join(".cache"))
+        .into_iter()
+        .find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy() == stem))
+        .expect("the logged photo");
+    let logged = image::open(&name).unwrap().to_rgb8();
+
+    // Mean absolute difference (0–255) of `train explain`'s overlay and the run's.
+    let difference = |weights: &Path| {
+        let out = tmp.path().join(format!(
+            "out-{}",
+            weights.file_stem().unwrap().to_string_lossy()
+        ));
+        ok(&Command::new(env!("CARGO_BIN_EXE_train"))
+            .current_dir(common::repo())
+            .arg("explain")
+            .arg("--weights")
+            .arg(weights)
+            .arg("--head-weights")
+            .arg(run.join("head.safetensors"))
+            .args(["--method", "cam", "--layer", "block5_conv3", "--size", "64"])
+            .arg("--input")
+            .arg(&photo)
+            .arg("--out-dir")
+            .arg(&out)
+            .output()
+            .unwrap());
+        let explained = image::open(out.join(format!("{stem}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(explained.dimensions(), logged.dimensions());
+        let sum: u64 = explained
+            .as_raw()
+            .iter()
+            .zip(logged.as_raw())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        sum as f64 / explained.as_raw().len() as f64
+    };
+    let tuned = difference(&run.join("backbone.safetensors"));
+    let original = difference(&common::repo().join("data/weights/vgg16-w8-synthetic.safetensors"));
+    println!(
+        "mean |explain − run| per channel: fine-tuned backbone {tuned:.3}, original {original:.3}"
+    );
+    // The run's maps come from the f16 cut, explain's from the photo: a level or less apart.
+    assert!(tuned < 1.0, "fine-tuned backbone: {tuned}");
+    assert!(
+        original > 2.0 * tuned.max(0.05),
+        "original backbone: {original} vs {tuned}"
+    );
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
