@@ -21,12 +21,13 @@
 //! MBConv: [expand 1x1 + ReLU6] → depthwise kxk + ReLU6 → project 1x1 (linear) → + input when the
 //! stride is 1 and the shapes match.
 
+use burn::backend::ops::ConvOptions;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
-use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
+use crate::mobile_conv;
 use crate::weights::{WeightError, WeightFile};
 
 /// One MBConv block of the table: (depthwise kernel, stride, input channels, output channels,
@@ -96,14 +97,45 @@ pub struct BnConv {
 }
 
 impl BnConv {
+    /// The conv with TensorFlow "SAME" padding (total = max((⌈i/s⌉ − 1)·s + k − i, 0), the
+    /// smaller half before) and its BatchNorm. A kept BatchNorm is applied to the weight
+    /// (weight · scale, bias = shift): the same function of the raw weight, so its gradient
+    /// reaches the raw weight as PyTorch's does, without two passes over the activations.
+    /// Depthwise and 1x1 convs run on [`mobile_conv`]'s kernels.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv.forward(x);
-        match &self.bn {
-            None => y,
+        let [_, _, h, w] = x.dims();
+        let (weight, bias) = match &self.bn {
+            None => (
+                self.conv.weight.val(),
+                self.conv.bias.as_ref().map(|b| b.val()),
+            ),
             Some(bn) => {
                 let c = bn.scale.dims()[0];
-                y * bn.scale.clone().reshape([1, c, 1, 1]) + bn.shift.clone().reshape([1, c, 1, 1])
+                let weight = self.conv.weight.val() * bn.scale.clone().reshape([c, 1, 1, 1]);
+                (weight, Some(bn.shift.clone()))
             }
+        };
+        let [c_out, per_group, k, _] = weight.dims();
+        let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], &weight.device()));
+        let s = self.conv.stride[0];
+        let pad = |i: usize| {
+            let total = ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
+            (total / 2, total - total / 2)
+        };
+        let ((top, bottom), (left, right)) = (pad(h), pad(w));
+        let groups = self.conv.groups;
+        if k == 1 && s == 1 && groups == 1 {
+            mobile_conv::pointwise_conv(x, weight, bias)
+        } else if groups == c_out && per_group == 1 {
+            mobile_conv::depthwise_conv(x, weight, bias, s, [top, left, bottom, right])
+        } else {
+            let options = ConvOptions::new_with_padding(
+                [s; 2],
+                [(top, bottom), (left, right)],
+                [1; 2],
+                groups,
+            );
+            burn::tensor::module::conv2d(x, weight, Some(bias), options)
         }
     }
 
@@ -148,25 +180,6 @@ fn conv(weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, groups: usize
     }
 }
 
-/// TensorFlow "SAME" padding, then the conv: total = max((⌈i/s⌉ − 1)·s + k − i, 0), the
-/// smaller half before.
-fn same_conv(layer: &BnConv, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let pad = |i: usize, k: usize, s: usize| {
-        let total = ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
-        (total / 2, total - total / 2)
-    };
-    let (k, s) = (layer.conv.kernel_size[0], layer.conv.stride[0]);
-    let (top, bottom) = pad(h, k, s);
-    let (left, right) = pad(w, k, s);
-    let x = if top + bottom + left + right > 0 {
-        x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0))
-    } else {
-        x
-    };
-    layer.forward(x)
-}
-
 fn relu6(x: Tensor<4>) -> Tensor<4> {
     x.clamp(0.0, 6.0)
 }
@@ -177,7 +190,7 @@ impl MbConv {
         if let Some(expand) = &self.expand {
             y = relu6(expand.forward(y));
         }
-        y = relu6(same_conv(&self.depthwise, y));
+        y = relu6(self.depthwise.forward(y));
         y = self.project.forward(y);
         if residual {
             y + x
@@ -432,7 +445,7 @@ impl EfficientNetLite0 {
     pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         for index in start..=end.min(BLOCKS.len() + 1) {
             x = match index {
-                0 => relu6(same_conv(&self.stem, x)),
+                0 => relu6(self.stem.forward(x)),
                 i if i <= BLOCKS.len() => {
                     let (_, s, c_in, c_out, _) = BLOCKS[i - 1];
                     self.blocks[i - 1].forward(x, s == 1 && c_in == c_out)

@@ -8,6 +8,7 @@
 
 pub mod efficientnet;
 pub mod head;
+pub mod mobile_conv;
 pub mod vgg16;
 pub mod weights;
 pub mod winograd;

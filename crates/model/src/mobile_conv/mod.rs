@@ -1,0 +1,359 @@
+//! Depthwise and pointwise (1x1) convolutions with their own CPU kernels and backward passes —
+//! the two convolutions MobileNet-style networks (EfficientNet-Lite0) are made of.
+//!
+//! burn's generic backward runs a depthwise conv's weight gradient as one small conv per channel
+//! (1,152 of them in EfficientNet's last blocks) and a 1x1 conv's through im2col on transposed
+//! copies; a fine-tuning step spent most of its time there. These ops are a burn backend
+//! extension ([`MobileConvOps`]): on flex they run [`kernels`] (direct loops for depthwise, one
+//! `gemm` per sample for pointwise), under autodiff they record a backward step that calls the
+//! matching gradient kernels, and [`depthwise_conv`] / [`pointwise_conv`] fall back to burn's
+//! `conv2d` on any other device (CUDA), so results never depend on which path ran.
+
+pub mod kernels;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ConvOptions;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex, TensorMetadata};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use kernels::Depthwise;
+
+/// Depthwise and pointwise convolutions with bias, and their gradients. Padding is
+/// (top, left, bottom, right) zeros.
+#[backend_extension(Flex, Autodiff)]
+pub trait MobileConvOps: Backend {
+    /// x [N, C, H, W], weight [C, 1, k, k], bias [C] → [N, C, H', W'].
+    fn depthwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self>;
+    /// ∂L/∂x of [`depthwise_conv`](Self::depthwise_conv) (x only gives the shape).
+    fn depthwise_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self>;
+    /// ∂L/∂weight of [`depthwise_conv`](Self::depthwise_conv).
+    fn depthwise_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self>;
+    /// x [N, Ci, H, W], weight [Co, Ci, 1, 1], bias [Co] → [N, Co, H, W].
+    fn pointwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// ∂L/∂x of [`pointwise_conv`](Self::pointwise_conv).
+    fn pointwise_input_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// ∂L/∂weight of [`pointwise_conv`](Self::pointwise_conv).
+    fn pointwise_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// ∂L/∂bias of either conv: ∂L/∂y [N, C, H, W] summed to [C].
+    fn channel_sums(grad: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// The tensor's values, contiguous f32 (copied only when the layout needs it).
+fn values(t: &FlexTensor) -> Vec<f32> {
+    let t = t.to_contiguous();
+    match t.as_slice::<f32>() {
+        Some(v) => v.to_vec(),
+        None => panic!("mobile_conv: expected f32, got {:?}", t.dtype()),
+    }
+}
+
+fn flex_tensor(v: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape.into()))
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn depthwise_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    stride: usize,
+    padding: [usize; 4],
+) -> Depthwise {
+    Depthwise::new(dims4(x), dims4(weight)[2], stride, padding)
+}
+
+/// (n, ci, co, pixels) of a pointwise conv.
+fn pointwise_sizes(x: &FlexTensor, weight: &FlexTensor) -> (usize, usize, usize, usize) {
+    let [n, ci, h, w] = dims4(x);
+    (n, ci, dims4(weight)[0], h * w)
+}
+
+impl MobileConvOps for Flex {
+    fn depthwise_conv(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        let g = depthwise_geometry(&x, &weight, stride, padding);
+        let y = kernels::depthwise_forward(&g, &values(&x), &values(&weight), &values(&bias));
+        flex_tensor(y, [g.n, g.c, g.out_h, g.out_w])
+    }
+
+    fn depthwise_input_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        let g = depthwise_geometry(&x, &weight, stride, padding);
+        let dx = kernels::depthwise_input_grad(&g, &values(&weight), &values(&grad));
+        flex_tensor(dx, dims4(&x))
+    }
+
+    fn depthwise_weight_grad(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        let g = depthwise_geometry(&x, &weight, stride, padding);
+        let dw = kernels::depthwise_weight_grad(&g, &values(&x), &values(&grad));
+        flex_tensor(dw, dims4(&weight))
+    }
+
+    fn pointwise_conv(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let sizes @ (n, _, co, _) = pointwise_sizes(&x, &weight);
+        let [_, _, h, w] = dims4(&x);
+        let y = kernels::pointwise_forward(sizes, &values(&x), &values(&weight), &values(&bias));
+        flex_tensor(y, [n, co, h, w])
+    }
+
+    fn pointwise_input_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let sizes = pointwise_sizes(&x, &weight);
+        let dx = kernels::pointwise_input_grad(sizes, &values(&weight), &values(&grad));
+        flex_tensor(dx, dims4(&x))
+    }
+
+    fn pointwise_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let sizes = pointwise_sizes(&x, &weight);
+        let dw = kernels::pointwise_weight_grad(sizes, &values(&x), &values(&grad));
+        flex_tensor(dw, dims4(&weight))
+    }
+
+    fn channel_sums(grad: FlexTensor) -> FlexTensor {
+        let [n, c, h, w] = dims4(&grad);
+        flex_tensor(kernels::channel_sums((n, c, h * w), &values(&grad)), [c])
+    }
+}
+
+/// Which conv a backward step differentiates, with its non-tensor arguments.
+#[derive(Clone, Copy, Debug)]
+enum Conv {
+    Depthwise { stride: usize, padding: [usize; 4] },
+    Pointwise,
+}
+
+/// The backward step both convs record: inputs (x, weight, bias), state (x, weight, which conv).
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: MobileConvOps> Backward<B, 3> for ConvBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, Conv);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight, conv) = ops.state;
+        if let Some(node) = node_x {
+            let dx = match conv {
+                Conv::Depthwise { stride, padding } => B::depthwise_input_grad(
+                    x.clone(),
+                    weight.clone(),
+                    grad.clone(),
+                    stride,
+                    padding,
+                ),
+                Conv::Pointwise => B::pointwise_input_grad(x.clone(), weight.clone(), grad.clone()),
+            };
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            let dw = match conv {
+                Conv::Depthwise { stride, padding } => {
+                    B::depthwise_weight_grad(x, weight, grad.clone(), stride, padding)
+                }
+                Conv::Pointwise => B::pointwise_weight_grad(x, weight, grad.clone()),
+            };
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, B::channel_sums(grad));
+        }
+    }
+}
+
+/// Run `conv` on the inner backend and record its backward step when any input tracks gradients.
+fn record<B: MobileConvOps, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    conv: Conv,
+) -> FloatTensor<Autodiff<B, C>> {
+    let run = |x: FloatTensor<B>, w: FloatTensor<B>, b: FloatTensor<B>| match conv {
+        Conv::Depthwise { stride, padding } => B::depthwise_conv(x, w, b, stride, padding),
+        Conv::Pointwise => B::pointwise_conv(x, w, b),
+    };
+    match ConvBackward
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, w, b) = (
+                x.primitive().clone(),
+                weight.primitive().clone(),
+                bias.primitive().clone(),
+            );
+            let y = run(x.clone(), w.clone(), b);
+            prep.finish((x, w, conv), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(run(
+            x.primitive().clone(),
+            weight.primitive().clone(),
+            bias.primitive().clone(),
+        )),
+    }
+}
+
+/// Gradient ops are only ever called on the inner backend, inside [`ConvBackward`].
+fn not_differentiable(op: &str) -> ! {
+    panic!("mobile_conv: `{op}` is a backward kernel and is not itself differentiable")
+}
+
+impl<B: MobileConvOps, C: CheckpointStrategy> MobileConvOps for Autodiff<B, C> {
+    fn depthwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        record::<B, C>(x, weight, bias, Conv::Depthwise { stride, padding })
+    }
+
+    fn depthwise_input_grad(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: usize,
+        _: [usize; 4],
+    ) -> FloatTensor<Self> {
+        not_differentiable("depthwise_input_grad")
+    }
+
+    fn depthwise_weight_grad(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: usize,
+        _: [usize; 4],
+    ) -> FloatTensor<Self> {
+        not_differentiable("depthwise_weight_grad")
+    }
+
+    fn pointwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        record::<B, C>(x, weight, bias, Conv::Pointwise)
+    }
+
+    fn pointwise_input_grad(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        not_differentiable("pointwise_input_grad")
+    }
+
+    fn pointwise_weight_grad(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        not_differentiable("pointwise_weight_grad")
+    }
+
+    fn channel_sums(_: FloatTensor<Self>) -> FloatTensor<Self> {
+        not_differentiable("channel_sums")
+    }
+}
+
+/// Whether the kernels here can run: the flex device, f32.
+fn on_flex(x: &Tensor<4>) -> bool {
+    x.device().inner() == Device::flex() && x.dtype() == DType::F32
+}
+
+/// Depthwise k×k conv with bias and zero padding (top, left, bottom, right); differentiable.
+pub fn depthwise_conv(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: [usize; 4],
+) -> Tensor<4> {
+    if on_flex(&x) {
+        return Tensor::from_dispatch(Dispatch::depthwise_conv(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            stride,
+            padding,
+        ));
+    }
+    let [top, left, bottom, right] = padding;
+    let channels = weight.dims()[0];
+    let options = ConvOptions::new_with_padding(
+        [stride; 2],
+        [(top, bottom), (left, right)],
+        [1; 2],
+        channels,
+    );
+    burn::tensor::module::conv2d(x, weight, Some(bias), options)
+}
+
+/// 1x1 conv with bias; differentiable.
+pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    if on_flex(&x) {
+        return Tensor::from_dispatch(Dispatch::pointwise_conv(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+        ));
+    }
+    let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
+    burn::tensor::module::conv2d(x, weight, Some(bias), options)
+}

@@ -1,0 +1,158 @@
+//! The depthwise and pointwise ops with their own kernels and backward passes equal burn's own
+//! `conv2d` (forward, and the gradients of x, weight and bias) on flex, for the shapes
+//! EfficientNet uses and awkward ones: strides 1 and 2, TF "SAME" asymmetric padding, odd sizes,
+//! a single image, a batch smaller and larger than the thread pool.
+
+use burn::backend::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use model::mobile_conv::{depthwise_conv, pointwise_conv};
+
+/// Seeded values in [-1, 1).
+fn values(seed: u64, len: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(seed: u64, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let len = shape.iter().product();
+    Tensor::from_data(TensorData::new(values(seed, len), shape), device)
+}
+
+fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 values")
+}
+
+fn assert_close(what: &str, ours: &[f32], reference: &[f32]) {
+    assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 2e-5 * scale,
+        "{what}: largest difference {worst} (values up to {scale})"
+    );
+}
+
+type Conv = dyn Fn(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>;
+
+/// Output, ∂x, ∂weight and ∂bias of `conv` for loss = Σ y ⊙ r.
+fn run(conv: &Conv, shapes: ([usize; 4], [usize; 4]), seed: u64) -> [Vec<f32>; 4] {
+    let device = Device::flex().autodiff();
+    let (x_shape, w_shape) = shapes;
+    let x = tensor(seed, x_shape, &device).require_grad();
+    let w = tensor(seed + 1, w_shape, &device).require_grad();
+    let b = tensor(seed + 2, [w_shape[0]], &device).require_grad();
+    let y = conv(x.clone(), w.clone(), b.clone());
+    let r = tensor(seed + 3, y.dims(), &device);
+    let grads = (y.clone() * r).sum().backward();
+    let grad = |t: &dyn Fn(&burn::tensor::Gradients) -> Vec<f32>| t(&grads);
+    [
+        flat(y),
+        grad(&|g| flat(x.grad(g).expect("x gradient"))),
+        grad(&|g| flat(w.grad(g).expect("weight gradient"))),
+        grad(&|g| flat(b.grad(g).expect("bias gradient"))),
+    ]
+}
+
+fn compare(name: &str, ours: &Conv, burn_conv: &Conv, shapes: ([usize; 4], [usize; 4])) {
+    let a = run(ours, shapes, 7);
+    let b = run(burn_conv, shapes, 7);
+    for (i, part) in ["output", "x gradient", "weight gradient", "bias gradient"]
+        .iter()
+        .enumerate()
+    {
+        assert_close(&format!("{name} {part}"), &a[i], &b[i]);
+    }
+}
+
+/// TF "SAME" padding (top, left, bottom, right) for a square kernel.
+fn same(h: usize, w: usize, k: usize, s: usize) -> [usize; 4] {
+    let total = |i: usize| ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
+    let (th, tw) = (total(h), total(w));
+    [th / 2, tw / 2, th - th / 2, tw - tw / 2]
+}
+
+#[test]
+fn depthwise_equals_burn_conv2d_forward_and_backward() {
+    // (batch, channels, h, w, kernel, stride, padding)
+    let cases = [
+        (3, 16, 7, 7, 5, 1, same(7, 7, 5, 1)),
+        (1, 8, 14, 14, 5, 2, same(14, 14, 5, 2)),
+        (5, 6, 9, 11, 3, 2, same(9, 11, 3, 2)),
+        (2, 4, 10, 6, 3, 1, same(10, 6, 3, 1)),
+        (2, 3, 8, 8, 3, 2, [0, 0, 0, 0]),
+        (4, 5, 6, 7, 5, 1, [2, 1, 0, 3]),
+    ];
+    for (n, c, h, w, k, s, padding) in cases {
+        let ours = move |x, wt, b| depthwise_conv(x, wt, b, s, padding);
+        let [top, left, bottom, right] = padding;
+        let burn_conv = move |x, wt, b| {
+            let options =
+                ConvOptions::new_with_padding([s; 2], [(top, bottom), (left, right)], [1; 2], c);
+            burn::tensor::module::conv2d(x, wt, Some(b), options)
+        };
+        compare(
+            &format!("depthwise n{n} c{c} {h}x{w} k{k} s{s} pad{padding:?}"),
+            &ours,
+            &burn_conv,
+            ([n, c, h, w], [c, 1, k, k]),
+        );
+    }
+}
+
+#[test]
+fn pointwise_equals_burn_conv2d_forward_and_backward() {
+    // (batch, in, out, h, w)
+    let cases = [
+        (3, 24, 40, 7, 7),
+        (1, 16, 8, 5, 9),
+        (6, 7, 33, 3, 4),
+        (2, 64, 96, 14, 14),
+    ];
+    for (n, ci, co, h, w) in cases {
+        let burn_conv = |x, wt, b| {
+            let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
+            burn::tensor::module::conv2d(x, wt, Some(b), options)
+        };
+        compare(
+            &format!("pointwise n{n} {ci}->{co} {h}x{w}"),
+            &pointwise_conv,
+            &burn_conv,
+            ([n, ci, h, w], [co, ci, 1, 1]),
+        );
+    }
+}
+
+#[test]
+fn outside_autodiff_the_ops_give_the_same_values() {
+    let device = Device::flex();
+    let x = tensor(3, [2, 6, 9, 9], &device);
+    let w = tensor(4, [6, 1, 3, 3], &device);
+    let b = tensor(5, [6], &device);
+    let plain = flat(depthwise_conv(
+        x.clone(),
+        w.clone(),
+        b.clone(),
+        2,
+        [0, 0, 1, 1],
+    ));
+    let tracked = run(
+        &|x, w, b| depthwise_conv(x, w, b, 2, [0, 0, 1, 1]),
+        ([2, 6, 9, 9], [6, 1, 3, 3]),
+        3,
+    );
+    assert_close("plain vs autodiff output", &plain, &tracked[0]);
+}
