@@ -101,8 +101,8 @@ impl BnConv {
     /// smaller half before) and its BatchNorm. A kept BatchNorm is applied to the weight
     /// (weight · scale, bias = shift): the same function of the raw weight, so its gradient
     /// reaches the raw weight as PyTorch's does, without two passes over the activations.
-    /// Depthwise and 1x1 convs run on [`mobile_conv`]'s kernels.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Then ReLU6 when `relu6`. Depthwise and 1x1 convs run on [`mobile_conv`]'s kernels.
+    fn forward(&self, x: Tensor<4>, relu6: bool) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let (weight, bias) = match &self.bn {
             None => (
@@ -125,9 +125,9 @@ impl BnConv {
         let ((top, bottom), (left, right)) = (pad(h), pad(w));
         let groups = self.conv.groups;
         if k == 1 && s == 1 && groups == 1 {
-            mobile_conv::pointwise_conv(x, weight, bias)
+            mobile_conv::pointwise_conv(x, weight, bias, relu6)
         } else if groups == c_out && per_group == 1 {
-            mobile_conv::depthwise_conv(x, weight, bias, s, [top, left, bottom, right])
+            mobile_conv::depthwise_conv(x, weight, bias, s, [top, left, bottom, right], relu6)
         } else {
             let options = ConvOptions::new_with_padding(
                 [s; 2],
@@ -135,7 +135,12 @@ impl BnConv {
                 [1; 2],
                 groups,
             );
-            burn::tensor::module::conv2d(x, weight, Some(bias), options)
+            let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
+            if relu6 {
+                y.clamp(0.0, 6.0)
+            } else {
+                y
+            }
         }
     }
 
@@ -180,18 +185,14 @@ fn conv(weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, groups: usize
     }
 }
 
-fn relu6(x: Tensor<4>) -> Tensor<4> {
-    x.clamp(0.0, 6.0)
-}
-
 impl MbConv {
     fn forward(&self, x: Tensor<4>, residual: bool) -> Tensor<4> {
         let mut y = x.clone();
         if let Some(expand) = &self.expand {
-            y = relu6(expand.forward(y));
+            y = expand.forward(y, true);
         }
-        y = relu6(self.depthwise.forward(y));
-        y = self.project.forward(y);
+        y = self.depthwise.forward(y, true);
+        y = self.project.forward(y, false);
         if residual {
             y + x
         } else {
@@ -445,12 +446,12 @@ impl EfficientNetLite0 {
     pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         for index in start..=end.min(BLOCKS.len() + 1) {
             x = match index {
-                0 => relu6(self.stem.forward(x)),
+                0 => self.stem.forward(x, true),
                 i if i <= BLOCKS.len() => {
                     let (_, s, c_in, c_out, _) = BLOCKS[i - 1];
                     self.blocks[i - 1].forward(x, s == 1 && c_in == c_out)
                 }
-                _ => relu6(self.head.forward(x)),
+                _ => self.head.forward(x, true),
             };
         }
         x

@@ -1,7 +1,8 @@
 //! The depthwise and pointwise ops with their own kernels and backward passes equal burn's own
 //! `conv2d` (forward, and the gradients of x, weight and bias) on flex, for the shapes
 //! EfficientNet uses and awkward ones: strides 1 and 2, TF "SAME" asymmetric padding, odd sizes,
-//! a single image, a batch smaller and larger than the thread pool.
+//! a single image, a batch smaller and larger than the thread pool; with and without the fused
+//! ReLU6 (burn's `clamp(0, 6)` after the conv).
 
 use burn::backend::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -78,6 +79,14 @@ fn compare(name: &str, ours: &Conv, burn_conv: &Conv, shapes: ([usize; 4], [usiz
     }
 }
 
+fn activation(y: Tensor<4>, relu6: bool) -> Tensor<4> {
+    if relu6 {
+        y.clamp(0.0, 6.0)
+    } else {
+        y
+    }
+}
+
 /// TF "SAME" padding (top, left, bottom, right) for a square kernel.
 fn same(h: usize, w: usize, k: usize, s: usize) -> [usize; 4] {
     let total = |i: usize| ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
@@ -96,16 +105,18 @@ fn depthwise_equals_burn_conv2d_forward_and_backward() {
         (2, 3, 8, 8, 3, 2, [0, 0, 0, 0]),
         (4, 5, 6, 7, 5, 1, [2, 1, 0, 3]),
     ];
-    for (n, c, h, w, k, s, padding) in cases {
-        let ours = move |x, wt, b| depthwise_conv(x, wt, b, s, padding);
+    for ((n, c, h, w, k, s, padding), relu6) in
+        cases.into_iter().zip([true, false].into_iter().cycle())
+    {
+        let ours = move |x, wt, b| depthwise_conv(x, wt, b, s, padding, relu6);
         let [top, left, bottom, right] = padding;
         let burn_conv = move |x, wt, b| {
             let options =
                 ConvOptions::new_with_padding([s; 2], [(top, bottom), (left, right)], [1; 2], c);
-            burn::tensor::module::conv2d(x, wt, Some(b), options)
+            activation(burn::tensor::module::conv2d(x, wt, Some(b), options), relu6)
         };
         compare(
-            &format!("depthwise n{n} c{c} {h}x{w} k{k} s{s} pad{padding:?}"),
+            &format!("depthwise n{n} c{c} {h}x{w} k{k} s{s} pad{padding:?} relu6 {relu6}"),
             &ours,
             &burn_conv,
             ([n, c, h, w], [c, 1, k, k]),
@@ -121,15 +132,19 @@ fn pointwise_equals_burn_conv2d_forward_and_backward() {
         (1, 16, 8, 5, 9),
         (6, 7, 33, 3, 4),
         (2, 64, 96, 14, 14),
+        // 272 pixels: one product per sample instead of the batch side by side.
+        (3, 8, 12, 17, 16),
+        (1, 5, 9, 20, 20),
     ];
-    for (n, ci, co, h, w) in cases {
-        let burn_conv = |x, wt, b| {
+    for ((n, ci, co, h, w), relu6) in cases.into_iter().zip([true, false].into_iter().cycle()) {
+        let burn_conv = move |x, wt, b| {
             let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
-            burn::tensor::module::conv2d(x, wt, Some(b), options)
+            activation(burn::tensor::module::conv2d(x, wt, Some(b), options), relu6)
         };
+        let ours = move |x, wt, b| pointwise_conv(x, wt, b, relu6);
         compare(
-            &format!("pointwise n{n} {ci}->{co} {h}x{w}"),
-            &pointwise_conv,
+            &format!("pointwise n{n} {ci}->{co} {h}x{w} relu6 {relu6}"),
+            &ours,
             &burn_conv,
             ([n, ci, h, w], [co, ci, 1, 1]),
         );
@@ -142,15 +157,9 @@ fn outside_autodiff_the_ops_give_the_same_values() {
     let x = tensor(3, [2, 6, 9, 9], &device);
     let w = tensor(4, [6, 1, 3, 3], &device);
     let b = tensor(5, [6], &device);
-    let plain = flat(depthwise_conv(
-        x.clone(),
-        w.clone(),
-        b.clone(),
-        2,
-        [0, 0, 1, 1],
-    ));
+    let plain = flat(depthwise_conv(x, w, b, 2, [0, 0, 1, 1], true));
     let tracked = run(
-        &|x, w, b| depthwise_conv(x, w, b, 2, [0, 0, 1, 1]),
+        &|x, w, b| depthwise_conv(x, w, b, 2, [0, 0, 1, 1], true),
         ([2, 6, 9, 9], [6, 1, 3, 3]),
         3,
     );

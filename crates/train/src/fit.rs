@@ -31,6 +31,7 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             .training
             .train_epoch(&s.sets.train, batch_size, seed, epoch)?;
         s.training.update(&mut s.model);
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
         let mut scores = vec![("train".to_string(), train_score)];
         for (name, set) in s.sets.named().into_iter().skip(1) {
             scores.push((name.to_string(), s.training.evaluate(set)?));
@@ -50,7 +51,7 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         for (tag, seconds) in
             SECONDS_TAGS
                 .iter()
-                .zip([head_seconds, callback_seconds, epoch_seconds])
+                .zip([train_seconds, head_seconds, callback_seconds, epoch_seconds])
         {
             s.scalar(tag, seconds, epoch)?;
         }
@@ -59,8 +60,12 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         let (train, val) = (&scores[0].1, &scores[1].1);
         progress.println(&format!(
             "epoch {epoch:>3}/{epochs}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  \
-             (head {head_seconds:.3} s, callbacks {callback_seconds:.3} s)",
-            train.loss, train.accuracy, val.loss, val.accuracy
+             (train {train_seconds:.3} s, eval {:.3} s, callbacks {callback_seconds:.3} s)",
+            train.loss,
+            train.accuracy,
+            val.loss,
+            val.accuracy,
+            head_seconds - train_seconds
         ));
         if progress.is_bar() {
             progress.add(1);

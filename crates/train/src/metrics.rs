@@ -32,7 +32,7 @@ pub enum Metric {
         /// `spearman` or `top20_iou`.
         measure: String,
     },
-    /// `seconds/<part>` ↔ `<part>_seconds` (head, callback, epoch).
+    /// `seconds/<part>` ↔ `<part>_seconds` (train, head, callback, epoch).
     Seconds(String),
 }
 

@@ -397,9 +397,14 @@ fn open_sinks(
     Ok(sinks)
 }
 
-/// The timing scalars of every epoch: the head's training and evaluation, the callbacks, the
-/// whole epoch.
-pub const SECONDS_TAGS: [&str; 3] = ["seconds/head", "seconds/callback", "seconds/epoch"];
+/// The timing scalars of every epoch: the training pass alone, training and evaluation (`head`),
+/// the callbacks, the whole epoch.
+pub const SECONDS_TAGS: [&str; 4] = [
+    "seconds/train",
+    "seconds/head",
+    "seconds/callback",
+    "seconds/epoch",
+];
 
 /// Bytes of everything the run keeps from the backbone: pooled features of every set and the
 /// loggers' activation maps.

@@ -38,11 +38,12 @@ pub fn print(s: &Session) -> Result<()> {
     let total =
         |column: &str| -> f32 { table.rows.iter().filter_map(|r| r.values.get(column)).sum() };
     println!(
-        "  callback maps {:.1} s, weights hash {:.1} s, head training {:.2} s, callbacks {:.2} s, \
-         total {:.1} s",
+        "  callback maps {:.1} s, weights hash {:.1} s, training {:.2} s + evaluation {:.2} s, \
+         callbacks {:.2} s, total {:.1} s",
         s.setup.map_seconds,
         s.setup.hash_seconds,
-        total("head_seconds"),
+        total("train_seconds"),
+        total("head_seconds") - total("train_seconds"),
         total("callback_seconds"),
         s.setup.started.elapsed().as_secs_f64()
     );

@@ -387,6 +387,6 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
     let run = run_dirs(&runs).remove(0);
     let header = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(header.starts_with(
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,cam_pointing_game,cam_energy_in_box,cam_box_iou,head_seconds"
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,cam_pointing_game,cam_energy_in_box,cam_box_iou,train_seconds,head_seconds"
     ), "{header}");
 }

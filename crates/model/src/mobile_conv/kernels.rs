@@ -327,6 +327,81 @@ fn per_sample_parallelism(batch: usize) -> gemm::Parallelism {
     }
 }
 
+/// [n, rows, p] → [rows, n·p] (the batch side by side), so that a sum over the batch becomes one
+/// long inner dimension of a single GEMM.
+fn batch_side_by_side(values: &[f32], (n, rows, p): (usize, usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    out.par_chunks_mut(n * p).enumerate().for_each(|(r, row)| {
+        for s in 0..n {
+            row[s * p..(s + 1) * p].copy_from_slice(&values[(s * rows + r) * p..][..p]);
+        }
+    });
+    out
+}
+
+/// Small planes (EfficientNet's last blocks are 7×7) make per-sample products too thin for
+/// `gemm`'s tiles; below this many pixels the batch is laid side by side into one product.
+const SIDE_BY_SIDE_BELOW: usize = 256;
+
+/// [rows, n·p] → [n, rows, p]: the inverse of [`batch_side_by_side`].
+fn batch_apart(values: &[f32], (n, rows, p): (usize, usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    out.par_chunks_mut(rows * p)
+        .enumerate()
+        .for_each(|(s, image)| {
+            for (r, dst) in image.chunks_mut(p).enumerate() {
+                dst.copy_from_slice(&values[r * n * p + s * p..][..p]);
+            }
+        });
+    out
+}
+
+/// out[n] = a · b[n] for every sample: `a` is m×k as (pointer, column stride, row stride), `b`
+/// is [n, k, p], the result [n, m, p].
+fn times_each_sample(
+    (n, m, k, p): (usize, usize, usize, usize),
+    a: (*const f32, isize, isize),
+    b: &[f32],
+) -> Vec<f32> {
+    assert!(b.len() == n * k * p);
+    // Raw pointers are not Send; the address is (the matrix is only read).
+    let a = (a.0 as usize, a.1, a.2);
+    let lhs = move || (a.0 as *const f32, a.1, a.2);
+    if p < SIDE_BY_SIDE_BELOW {
+        let b_rows = batch_side_by_side(b, (n, k, p));
+        let mut out_rows = vec![0.0f32; n * m * p];
+        // SAFETY: `a` is m×k by the caller's strides; b_rows is k×np; out_rows is m×np.
+        unsafe {
+            matmul(
+                (m, n * p, k),
+                &mut out_rows,
+                lhs(),
+                (b_rows.as_ptr(), 1, (n * p) as isize),
+                gemm::Parallelism::Rayon(0),
+            )
+        };
+        return batch_apart(&out_rows, (n, m, p));
+    }
+    let parallelism = per_sample_parallelism(n);
+    let mut out = vec![0.0f32; n * m * p];
+    out.par_chunks_mut(m * p)
+        .enumerate()
+        .for_each(|(s, out_s)| {
+            let b_s = &b[s * k * p..(s + 1) * k * p];
+            // SAFETY: `a` is m×k by the caller's strides; b_s is k×p; out_s is m×p.
+            unsafe {
+                matmul(
+                    (m, p, k),
+                    out_s,
+                    lhs(),
+                    (b_s.as_ptr(), 1, p as isize),
+                    parallelism,
+                )
+            };
+        });
+    out
+}
+
 /// y[n] = weight · x[n] + bias: x [n, ci, p], weight [co, ci], bias [co] → [n, co, p].
 pub fn pointwise_forward(
     (n, ci, co, p): (usize, usize, usize, usize),
@@ -335,20 +410,8 @@ pub fn pointwise_forward(
     bias: &[f32],
 ) -> Vec<f32> {
     assert!(x.len() == n * ci * p && weight.len() == co * ci && bias.len() == co);
-    let parallelism = per_sample_parallelism(n);
-    let mut y = vec![0.0f32; n * co * p];
-    y.par_chunks_mut(co * p).enumerate().for_each(|(s, y_s)| {
-        let x_s = &x[s * ci * p..(s + 1) * ci * p];
-        // SAFETY: weight is co×ci (row stride ci), x_s is ci×p (row stride p), y_s is co×p.
-        unsafe {
-            matmul(
-                (co, p, ci),
-                y_s,
-                (weight.as_ptr(), 1, ci as isize),
-                (x_s.as_ptr(), 1, p as isize),
-                parallelism,
-            )
-        };
+    let mut y = times_each_sample((n, co, ci, p), (weight.as_ptr(), 1, ci as isize), x);
+    y.par_chunks_mut(co * p).for_each(|y_s| {
         for (row, &b) in y_s.chunks_mut(p).zip(bias) {
             row.iter_mut().for_each(|v| *v += b);
         }
@@ -363,34 +426,8 @@ pub fn pointwise_input_grad(
     dy: &[f32],
 ) -> Vec<f32> {
     assert!(dy.len() == n * co * p && weight.len() == co * ci);
-    let parallelism = per_sample_parallelism(n);
-    let mut dx = vec![0.0f32; n * ci * p];
-    dx.par_chunks_mut(ci * p).enumerate().for_each(|(s, dx_s)| {
-        let dy_s = &dy[s * co * p..(s + 1) * co * p];
-        // SAFETY: weightᵀ is ci×co (element (i, j) at j·ci + i), dy_s is co×p, dx_s is ci×p.
-        unsafe {
-            matmul(
-                (ci, p, co),
-                dx_s,
-                (weight.as_ptr(), ci as isize, 1),
-                (dy_s.as_ptr(), 1, p as isize),
-                parallelism,
-            )
-        };
-    });
-    dx
-}
-
-/// [n, rows, p] → [rows, n·p] (the batch side by side), so that a sum over the batch becomes one
-/// long inner dimension of a single GEMM.
-fn batch_side_by_side(values: &[f32], (n, rows, p): (usize, usize, usize)) -> Vec<f32> {
-    let mut out = vec![0.0f32; values.len()];
-    out.par_chunks_mut(n * p).enumerate().for_each(|(r, row)| {
-        for s in 0..n {
-            row[s * p..(s + 1) * p].copy_from_slice(&values[(s * rows + r) * p..][..p]);
-        }
-    });
-    out
+    // weightᵀ is ci×co: element (i, j) at j·ci + i.
+    times_each_sample((n, ci, co, p), (weight.as_ptr(), ci as isize, 1), dy)
 }
 
 /// ∂L/∂weight = Σ_n ∂L/∂y[n] · x[n]ᵀ: → [co, ci].
@@ -415,6 +452,13 @@ pub fn pointwise_weight_grad(
         )
     };
     dw
+}
+
+/// ReLU6 in place: clamp to [0, 6].
+pub fn relu6(values: &mut [f32]) {
+    values.par_chunks_mut(1 << 14).for_each(|chunk| {
+        chunk.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0));
+    });
 }
 
 /// Σ over batch and pixels per channel: the bias gradient of either conv, from ∂L/∂y [n, c, p].

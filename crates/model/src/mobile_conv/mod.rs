@@ -27,13 +27,14 @@ use kernels::Depthwise;
 /// (top, left, bottom, right) zeros.
 #[backend_extension(Flex, Autodiff)]
 pub trait MobileConvOps: Backend {
-    /// x [N, C, H, W], weight [C, 1, k, k], bias [C] → [N, C, H', W'].
+    /// x [N, C, H, W], weight [C, 1, k, k], bias [C] → [N, C, H', W'], then ReLU6 when `relu6`.
     fn depthwise_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
         padding: [usize; 4],
+        relu6: bool,
     ) -> FloatTensor<Self>;
     /// ∂L/∂x of [`depthwise_conv`](Self::depthwise_conv) (x only gives the shape).
     fn depthwise_input_grad(
@@ -51,11 +52,13 @@ pub trait MobileConvOps: Backend {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self>;
-    /// x [N, Ci, H, W], weight [Co, Ci, 1, 1], bias [Co] → [N, Co, H, W].
+    /// x [N, Ci, H, W], weight [Co, Ci, 1, 1], bias [Co] → [N, Co, H, W], then ReLU6 when
+    /// `relu6`.
     fn pointwise_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        relu6: bool,
     ) -> FloatTensor<Self>;
     /// ∂L/∂x of [`pointwise_conv`](Self::pointwise_conv).
     fn pointwise_input_grad(
@@ -71,14 +74,25 @@ pub trait MobileConvOps: Backend {
     ) -> FloatTensor<Self>;
     /// ∂L/∂bias of either conv: ∂L/∂y [N, C, H, W] summed to [C].
     fn channel_sums(grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// ∂L/∂(pre-activation) of a fused ReLU6, from ∂L/∂output and the output: the gradient
+    /// passes where 0 < output < 6.
+    fn relu6_grad(grad: FloatTensor<Self>, output: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// The tensor's values, contiguous f32 (copied only when the layout needs it).
-fn values(t: &FlexTensor) -> Vec<f32> {
-    let t = t.to_contiguous();
+/// The tensor made contiguous (a no-op when it already is), to read with [`values`].
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() && t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The f32 values of a tensor from [`contiguous`].
+fn values(t: &FlexTensor) -> &[f32] {
     match t.as_slice::<f32>() {
-        Some(v) => v.to_vec(),
-        None => panic!("mobile_conv: expected f32, got {:?}", t.dtype()),
+        Some(v) => v,
+        None => panic!("mobile_conv: expected contiguous f32, got {:?}", t.dtype()),
     }
 }
 
@@ -113,9 +127,14 @@ impl MobileConvOps for Flex {
         bias: FlexTensor,
         stride: usize,
         padding: [usize; 4],
+        relu6: bool,
     ) -> FlexTensor {
+        let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
         let g = depthwise_geometry(&x, &weight, stride, padding);
-        let y = kernels::depthwise_forward(&g, &values(&x), &values(&weight), &values(&bias));
+        let mut y = kernels::depthwise_forward(&g, values(&x), values(&weight), values(&bias));
+        if relu6 {
+            kernels::relu6(&mut y);
+        }
         flex_tensor(y, [g.n, g.c, g.out_h, g.out_w])
     }
 
@@ -126,8 +145,9 @@ impl MobileConvOps for Flex {
         stride: usize,
         padding: [usize; 4],
     ) -> FlexTensor {
+        let (weight, grad) = (contiguous(weight), contiguous(grad));
         let g = depthwise_geometry(&x, &weight, stride, padding);
-        let dx = kernels::depthwise_input_grad(&g, &values(&weight), &values(&grad));
+        let dx = kernels::depthwise_input_grad(&g, values(&weight), values(&grad));
         flex_tensor(dx, dims4(&x))
     }
 
@@ -138,73 +158,100 @@ impl MobileConvOps for Flex {
         stride: usize,
         padding: [usize; 4],
     ) -> FlexTensor {
+        let (x, grad) = (contiguous(x), contiguous(grad));
         let g = depthwise_geometry(&x, &weight, stride, padding);
-        let dw = kernels::depthwise_weight_grad(&g, &values(&x), &values(&grad));
+        let dw = kernels::depthwise_weight_grad(&g, values(&x), values(&grad));
         flex_tensor(dw, dims4(&weight))
     }
 
-    fn pointwise_conv(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    fn pointwise_conv(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        relu6: bool,
+    ) -> FlexTensor {
+        let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
         let sizes @ (n, _, co, _) = pointwise_sizes(&x, &weight);
         let [_, _, h, w] = dims4(&x);
-        let y = kernels::pointwise_forward(sizes, &values(&x), &values(&weight), &values(&bias));
+        let mut y = kernels::pointwise_forward(sizes, values(&x), values(&weight), values(&bias));
+        if relu6 {
+            kernels::relu6(&mut y);
+        }
         flex_tensor(y, [n, co, h, w])
     }
 
     fn pointwise_input_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (weight, grad) = (contiguous(weight), contiguous(grad));
         let sizes = pointwise_sizes(&x, &weight);
-        let dx = kernels::pointwise_input_grad(sizes, &values(&weight), &values(&grad));
+        let dx = kernels::pointwise_input_grad(sizes, values(&weight), values(&grad));
         flex_tensor(dx, dims4(&x))
     }
 
     fn pointwise_weight_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (x, grad) = (contiguous(x), contiguous(grad));
         let sizes = pointwise_sizes(&x, &weight);
-        let dw = kernels::pointwise_weight_grad(sizes, &values(&x), &values(&grad));
+        let dw = kernels::pointwise_weight_grad(sizes, values(&x), values(&grad));
         flex_tensor(dw, dims4(&weight))
     }
 
     fn channel_sums(grad: FlexTensor) -> FlexTensor {
+        let grad = contiguous(grad);
         let [n, c, h, w] = dims4(&grad);
-        flex_tensor(kernels::channel_sums((n, c, h * w), &values(&grad)), [c])
+        flex_tensor(kernels::channel_sums((n, c, h * w), values(&grad)), [c])
+    }
+
+    fn relu6_grad(grad: FlexTensor, output: FlexTensor) -> FlexTensor {
+        let (grad, output) = (contiguous(grad), contiguous(output));
+        let masked = values(&grad)
+            .iter()
+            .zip(values(&output))
+            .map(|(&g, &y)| if y > 0.0 && y < 6.0 { g } else { 0.0 })
+            .collect();
+        flex_tensor(masked, dims4(&grad))
     }
 }
 
 /// Which conv a backward step differentiates, with its non-tensor arguments.
 #[derive(Clone, Copy, Debug)]
-enum Conv {
+enum Kind {
     Depthwise { stride: usize, padding: [usize; 4] },
     Pointwise,
 }
 
-/// The backward step both convs record: inputs (x, weight, bias), state (x, weight, which conv).
+/// The backward step both convs record: inputs (x, weight, bias); state (x, weight, the output
+/// when ReLU6 is fused, which conv).
 #[derive(Debug)]
 struct ConvBackward;
 
 impl<B: MobileConvOps> Backward<B, 3> for ConvBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, Conv);
+    type State = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, Kind);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, conv) = ops.state;
+        let (x, weight, relu6_output, kind) = ops.state;
+        let mut grad = grads.consume::<B>(&ops.node);
+        if let Some(output) = relu6_output {
+            grad = B::relu6_grad(grad, output);
+        }
         if let Some(node) = node_x {
-            let dx = match conv {
-                Conv::Depthwise { stride, padding } => B::depthwise_input_grad(
+            let dx = match kind {
+                Kind::Depthwise { stride, padding } => B::depthwise_input_grad(
                     x.clone(),
                     weight.clone(),
                     grad.clone(),
                     stride,
                     padding,
                 ),
-                Conv::Pointwise => B::pointwise_input_grad(x.clone(), weight.clone(), grad.clone()),
+                Kind::Pointwise => B::pointwise_input_grad(x.clone(), weight.clone(), grad.clone()),
             };
             grads.register::<B>(node.id, dx);
         }
         if let Some(node) = node_weight {
-            let dw = match conv {
-                Conv::Depthwise { stride, padding } => {
+            let dw = match kind {
+                Kind::Depthwise { stride, padding } => {
                     B::depthwise_weight_grad(x, weight, grad.clone(), stride, padding)
                 }
-                Conv::Pointwise => B::pointwise_weight_grad(x, weight, grad.clone()),
+                Kind::Pointwise => B::pointwise_weight_grad(x, weight, grad.clone()),
             };
             grads.register::<B>(node.id, dw);
         }
@@ -214,36 +261,35 @@ impl<B: MobileConvOps> Backward<B, 3> for ConvBackward {
     }
 }
 
-/// Run `conv` on the inner backend and record its backward step when any input tracks gradients.
+/// Run the conv on the inner backend and record its backward step when any input tracks
+/// gradients.
 fn record<B: MobileConvOps, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     bias: FloatTensor<Autodiff<B, C>>,
-    conv: Conv,
+    kind: Kind,
+    relu6: bool,
 ) -> FloatTensor<Autodiff<B, C>> {
-    let run = |x: FloatTensor<B>, w: FloatTensor<B>, b: FloatTensor<B>| match conv {
-        Conv::Depthwise { stride, padding } => B::depthwise_conv(x, w, b, stride, padding),
-        Conv::Pointwise => B::pointwise_conv(x, w, b),
+    let run = |x: FloatTensor<B>, w: FloatTensor<B>, b: FloatTensor<B>| match kind {
+        Kind::Depthwise { stride, padding } => B::depthwise_conv(x, w, b, stride, padding, relu6),
+        Kind::Pointwise => B::pointwise_conv(x, w, b, relu6),
     };
+    let (x_inner, w_inner, b_inner) = (
+        x.primitive().clone(),
+        weight.primitive().clone(),
+        bias.primitive().clone(),
+    );
     match ConvBackward
         .prepare::<C>([x.node(), weight.node(), bias.node()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let (x, w, b) = (
-                x.primitive().clone(),
-                weight.primitive().clone(),
-                bias.primitive().clone(),
-            );
-            let y = run(x.clone(), w.clone(), b);
-            prep.finish((x, w, conv), y)
+            let y = run(x_inner.clone(), w_inner.clone(), b_inner);
+            let output = relu6.then(|| y.clone());
+            prep.finish((x_inner, w_inner, output, kind), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(run(
-            x.primitive().clone(),
-            weight.primitive().clone(),
-            bias.primitive().clone(),
-        )),
+        OpsKind::UnTracked(prep) => prep.finish(run(x_inner, w_inner, b_inner)),
     }
 }
 
@@ -259,8 +305,9 @@ impl<B: MobileConvOps, C: CheckpointStrategy> MobileConvOps for Autodiff<B, C> {
         bias: FloatTensor<Self>,
         stride: usize,
         padding: [usize; 4],
+        relu6: bool,
     ) -> FloatTensor<Self> {
-        record::<B, C>(x, weight, bias, Conv::Depthwise { stride, padding })
+        record::<B, C>(x, weight, bias, Kind::Depthwise { stride, padding }, relu6)
     }
 
     fn depthwise_input_grad(
@@ -287,8 +334,9 @@ impl<B: MobileConvOps, C: CheckpointStrategy> MobileConvOps for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        relu6: bool,
     ) -> FloatTensor<Self> {
-        record::<B, C>(x, weight, bias, Conv::Pointwise)
+        record::<B, C>(x, weight, bias, Kind::Pointwise, relu6)
     }
 
     fn pointwise_input_grad(
@@ -310,6 +358,10 @@ impl<B: MobileConvOps, C: CheckpointStrategy> MobileConvOps for Autodiff<B, C> {
     fn channel_sums(_: FloatTensor<Self>) -> FloatTensor<Self> {
         not_differentiable("channel_sums")
     }
+
+    fn relu6_grad(_: FloatTensor<Self>, _: FloatTensor<Self>) -> FloatTensor<Self> {
+        not_differentiable("relu6_grad")
+    }
 }
 
 /// Whether the kernels here can run: the flex device, f32.
@@ -317,13 +369,15 @@ fn on_flex(x: &Tensor<4>) -> bool {
     x.device().inner() == Device::flex() && x.dtype() == DType::F32
 }
 
-/// Depthwise k×k conv with bias and zero padding (top, left, bottom, right); differentiable.
+/// Depthwise k×k conv with bias and zero padding (top, left, bottom, right), then ReLU6 (clamp
+/// to [0, 6]) when `relu6`; differentiable.
 pub fn depthwise_conv(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Tensor<1>,
     stride: usize,
     padding: [usize; 4],
+    relu6: bool,
 ) -> Tensor<4> {
     if on_flex(&x) {
         return Tensor::from_dispatch(Dispatch::depthwise_conv(
@@ -332,6 +386,7 @@ pub fn depthwise_conv(
             bias.into_dispatch(),
             stride,
             padding,
+            relu6,
         ));
     }
     let [top, left, bottom, right] = padding;
@@ -342,18 +397,33 @@ pub fn depthwise_conv(
         [1; 2],
         channels,
     );
-    burn::tensor::module::conv2d(x, weight, Some(bias), options)
+    activation(
+        burn::tensor::module::conv2d(x, weight, Some(bias), options),
+        relu6,
+    )
 }
 
-/// 1x1 conv with bias; differentiable.
-pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+/// 1x1 conv with bias, then ReLU6 when `relu6`; differentiable.
+pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: bool) -> Tensor<4> {
     if on_flex(&x) {
         return Tensor::from_dispatch(Dispatch::pointwise_conv(
             x.into_dispatch(),
             weight.into_dispatch(),
             bias.into_dispatch(),
+            relu6,
         ));
     }
     let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
-    burn::tensor::module::conv2d(x, weight, Some(bias), options)
+    activation(
+        burn::tensor::module::conv2d(x, weight, Some(bias), options),
+        relu6,
+    )
+}
+
+fn activation(y: Tensor<4>, relu6: bool) -> Tensor<4> {
+    if relu6 {
+        y.clamp(0.0, 6.0)
+    } else {
+        y
+    }
 }
