@@ -97,50 +97,63 @@ pub struct BnConv {
 }
 
 impl BnConv {
-    /// The conv with TensorFlow "SAME" padding (total = max((⌈i/s⌉ − 1)·s + k − i, 0), the
-    /// smaller half before) and its BatchNorm. A kept BatchNorm is applied to the weight
+    /// The conv's weight and bias with its BatchNorm. A kept BatchNorm is applied to the weight
     /// (weight · scale, bias = shift): the same function of the raw weight, so its gradient
     /// reaches the raw weight as PyTorch's does, without two passes over the activations.
-    /// Then ReLU6 when `relu6`. Depthwise and 1x1 convs run on [`mobile_conv`]'s kernels.
-    fn forward(&self, x: Tensor<4>, relu6: bool) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let (weight, bias) = match &self.bn {
-            None => (
-                self.conv.weight.val(),
-                self.conv.bias.as_ref().map(|b| b.val()),
-            ),
+    fn weight_and_bias(&self) -> (Tensor<4>, Tensor<1>) {
+        match &self.bn {
+            None => {
+                let weight = self.conv.weight.val();
+                let bias = match &self.conv.bias {
+                    Some(bias) => bias.val(),
+                    None => Tensor::zeros([weight.dims()[0]], &weight.device()),
+                };
+                (weight, bias)
+            }
             Some(bn) => {
                 let c = bn.scale.dims()[0];
                 let weight = self.conv.weight.val() * bn.scale.clone().reshape([c, 1, 1, 1]);
-                (weight, Some(bn.shift.clone()))
+                (weight, bn.shift.clone())
             }
-        };
-        let [c_out, per_group, k, _] = weight.dims();
-        let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], &weight.device()));
-        let s = self.conv.stride[0];
+        }
+    }
+
+    /// TensorFlow "SAME" padding (top, left, bottom, right) for an h×w input: total =
+    /// max((⌈i/s⌉ − 1)·s + k − i, 0), the smaller half before.
+    fn same_padding(&self, h: usize, w: usize) -> [usize; 4] {
+        let (k, s) = (self.conv.kernel_size[0], self.conv.stride[0]);
         let pad = |i: usize| {
             let total = ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
             (total / 2, total - total / 2)
         };
         let ((top, bottom), (left, right)) = (pad(h), pad(w));
-        let groups = self.conv.groups;
-        if k == 1 && s == 1 && groups == 1 {
+        [top, left, bottom, right]
+    }
+
+    /// The stem: a plain conv on x [N, C, H, W] (burn's `conv2d`), then ReLU6.
+    fn forward_channels_first(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let [top, left, bottom, right] = self.same_padding(h, w);
+        let (weight, bias) = self.weight_and_bias();
+        let options = ConvOptions::new_with_padding(
+            self.conv.stride,
+            [(top, bottom), (left, right)],
+            [1; 2],
+            self.conv.groups,
+        );
+        burn::tensor::module::conv2d(x, weight, Some(bias), options).clamp(0.0, 6.0)
+    }
+
+    /// A block's 1x1 or depthwise conv on x [N, H, W, C] ([`mobile_conv`]), then ReLU6 when
+    /// `relu6`.
+    fn forward(&self, x: Tensor<4>, relu6: bool) -> Tensor<4> {
+        let [_, h, w, _] = x.dims();
+        let (weight, bias) = self.weight_and_bias();
+        if self.conv.groups == 1 {
             mobile_conv::pointwise_conv(x, weight, bias, relu6)
-        } else if groups == c_out && per_group == 1 {
-            mobile_conv::depthwise_conv(x, weight, bias, s, [top, left, bottom, right], relu6)
         } else {
-            let options = ConvOptions::new_with_padding(
-                [s; 2],
-                [(top, bottom), (left, right)],
-                [1; 2],
-                groups,
-            );
-            let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
-            if relu6 {
-                y.clamp(0.0, 6.0)
-            } else {
-                y
-            }
+            let (s, padding) = (self.conv.stride[0], self.same_padding(h, w));
+            mobile_conv::depthwise_conv(x, weight, bias, s, padding, relu6)
         }
     }
 
@@ -444,9 +457,14 @@ impl EfficientNetLite0 {
 
     /// Run layers `start..=end` (0 = stem, 1..=16 = blocks, 17 = head) on `x`.
     pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
-        for index in start..=end.min(BLOCKS.len() + 1) {
+        let end = end.min(BLOCKS.len() + 1);
+        if start == 0 {
+            x = self.stem.forward_channels_first(x);
+        }
+        // The blocks and the head run channels-last.
+        x = x.permute([0, 2, 3, 1]);
+        for index in start.max(1)..=end {
             x = match index {
-                0 => self.stem.forward(x, true),
                 i if i <= BLOCKS.len() => {
                     let (_, s, c_in, c_out, _) = BLOCKS[i - 1];
                     self.blocks[i - 1].forward(x, s == 1 && c_in == c_out)
@@ -454,6 +472,6 @@ impl EfficientNetLite0 {
                 _ => self.head.forward(x, true),
             };
         }
-        x
+        x.permute([0, 3, 1, 2])
     }
 }

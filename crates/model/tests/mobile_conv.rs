@@ -1,5 +1,6 @@
-//! The depthwise and pointwise ops with their own kernels and backward passes equal burn's own
-//! `conv2d` (forward, and the gradients of x, weight and bias) on flex, for the shapes
+//! The depthwise and pointwise ops with their own kernels and backward passes (channels-last)
+//! equal burn's own `conv2d` (channels-first; forward, and the gradients of x, weight and bias)
+//! on flex, for the shapes
 //! EfficientNet uses and awkward ones: strides 1 and 2, TF "SAME" asymmetric padding, odd sizes,
 //! a single image, a batch smaller and larger than the thread pool; with and without the fused
 //! ReLU6 (burn's `clamp(0, 6)` after the conv).
@@ -108,7 +109,10 @@ fn depthwise_equals_burn_conv2d_forward_and_backward() {
     for ((n, c, h, w, k, s, padding), relu6) in
         cases.into_iter().zip([true, false].into_iter().cycle())
     {
-        let ours = move |x, wt, b| depthwise_conv(x, wt, b, s, padding, relu6);
+        let ours = move |x: Tensor<4>, wt, b| {
+            let y = depthwise_conv(x.permute([0, 2, 3, 1]), wt, b, s, padding, relu6);
+            y.permute([0, 3, 1, 2])
+        };
         let [top, left, bottom, right] = padding;
         let burn_conv = move |x, wt, b| {
             let options =
@@ -141,7 +145,9 @@ fn pointwise_equals_burn_conv2d_forward_and_backward() {
             let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
             activation(burn::tensor::module::conv2d(x, wt, Some(b), options), relu6)
         };
-        let ours = move |x, wt, b| pointwise_conv(x, wt, b, relu6);
+        let ours = move |x: Tensor<4>, wt, b| {
+            pointwise_conv(x.permute([0, 2, 3, 1]), wt, b, relu6).permute([0, 3, 1, 2])
+        };
         compare(
             &format!("pointwise n{n} {ci}->{co} {h}x{w} relu6 {relu6}"),
             &ours,
@@ -154,13 +160,13 @@ fn pointwise_equals_burn_conv2d_forward_and_backward() {
 #[test]
 fn outside_autodiff_the_ops_give_the_same_values() {
     let device = Device::flex();
-    let x = tensor(3, [2, 6, 9, 9], &device);
+    let x = tensor(3, [2, 9, 9, 6], &device);
     let w = tensor(4, [6, 1, 3, 3], &device);
     let b = tensor(5, [6], &device);
     let plain = flat(depthwise_conv(x, w, b, 2, [0, 0, 1, 1], true));
     let tracked = run(
         &|x, w, b| depthwise_conv(x, w, b, 2, [0, 0, 1, 1], true),
-        ([2, 6, 9, 9], [6, 1, 3, 3]),
+        ([2, 9, 9, 6], [6, 1, 3, 3]),
         3,
     );
     assert_close("plain vs autodiff output", &plain, &tracked[0]);

@@ -1,5 +1,7 @@
 //! Depthwise and pointwise (1x1) convolutions with their own CPU kernels and backward passes —
-//! the two convolutions MobileNet-style networks (EfficientNet-Lite0) are made of.
+//! the two convolutions MobileNet-style networks (EfficientNet-Lite0) are made of — on
+//! channels-last (NHWC) activations, where a 1x1 conv over a whole batch is one matrix product
+//! and a depthwise conv runs along contiguous channels.
 //!
 //! burn's generic backward runs a depthwise conv's weight gradient as one small conv per channel
 //! (1,152 of them in EfficientNet's last blocks) and a 1x1 conv's through im2col on transposed
@@ -23,11 +25,11 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use kernels::Depthwise;
 
-/// Depthwise and pointwise convolutions with bias, and their gradients. Padding is
-/// (top, left, bottom, right) zeros.
+/// Depthwise and pointwise convolutions with bias, and their gradients, on channels-last
+/// activations [N, H, W, C]. Padding is (top, left, bottom, right) zeros.
 #[backend_extension(Flex, Autodiff)]
 pub trait MobileConvOps: Backend {
-    /// x [N, C, H, W], weight [C, 1, k, k], bias [C] → [N, C, H', W'], then ReLU6 when `relu6`.
+    /// x [N, H, W, C], weight [C, 1, k, k], bias [C] → [N, H', W', C], then ReLU6 when `relu6`.
     fn depthwise_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -52,7 +54,7 @@ pub trait MobileConvOps: Backend {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self>;
-    /// x [N, Ci, H, W], weight [Co, Ci, 1, 1], bias [Co] → [N, Co, H, W], then ReLU6 when
+    /// x [N, H, W, Ci], weight [Co, Ci, 1, 1], bias [Co] → [N, H, W, Co], then ReLU6 when
     /// `relu6`.
     fn pointwise_conv(
         x: FloatTensor<Self>,
@@ -72,7 +74,7 @@ pub trait MobileConvOps: Backend {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
-    /// ∂L/∂bias of either conv: ∂L/∂y [N, C, H, W] summed to [C].
+    /// ∂L/∂bias of either conv: ∂L/∂y [N, H, W, C] summed to [C].
     fn channel_sums(grad: FloatTensor<Self>) -> FloatTensor<Self>;
     /// ∂L/∂(pre-activation) of a fused ReLU6, from ∂L/∂output and the output: the gradient
     /// passes where 0 < output < 6.
@@ -114,10 +116,10 @@ fn depthwise_geometry(
     Depthwise::new(dims4(x), dims4(weight)[2], stride, padding)
 }
 
-/// (n, ci, co, pixels) of a pointwise conv.
-fn pointwise_sizes(x: &FlexTensor, weight: &FlexTensor) -> (usize, usize, usize, usize) {
-    let [n, ci, h, w] = dims4(x);
-    (n, ci, dims4(weight)[0], h * w)
+/// (pixels of the batch, ci, co) of a pointwise conv.
+fn pointwise_sizes(x: &FlexTensor, weight: &FlexTensor) -> (usize, usize, usize) {
+    let [n, h, w, ci] = dims4(x);
+    (n * h * w, ci, dims4(weight)[0])
 }
 
 impl MobileConvOps for Flex {
@@ -135,7 +137,7 @@ impl MobileConvOps for Flex {
         if relu6 {
             kernels::relu6(&mut y);
         }
-        flex_tensor(y, [g.n, g.c, g.out_h, g.out_w])
+        flex_tensor(y, [g.n, g.out_h, g.out_w, g.c])
     }
 
     fn depthwise_input_grad(
@@ -171,13 +173,13 @@ impl MobileConvOps for Flex {
         relu6: bool,
     ) -> FlexTensor {
         let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-        let sizes @ (n, _, co, _) = pointwise_sizes(&x, &weight);
-        let [_, _, h, w] = dims4(&x);
+        let sizes @ (_, _, co) = pointwise_sizes(&x, &weight);
+        let [n, h, w, _] = dims4(&x);
         let mut y = kernels::pointwise_forward(sizes, values(&x), values(&weight), values(&bias));
         if relu6 {
             kernels::relu6(&mut y);
         }
-        flex_tensor(y, [n, co, h, w])
+        flex_tensor(y, [n, h, w, co])
     }
 
     fn pointwise_input_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -196,8 +198,8 @@ impl MobileConvOps for Flex {
 
     fn channel_sums(grad: FlexTensor) -> FlexTensor {
         let grad = contiguous(grad);
-        let [n, c, h, w] = dims4(&grad);
-        flex_tensor(kernels::channel_sums((n, c, h * w), values(&grad)), [c])
+        let c = dims4(&grad)[3];
+        flex_tensor(kernels::channel_sums(c, values(&grad)), [c])
     }
 
     fn relu6_grad(grad: FlexTensor, output: FlexTensor) -> FlexTensor {
@@ -369,8 +371,17 @@ fn on_flex(x: &Tensor<4>) -> bool {
     x.device().inner() == Device::flex() && x.dtype() == DType::F32
 }
 
-/// Depthwise k×k conv with bias and zero padding (top, left, bottom, right), then ReLU6 (clamp
-/// to [0, 6]) when `relu6`; differentiable.
+/// NHWC → NCHW and back, for burn's own `conv2d` on other devices.
+fn channels_first(x: Tensor<4>) -> Tensor<4> {
+    x.permute([0, 3, 1, 2])
+}
+
+fn channels_last(x: Tensor<4>) -> Tensor<4> {
+    x.permute([0, 2, 3, 1])
+}
+
+/// Depthwise k×k conv with bias and zero padding (top, left, bottom, right) on x [N, H, W, C],
+/// then ReLU6 (clamp to [0, 6]) when `relu6`; differentiable. Off flex it is burn's `conv2d`.
 pub fn depthwise_conv(
     x: Tensor<4>,
     weight: Tensor<4>,
@@ -397,13 +408,12 @@ pub fn depthwise_conv(
         [1; 2],
         channels,
     );
-    activation(
-        burn::tensor::module::conv2d(x, weight, Some(bias), options),
-        relu6,
-    )
+    let y = burn::tensor::module::conv2d(channels_first(x), weight, Some(bias), options);
+    channels_last(activation(y, relu6))
 }
 
-/// 1x1 conv with bias, then ReLU6 when `relu6`; differentiable.
+/// 1x1 conv with bias on x [N, H, W, Ci], then ReLU6 when `relu6`; differentiable. Off flex it
+/// is burn's `conv2d`.
 pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: bool) -> Tensor<4> {
     if on_flex(&x) {
         return Tensor::from_dispatch(Dispatch::pointwise_conv(
@@ -414,10 +424,8 @@ pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: b
         ));
     }
     let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
-    activation(
-        burn::tensor::module::conv2d(x, weight, Some(bias), options),
-        relu6,
-    )
+    let y = burn::tensor::module::conv2d(channels_first(x), weight, Some(bias), options);
+    channels_last(activation(y, relu6))
 }
 
 fn activation(y: Tensor<4>, relu6: bool) -> Tensor<4> {
