@@ -130,8 +130,9 @@ impl BnConv {
         [top, left, bottom, right]
     }
 
-    /// The stem: a plain conv on x [N, C, H, W] (burn's `conv2d`), then ReLU6.
-    fn forward_channels_first(&self, x: Tensor<4>) -> Tensor<4> {
+    /// The conv on x [N, C, H, W] with burn's `conv2d` (the stem; every conv in
+    /// [`EfficientNetLite0::run_with_burn_ops`]), then ReLU6 when `relu6`.
+    fn forward_channels_first(&self, x: Tensor<4>, relu6: bool) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let [top, left, bottom, right] = self.same_padding(h, w);
         let (weight, bias) = self.weight_and_bias();
@@ -141,12 +142,20 @@ impl BnConv {
             [1; 2],
             self.conv.groups,
         );
-        burn::tensor::module::conv2d(x, weight, Some(bias), options).clamp(0.0, 6.0)
+        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
+        if relu6 {
+            y.clamp(0.0, 6.0)
+        } else {
+            y
+        }
     }
 
-    /// A block's 1x1 or depthwise conv on x [N, H, W, C] ([`mobile_conv`]), then ReLU6 when
-    /// `relu6`.
-    fn forward(&self, x: Tensor<4>, relu6: bool) -> Tensor<4> {
+    /// A block's 1x1 or depthwise conv on x [N, H, W, C] with [`mobile_conv`]'s kernels (or
+    /// on x [N, C, H, W] with burn's `conv2d` when `burn_ops`), then ReLU6 when `relu6`.
+    fn forward(&self, x: Tensor<4>, relu6: bool, burn_ops: bool) -> Tensor<4> {
+        if burn_ops {
+            return self.forward_channels_first(x, relu6);
+        }
         let [_, h, w, _] = x.dims();
         let (weight, bias) = self.weight_and_bias();
         if self.conv.groups == 1 {
@@ -199,13 +208,13 @@ fn conv(weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, groups: usize
 }
 
 impl MbConv {
-    fn forward(&self, x: Tensor<4>, residual: bool) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, residual: bool, burn_ops: bool) -> Tensor<4> {
         let mut y = x.clone();
         if let Some(expand) = &self.expand {
-            y = expand.forward(y, true);
+            y = expand.forward(y, true, burn_ops);
         }
-        y = self.depthwise.forward(y, true);
-        y = self.project.forward(y, false);
+        y = self.depthwise.forward(y, true, burn_ops);
+        y = self.project.forward(y, false, burn_ops);
         if residual {
             y + x
         } else {
@@ -456,22 +465,38 @@ impl EfficientNetLite0 {
     }
 
     /// Run layers `start..=end` (0 = stem, 1..=16 = blocks, 17 = head) on `x`.
-    pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+    pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        self.run_with(x, start, end, false)
+    }
+
+    /// [`run`](Self::run) with burn's own `conv2d` for every conv: the reference `train bench`
+    /// measures the kernels against.
+    pub fn run_with_burn_ops(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        self.run_with(x, start, end, true)
+    }
+
+    fn run_with(&self, mut x: Tensor<4>, start: usize, end: usize, burn_ops: bool) -> Tensor<4> {
         let end = end.min(BLOCKS.len() + 1);
         if start == 0 {
-            x = self.stem.forward_channels_first(x);
+            x = self.stem.forward_channels_first(x, true);
         }
-        // The blocks and the head run channels-last.
-        x = x.permute([0, 2, 3, 1]);
+        // The blocks and the head run channels-last on the kernels.
+        if !burn_ops {
+            x = x.permute([0, 2, 3, 1]);
+        }
         for index in start.max(1)..=end {
             x = match index {
                 i if i <= BLOCKS.len() => {
                     let (_, s, c_in, c_out, _) = BLOCKS[i - 1];
-                    self.blocks[i - 1].forward(x, s == 1 && c_in == c_out)
+                    self.blocks[i - 1].forward(x, s == 1 && c_in == c_out, burn_ops)
                 }
-                _ => self.head.forward(x, true),
+                _ => self.head.forward(x, true, burn_ops),
             };
         }
-        x.permute([0, 3, 1, 2])
+        if burn_ops {
+            x
+        } else {
+            x.permute([0, 3, 1, 2])
+        }
     }
 }

@@ -68,3 +68,25 @@ fn features_and_logits_match_pytorch() {
         .unwrap();
     assert_eq!(top1, [287, 266, 285, 166]);
 }
+
+/// The kernels (channels-last) and burn's own conv2d (channels-first) compute the same network:
+/// every layer's output, from the stem and from a middle block.
+#[test]
+fn kernels_and_burn_ops_agree_on_every_layer() {
+    let device = Device::flex();
+    let net = EfficientNetLite0::random(&device);
+    let x = Tensor::<4>::random(
+        [2, 3, 96, 80],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    for end in [0, 1, 4, 9, 13, 16, 17] {
+        let ours = net.run(x.clone(), 0, end);
+        let burn_ops = net.run_with_burn_ops(x.clone(), 0, end);
+        let err = relative_error(ours, burn_ops);
+        assert!(err < 1e-4, "layers 0..={end}: relative error {err}");
+    }
+    let mid = net.run(x.clone(), 0, 8);
+    let err = relative_error(net.run(mid.clone(), 9, 17), net.run_with_burn_ops(mid, 9, 17));
+    assert!(err < 1e-4, "layers 9..=17: relative error {err}");
+}

@@ -115,18 +115,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "",
     );
 
-    // EfficientNet-Lite0 (burn's ops: depthwise convs), 224, batch 32 (8 in quick mode).
+    // EfficientNet-Lite0, 224, batch 32 (8 in quick mode): our depthwise/1x1 kernels, and
+    // burn's conv2d for every conv in the same run.
     let effnet = EfficientNetLite0::random(&device);
     let b = if args.quick { 8 } else { 32 };
     let x = Tensor::<4>::random([b, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device);
     let s = best_seconds(repeats, || {
         let _ = crate::tensors::to_vec(effnet.run(x.clone(), 0, 17));
     });
+    let s_burn = best_seconds(repeats, || {
+        let _ = crate::tensors::to_vec(effnet.run_with_burn_ops(x.clone(), 0, 17));
+    });
     figures.add(
         &format!("effnet_lite0_224_b{b}_img_per_s"),
         b as f64 / s,
         "img/s",
     );
+    figures.add(
+        &format!("effnet_lite0_224_b{b}_burn_img_per_s"),
+        b as f64 / s_burn,
+        "img/s",
+    );
+    figures.add(&format!("effnet_lite0_224_b{b}_vs_burn"), s_burn / s, "x");
 
     // CAM and Grad-CAM for 16 validation images from cached activations (the callbacks' work:
     // maps, ReLU, normalisation, resize to 224).

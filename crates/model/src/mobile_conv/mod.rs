@@ -400,6 +400,19 @@ pub fn depthwise_conv(
             relu6,
         ));
     }
+    depthwise_conv_burn(x, weight, bias, stride, padding, relu6)
+}
+
+/// [`depthwise_conv`] on burn's `conv2d` (channels-first, permuted there and back): what runs
+/// off flex.
+fn depthwise_conv_burn(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: [usize; 4],
+    relu6: bool,
+) -> Tensor<4> {
     let [top, left, bottom, right] = padding;
     let channels = weight.dims()[0];
     let options = ConvOptions::new_with_padding(
@@ -423,6 +436,11 @@ pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: b
             relu6,
         ));
     }
+    pointwise_conv_burn(x, weight, bias, relu6)
+}
+
+/// [`pointwise_conv`] on burn's `conv2d` (see [`depthwise_conv_burn`]).
+fn pointwise_conv_burn(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: bool) -> Tensor<4> {
     let options = ConvOptions::new([1; 2], [0; 2], [1; 2], 1);
     let y = burn::tensor::module::conv2d(channels_first(x), weight, Some(bias), options);
     channels_last(activation(y, relu6))
