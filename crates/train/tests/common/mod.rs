@@ -140,14 +140,14 @@ pub fn synth_data(dir: &Path, train_images: usize, val_images: usize) -> PathBuf
     data
 }
 
-/// A run's metrics.csv lines without the timing columns (the last three).
+/// A run's metrics.csv lines without the timing columns (the last ones, `SECONDS_TAGS`).
 pub fn metrics_without_timing(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("metrics.csv"))
         .unwrap()
         .lines()
         .map(|l| {
             let fields: Vec<&str> = l.split(',').collect();
-            fields[..fields.len() - 3].join(",")
+            fields[..fields.len() - train::session::SECONDS_TAGS.len()].join(",")
         })
         .collect()
 }
