@@ -366,34 +366,60 @@ impl EfficientNetLite0 {
 
     /// Random weights (tests and timing: the cost is the same as the real network's).
     pub fn random(device: &Device) -> Self {
-        let random_conv = |shape: [usize; 4], stride: usize, groups: usize| {
+        Self::random_trainable(None, device)
+    }
+
+    /// [`random`](Self::random), with layers `train_from..` laid out and marked as
+    /// [`load_trainable`](Self::load_trainable) makes them (raw weight, BatchNorm beside it —
+    /// here the identity — weights tracking gradients): what a fine-tuning step costs.
+    pub fn random_trainable(train_from: Option<usize>, device: &Device) -> Self {
+        let trained = |layer: usize| train_from.is_some_and(|from| layer >= from);
+        let random_conv = |shape: [usize; 4], stride: usize, groups: usize, layer: usize| {
             let fan_in = (shape[1] * shape[2] * shape[3]) as f64;
             let w = Tensor::random(
                 shape,
                 Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
                 device,
             );
-            BnConv {
-                conv: conv(w, Some(Tensor::zeros([shape[0]], device)), stride, groups),
-                bn: None,
+            let zeros = || Tensor::zeros([shape[0]], device);
+            if trained(layer) {
+                BnConv {
+                    conv: conv(w, None, stride, groups),
+                    bn: Some(FrozenBn {
+                        scale: Tensor::ones([shape[0]], device),
+                        shift: zeros(),
+                    }),
+                }
+            } else {
+                BnConv {
+                    conv: conv(w, Some(zeros()), stride, groups),
+                    bn: None,
+                }
             }
         };
         let blocks = BLOCKS
             .iter()
-            .map(|&(k, s, c_in, c_out, ratio)| {
+            .enumerate()
+            .map(|(i, &(k, s, c_in, c_out, ratio))| {
                 let mid = c_in * ratio;
                 MbConv {
-                    expand: (ratio != 1).then(|| random_conv([mid, c_in, 1, 1], 1, 1)),
-                    depthwise: random_conv([mid, 1, k, k], s, mid),
-                    project: random_conv([c_out, mid, 1, 1], 1, 1),
+                    expand: (ratio != 1).then(|| random_conv([mid, c_in, 1, 1], 1, 1, i + 1)),
+                    depthwise: random_conv([mid, 1, k, k], s, mid, i + 1),
+                    project: random_conv([c_out, mid, 1, 1], 1, 1, i + 1),
                 }
             })
             .collect();
-        Self {
-            stem: random_conv([STEM, 3, 3, 3], 2, 1),
+        let mut net = Self {
+            stem: random_conv([STEM, 3, 3, 3], 2, 1, 0),
             blocks,
-            head: random_conv([HEAD, 320, 1, 1], 1, 1),
+            head: random_conv([HEAD, 320, 1, 1], 1, 1, BLOCKS.len() + 1),
+        };
+        if train_from.is_some() {
+            for layer in 0..=BLOCKS.len() + 1 {
+                net = net.set_trainable(layer, trained(layer));
+            }
         }
+        net
     }
 
     /// The convs of layer `index` (0 = stem, 1..=16 = blocks, 17 = head) with their weight

@@ -70,7 +70,8 @@ fn features_and_logits_match_pytorch() {
 }
 
 /// The kernels (channels-last) and burn's own conv2d (channels-first) compute the same network:
-/// every layer's output, from the stem and from a middle block.
+/// every layer's output, from the stem and from a middle block. (On flex they agree to the
+/// bit: both sum in the same order; a 0.1 % bias error in the depthwise kernel fails this.)
 #[test]
 fn kernels_and_burn_ops_agree_on_every_layer() {
     let device = Device::flex();
@@ -83,10 +84,26 @@ fn kernels_and_burn_ops_agree_on_every_layer() {
     for end in [0, 1, 4, 9, 13, 16, 17] {
         let ours = net.run(x.clone(), 0, end);
         let burn_ops = net.run_with_burn_ops(x.clone(), 0, end);
+        let values: Vec<f32> = ours
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap();
+        let inside = values.iter().filter(|v| **v > 0.0 && **v < 6.0).count();
         let err = relative_error(ours, burn_ops);
+        // Not a vacuous comparison: ReLU6 is not saturated (random weights could do that).
+        assert!(
+            inside * 5 > values.len(),
+            "layers 0..={end}: only {inside} of {} values inside (0, 6)",
+            values.len()
+        );
         assert!(err < 1e-4, "layers 0..={end}: relative error {err}");
     }
     let mid = net.run(x.clone(), 0, 8);
-    let err = relative_error(net.run(mid.clone(), 9, 17), net.run_with_burn_ops(mid, 9, 17));
+    let err = relative_error(
+        net.run(mid.clone(), 9, 17),
+        net.run_with_burn_ops(mid, 9, 17),
+    );
     assert!(err < 1e-4, "layers 9..=17: relative error {err}");
 }
