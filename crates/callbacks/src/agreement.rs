@@ -240,6 +240,7 @@ mod tests {
             sinks: &mut sinks,
             rendered: &mut rendered,
             warnings: &mut warnings,
+            curves: &mut Default::default(),
         };
         agreement.on_epoch_end(&mut ctx).unwrap();
         assert_eq!(warnings.len(), 1);

@@ -16,6 +16,7 @@
 //! ImageNet normalisation), batched: per image the photo, photo ⊙ map, the baseline, and the
 //! `steps − 1` intermediate deletion and insertion images — `2·steps + 1` forward passes.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -235,8 +236,31 @@ impl FaithfulnessScores {
 /// Images per forward pass.
 const BATCH: usize = 32;
 
+/// The probabilities of the images that depend on a map only through its saliency order —
+/// the photo, the baseline, the deletion and the insertion steps — keyed by (photo, baseline,
+/// steps, the step each pixel goes in, class). Within one drawing, the model is the same for every callback, so two
+/// methods whose maps rank the pixels alike (CAM and Grad-CAM on a GAP-linear head: the same
+/// map up to rounding) share these 2·steps − 1 forward passes; only x ⊙ map runs again. Keep
+/// one per drawing (the model changes between drawings).
+#[derive(Debug, Default)]
+pub struct CurveCache {
+    curves: HashMap<u64, Vec<f32>>,
+    /// Images whose curves were found here rather than computed.
+    pub reused: usize,
+}
+
+/// A 64-bit FNV-1a hash of `words`.
+fn hash_words(hash: u64, words: impl IntoIterator<Item = u64>) -> u64 {
+    words.into_iter().fold(hash, |h, w| {
+        w.to_le_bytes()
+            .iter()
+            .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    })
+}
+
 /// Score `maps` ([N·H·W] in [0, 1], at the photos' size) of `photos` explaining `classes`:
 /// Average Drop, Increase in Confidence and deletion/insertion AUC over `steps` steps.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &Classifier,
     photos: &[RgbImage],
@@ -245,19 +269,30 @@ pub fn evaluate(
     baseline: Baseline,
     steps: usize,
     device: &Device,
+    cache: &mut CurveCache,
 ) -> Result<FaithfulnessScores, String> {
-    evaluate_with(photos, maps, baseline, steps, |i, images, size| {
-        let class = *classes.get(i).ok_or("fewer classes than photos")?;
-        probabilities(model, images, size, class, device)
-    })
+    if classes.len() < photos.len() {
+        return Err("fewer classes than photos".into());
+    }
+    let tags: Vec<u64> = classes.iter().map(|&c| c as u64).collect();
+    evaluate_with(
+        photos,
+        maps,
+        baseline,
+        steps,
+        (cache, &tags),
+        |i, images, size| probabilities(model, images, size, classes[i], device),
+    )
 }
 
-/// [`evaluate`] with any `probability(image index, images as [3, H, W] planes, [H, W])`.
+/// [`evaluate`] with any `probability(image index, images as [3, H, W] planes, [H, W])`;
+/// `tags[i]` is what else image i's probabilities depend on (its class), for the cache.
 pub fn evaluate_with(
     photos: &[RgbImage],
     maps: &[f32],
     baseline: Baseline,
     steps: usize,
+    (cache, tags): (&mut CurveCache, &[u64]),
     mut probability: impl FnMut(usize, &[Vec<f32>], [usize; 2]) -> Result<Vec<f32>, String>,
 ) -> Result<FaithfulnessScores, String> {
     let steps = steps.max(1);
@@ -269,36 +304,71 @@ pub fn evaluate_with(
             .get(i * plane..(i + 1) * plane)
             .ok_or("fewer maps than photos")?;
         let x = planes(photo);
-        let b = baseline.of(photo);
-        // The images, in order: x, x ⊙ map, baseline, deletion 1..steps−1, insertion 1..steps−1.
-        let mut batch: Vec<Vec<f32>> = Vec::with_capacity(2 * steps + 1);
-        batch.push(x.clone());
-        batch.push((0..3 * plane).map(|k| x[k] * map[k % plane]).collect());
-        batch.push(b.clone());
         let order = saliency_order(map);
         let counts = step_counts(plane, steps);
-        for (from, onto) in [(&b, &x), (&x, &b)] {
-            for &count in &counts[1..steps] {
-                // The `count` most salient pixels taken from `from`, the rest from `onto`.
-                let mut image = onto.clone();
-                for &p in &order[..count] {
-                    for c in 0..3 {
-                        image[c * plane + p] = from[c * plane + p];
-                    }
-                }
-                batch.push(image);
+        // The images depend on the order only through which step removes (inserts) each
+        // pixel: two maps that differ by rounding inside a step share them.
+        let mut step_of = vec![0u64; plane];
+        for (j, window) in counts.windows(2).enumerate() {
+            for &p in &order[window[0]..window[1]] {
+                step_of[p] = j as u64;
             }
         }
-        let p = probability(i, &batch, [h, w])?;
-        if p.len() != batch.len() {
-            return Err(format!(
-                "{} probabilities for {} images",
-                p.len(),
-                batch.len()
-            ));
-        }
-        let (p_x, p_map, p_base) = (p[0], p[1], p[2]);
-        let (del, ins) = p[3..].split_at(steps - 1);
+        let tag = *tags.get(i).ok_or("fewer tags than photos")?;
+        let key = hash_words(
+            0xcbf2_9ce4_8422_2325,
+            [tag, steps as u64, baseline as u64, w as u64, h as u64]
+                .into_iter()
+                .chain(
+                    photo
+                        .as_raw()
+                        .chunks(8)
+                        .map(|c| c.iter().fold(0u64, |v, &b| (v << 8) | b as u64)),
+                )
+                .chain(step_of),
+        );
+        // x, baseline, deletion 1..steps−1, insertion 1..steps−1: functions of the order.
+        let curve = match cache.curves.get(&key) {
+            Some(curve) => {
+                cache.reused += 1;
+                curve.clone()
+            }
+            None => {
+                let b = baseline.of(photo);
+                let mut batch: Vec<Vec<f32>> = Vec::with_capacity(2 * steps);
+                batch.push(x.clone());
+                batch.push(b.clone());
+                for (from, onto) in [(&b, &x), (&x, &b)] {
+                    for &count in &counts[1..steps] {
+                        // The `count` most salient pixels taken from `from`, the rest from `onto`.
+                        let mut image = onto.clone();
+                        for &p in &order[..count] {
+                            for c in 0..3 {
+                                image[c * plane + p] = from[c * plane + p];
+                            }
+                        }
+                        batch.push(image);
+                    }
+                }
+                let curve = probability(i, &batch, [h, w])?;
+                if curve.len() != batch.len() {
+                    return Err(format!(
+                        "{} probabilities for {} images",
+                        curve.len(),
+                        batch.len()
+                    ));
+                }
+                cache.curves.insert(key, curve.clone());
+                curve
+            }
+        };
+        let masked: Vec<f32> = (0..3 * plane).map(|k| x[k] * map[k % plane]).collect();
+        let p_map = match probability(i, &[masked], [h, w])?[..] {
+            [p] => p,
+            ref other => return Err(format!("{} probabilities for 1 image", other.len())),
+        };
+        let (p_x, p_base) = (curve[0], curve[1]);
+        let (del, ins) = curve[2..].split_at(steps - 1);
         y.push(p_x);
         o.push(p_map);
         deletion.push(auc(&[&[p_x], del, &[p_base]].concat()));
@@ -437,6 +507,7 @@ mod model_tests {
                 m,
                 Baseline::Zeros,
                 4,
+                (&mut CurveCache::default(), &[0]),
                 |_, im, _| Ok(left_half(im)),
             )
             .unwrap()
@@ -461,10 +532,89 @@ mod model_tests {
         };
         let photo = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
         let map: Vec<f32> = (0..64 * 64).map(|i| (i % 64) as f32 / 63.0).collect();
-        let s = evaluate(&model, &[photo], &map, &[1], Baseline::Blur, 20, &device).unwrap();
+        let mut cache = CurveCache::default();
+        let photos = [photo];
+        let s = evaluate(
+            &model,
+            &photos,
+            &map,
+            &[1],
+            Baseline::Blur,
+            20,
+            &device,
+            &mut cache,
+        );
+        let s = s.unwrap();
         for v in s.values() {
             assert!((0.0..=1.0).contains(&v), "{s:?}");
         }
-        assert!(evaluate(&model, &[], &[], &[], Baseline::Zeros, 20, &device).is_ok());
+        let mut empty = CurveCache::default();
+        assert!(evaluate(
+            &model,
+            &[],
+            &[],
+            &[],
+            Baseline::Zeros,
+            20,
+            &device,
+            &mut empty
+        )
+        .is_ok());
+        // A map ranking the pixels alike (scaled, as Grad-CAM's is CAM's on this head) reuses
+        // the curves and gives the same scores up to its own x ⊙ map pass; another class or
+        // another order does not reuse them.
+        let scaled: Vec<f32> = map.iter().map(|v| v * 0.5).collect();
+        let t = evaluate(
+            &model,
+            &photos,
+            &scaled,
+            &[1],
+            Baseline::Blur,
+            20,
+            &device,
+            &mut cache,
+        );
+        let t = t.unwrap();
+        assert_eq!(cache.reused, 1);
+        assert_eq!(
+            (t.deletion_auc, t.insertion_auc),
+            (s.deletion_auc, s.insertion_auc)
+        );
+        let fresh = evaluate(
+            &model,
+            &photos,
+            &scaled,
+            &[1],
+            Baseline::Blur,
+            20,
+            &device,
+            &mut CurveCache::default(),
+        )
+        .unwrap();
+        assert_eq!(t, fresh);
+        evaluate(
+            &model,
+            &photos,
+            &scaled,
+            &[0],
+            Baseline::Blur,
+            20,
+            &device,
+            &mut cache,
+        )
+        .unwrap();
+        let reversed: Vec<f32> = map.iter().map(|v| 1.0 - v).collect();
+        evaluate(
+            &model,
+            &photos,
+            &reversed,
+            &[1],
+            Baseline::Blur,
+            20,
+            &device,
+            &mut cache,
+        )
+        .unwrap();
+        assert_eq!(cache.reused, 1);
     }
 }

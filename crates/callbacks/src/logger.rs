@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::cam::{check_method, explain_activations, ExplainError, Method, Target};
 use crate::evolution::MapHistory;
-use crate::faithfulness::{self, Baseline, FaithfulnessScores};
+use crate::faithfulness::{self, Baseline, CurveCache, FaithfulnessScores};
 use crate::localization::{self, BoxXyxy, LocalizationScores, Map};
 use crate::render::{overlay, OverlayStyle};
 use crate::sink::{each_sink, Sink, SinkError};
@@ -53,6 +53,8 @@ pub struct CallbackContext<'a> {
     pub rendered: &'a mut Vec<RenderedMaps>,
     /// Warnings for the user (the training loop prints them).
     pub warnings: &'a mut Vec<String>,
+    /// Faithfulness curves computed this drawing, shared by the callbacks (one per drawing).
+    pub curves: &'a mut CurveCache,
 }
 
 /// The normalised maps one callback rendered in one epoch, for callbacks that compare methods.
@@ -340,6 +342,7 @@ impl CamLogger {
                 settings.baseline,
                 settings.steps,
                 &self.images.activations.device(),
+                ctx.curves,
             )
             .map_err(CallbackError::Faithfulness)?;
             scalars.extend(FaithfulnessScores::NAMES.into_iter().zip(scores.values()));

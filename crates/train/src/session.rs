@@ -297,6 +297,7 @@ impl Session {
     /// Call every callback at `hook`; returns the warnings they raised.
     pub fn run_callbacks(&mut self, hook: Hook, epoch: usize) -> Result<Vec<String>> {
         let (mut rendered, mut warnings) = (Vec::new(), Vec::new());
+        let mut curves = callbacks::faithfulness::CurveCache::default();
         for callback in &mut self.callbacks {
             let mut ctx = CallbackContext {
                 model: &self.model,
@@ -304,6 +305,7 @@ impl Session {
                 sinks: &mut self.sinks,
                 rendered: &mut rendered,
                 warnings: &mut warnings,
+                curves: &mut curves,
             };
             match hook {
                 Hook::TrainStart => callback.on_train_start(&mut ctx),
