@@ -99,51 +99,80 @@ pub fn energy_in_box(map: &Map, b: &BoxXyxy) -> f32 {
     }
 }
 
-/// Bounding box (pixel-edge coordinates) of the largest 4-connected region ≥ threshold·max.
+/// Bounding box (pixel-edge coordinates) of the largest 4-connected region ≥ threshold·max; of
+/// equal sizes, the region whose first pixel (row-major) comes first.
+///
+/// Row by row, the runs of pixels at or above the cutoff are joined to the runs of the row
+/// above that they touch (union-find): one pass over the pixels, no per-pixel stack.
 pub fn largest_region_box(map: &Map, threshold: f32) -> Option<BoxXyxy> {
     let max = map.max();
     if max <= 0.0 {
         return None;
     }
     let cutoff = threshold * max;
-    let (w, h) = (map.width, map.height);
-    let mut seen = vec![false; w * h];
-    let mut best: Option<(usize, BoxXyxy)> = None;
-    let mut stack = Vec::new();
-    for start in 0..w * h {
-        if seen[start] || map.values[start] < cutoff {
-            continue;
+    let w = map.width;
+    // Runs (row, first column, end column exclusive) and their union-find parents.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    let mut parent: Vec<usize> = Vec::new();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
         }
-        let (mut size, mut bx) = (0, [usize::MAX, usize::MAX, 0, 0]);
-        seen[start] = true;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % w, i / w);
-            size += 1;
-            bx = [
-                bx[0].min(x),
-                bx[1].min(y),
-                bx[2].max(x + 1),
-                bx[3].max(y + 1),
-            ];
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < w).then(|| i + 1),
-                (y > 0).then(|| i - w),
-                (y + 1 < h).then(|| i + w),
-            ];
-            for n in neighbours.into_iter().flatten() {
-                if !seen[n] && map.values[n] >= cutoff {
-                    seen[n] = true;
-                    stack.push(n);
-                }
+        i
+    }
+    let mut above = 0..0;
+    for (y, row) in map.values.chunks(w.max(1)).enumerate() {
+        let first_of_row = runs.len();
+        let mut j = above.start;
+        let mut x = 0;
+        while x < w {
+            if row[x] < cutoff {
+                x += 1;
+                continue;
+            }
+            let x0 = x;
+            while x < w && row[x] >= cutoff {
+                x += 1;
+            }
+            let id = runs.len();
+            runs.push((y, x0, x));
+            parent.push(id);
+            // Runs above that share a column with [x0, x).
+            while j < above.end && runs[j].2 <= x0 {
+                j += 1;
+            }
+            let mut k = j;
+            while k < above.end && runs[k].1 < x {
+                let (a, b) = (find(&mut parent, id), find(&mut parent, k));
+                parent[a.max(b)] = a.min(b);
+                k += 1;
             }
         }
-        if best.as_ref().is_none_or(|(s, _)| size > *s) {
-            best = Some((size, bx.map(|v| v as f32)));
-        }
+        above = first_of_row..runs.len();
     }
-    best.map(|(_, b)| b)
+    // Per region: size, box, first pixel.
+    let mut regions: std::collections::HashMap<usize, (usize, [usize; 4], usize)> =
+        std::collections::HashMap::new();
+    for i in 0..runs.len() {
+        let (y, x0, x1) = runs[i];
+        let root = find(&mut parent, i);
+        let r = regions
+            .entry(root)
+            .or_insert((0, [usize::MAX, usize::MAX, 0, 0], usize::MAX));
+        r.0 += x1 - x0;
+        r.1 = [
+            r.1[0].min(x0),
+            r.1[1].min(y),
+            r.1[2].max(x1),
+            r.1[3].max(y + 1),
+        ];
+        r.2 = r.2.min(y * w + x0);
+    }
+    regions
+        .into_values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)))
+        .map(|(_, bx, _)| bx.map(|v| v as f32))
 }
 
 /// Intersection over union of two boxes.
@@ -242,6 +271,80 @@ mod tests {
         // Region ≥ 0.2·max: two single pixels; the first found of equal size wins: (7,2).
         assert_eq!(largest_region_box(&m, 0.2), Some([7.0, 2.0, 8.0, 3.0]));
         assert!((box_iou(&m, &[7.0, 2.0, 9.0, 3.0], 0.2) - 0.5).abs() < 1e-6);
+    }
+
+    /// The flood fill the run-based labelling replaced: the reference it is checked against.
+    fn flood_fill_box(map: &Map, threshold: f32) -> Option<BoxXyxy> {
+        let max = map.max();
+        if max <= 0.0 {
+            return None;
+        }
+        let cutoff = threshold * max;
+        let (w, h) = (map.width, map.height);
+        let mut seen = vec![false; w * h];
+        let mut best: Option<(usize, BoxXyxy)> = None;
+        let mut stack = Vec::new();
+        for start in 0..w * h {
+            if seen[start] || map.values[start] < cutoff {
+                continue;
+            }
+            let (mut size, mut bx) = (0, [usize::MAX, usize::MAX, 0, 0]);
+            seen[start] = true;
+            stack.push(start);
+            while let Some(i) = stack.pop() {
+                let (x, y) = (i % w, i / w);
+                size += 1;
+                bx = [
+                    bx[0].min(x),
+                    bx[1].min(y),
+                    bx[2].max(x + 1),
+                    bx[3].max(y + 1),
+                ];
+                let neighbours = [
+                    (x > 0).then(|| i - 1),
+                    (x + 1 < w).then(|| i + 1),
+                    (y > 0).then(|| i - w),
+                    (y + 1 < h).then(|| i + w),
+                ];
+                for n in neighbours.into_iter().flatten() {
+                    if !seen[n] && map.values[n] >= cutoff {
+                        seen[n] = true;
+                        stack.push(n);
+                    }
+                }
+            }
+            if best.as_ref().is_none_or(|(s, _)| size > *s) {
+                best = Some((size, bx.map(|v| v as f32)));
+            }
+        }
+        best.map(|(_, b)| b)
+    }
+
+    #[test]
+    fn run_labelling_equals_the_flood_fill() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for case in 0..300 {
+            let (w, h) = (1 + case % 17, 1 + case % 13);
+            // Blobs: a coarse random field, so regions of many shapes and sizes occur.
+            let coarse: Vec<f32> = (0..16).map(|_| next()).collect();
+            let noise: Vec<f32> = (0..w * h).map(|_| next()).collect();
+            let m = map(w, h, |x, y| {
+                coarse[(x * 4 / w) * 4 + y * 4 / h] * 0.7 + noise[y * w + x] * 0.3
+            });
+            for threshold in [0.2, 0.5, 0.8] {
+                assert_eq!(
+                    largest_region_box(&m, threshold),
+                    flood_fill_box(&m, threshold),
+                    "case {case} ({w}x{h}), threshold {threshold}"
+                );
+            }
+        }
     }
 
     #[test]
