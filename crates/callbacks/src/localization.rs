@@ -154,8 +154,7 @@ pub fn largest_region_box(map: &Map, threshold: f32) -> Option<BoxXyxy> {
     // Per region: size, box, first pixel.
     let mut regions: std::collections::HashMap<usize, (usize, [usize; 4], usize)> =
         std::collections::HashMap::new();
-    for i in 0..runs.len() {
-        let (y, x0, x1) = runs[i];
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
         let root = find(&mut parent, i);
         let r = regions
             .entry(root)

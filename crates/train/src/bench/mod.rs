@@ -12,6 +12,8 @@
 mod machine;
 mod pytorch;
 
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -57,10 +59,19 @@ fn best_seconds(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64
     Ok(best)
 }
 
-/// Largest |a − b| relative to the largest |b|.
+/// Largest |a − b| relative to the largest |b|; NaN when any difference is NaN (a NaN output
+/// must fail the check, and `f32::max` would skip it).
 fn deviation(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    let mut worst = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        let d = (x - y).abs();
+        if d.is_nan() {
+            return f32::NAN;
+        }
+        worst = worst.max(d);
+    }
+    worst / scale
 }
 
 /// Peak resident set size of this process (Linux), in MB.
@@ -374,4 +385,55 @@ fn write_json(
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_computation_fails_the_figure() {
+        let mut calls = 0;
+        let warm_up_fails = best_seconds(3, || bail!("no backbone"));
+        assert!(warm_up_fails
+            .unwrap_err()
+            .to_string()
+            .contains("no backbone"));
+        let third_fails = best_seconds(3, || {
+            calls += 1;
+            if calls == 3 {
+                bail!("out of memory");
+            }
+            Ok(())
+        });
+        assert!(third_fails
+            .unwrap_err()
+            .to_string()
+            .contains("out of memory"));
+        assert!(best_seconds(2, || Ok(())).unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn deviation_is_relative_to_the_largest_value() {
+        assert_eq!(deviation(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert!((deviation(&[1.0, 4.002], &[1.0, 4.0]) - 5e-4).abs() < 1e-6);
+        assert!(deviation(&[1.0, f32::NAN], &[1.0, 2.0]).is_nan());
+    }
+
+    #[test]
+    fn a_broken_pytorch_is_an_error_naming_it() {
+        // `false` exits 1; `echo` prints its arguments, which are not the script's JSON.
+        let failing = PyTorch::new(Path::new("false")).unwrap();
+        let err = failing
+            .time("effnet_lite0", 2, 1, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("false") && err.contains("failed"), "{err}");
+        let garbled = PyTorch::new(Path::new("echo")).unwrap();
+        let err = garbled
+            .time("effnet_lite0", 2, 1, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unreadable output"), "{err}");
+    }
 }
