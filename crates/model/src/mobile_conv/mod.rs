@@ -366,9 +366,10 @@ impl<B: MobileConvOps, C: CheckpointStrategy> MobileConvOps for Autodiff<B, C> {
     }
 }
 
-/// Whether the kernels here can run: the flex device, f32.
-fn on_flex(x: &Tensor<4>) -> bool {
-    x.device().inner() == Device::flex() && x.dtype() == DType::F32
+/// Whether the kernels here can run: the flex device, every tensor f32.
+fn on_flex(x: &Tensor<4>, weight: &Tensor<4>, bias: &Tensor<1>) -> bool {
+    x.device().inner() == Device::flex()
+        && [x.dtype(), weight.dtype(), bias.dtype()] == [DType::F32; 3]
 }
 
 /// NHWC → NCHW and back, for burn's own `conv2d` on other devices.
@@ -390,7 +391,7 @@ pub fn depthwise_conv(
     padding: [usize; 4],
     relu6: bool,
 ) -> Tensor<4> {
-    if on_flex(&x) {
+    if on_flex(&x, &weight, &bias) {
         return Tensor::from_dispatch(Dispatch::depthwise_conv(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -428,7 +429,7 @@ fn depthwise_conv_burn(
 /// 1x1 conv with bias on x [N, H, W, Ci], then ReLU6 when `relu6`; differentiable. Off flex it
 /// is burn's `conv2d`.
 pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: bool) -> Tensor<4> {
-    if on_flex(&x) {
+    if on_flex(&x, &weight, &bias) {
         return Tensor::from_dispatch(Dispatch::pointwise_conv(
             x.into_dispatch(),
             weight.into_dispatch(),
