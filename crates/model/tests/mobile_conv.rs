@@ -171,3 +171,159 @@ fn outside_autodiff_the_ops_give_the_same_values() {
     );
     assert_close("plain vs autodiff output", &plain, &tracked[0]);
 }
+
+/// A direct f64 depthwise convolution (NCHW, zero padding (top, left, bottom, right)) and its
+/// gradients for loss = Σ y ⊙ r: the reference written from the definition, no library.
+#[allow(clippy::type_complexity)]
+fn depthwise_f64(
+    (x, [n, c, h, w]): (&[f32], [usize; 4]),
+    (weight, k): (&[f32], usize),
+    bias: &[f32],
+    stride: usize,
+    [top, left, bottom, right]: [usize; 4],
+    r: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (oh_n, ow_n) = (
+        (h + top + bottom - k) / stride + 1,
+        (w + left + right - k) / stride + 1,
+    );
+    let mut y = vec![0f64; n * c * oh_n * ow_n];
+    let mut dx = vec![0f64; n * c * h * w];
+    let mut dw = vec![0f64; c * k * k];
+    for s in 0..n {
+        for ch in 0..c {
+            for oh in 0..oh_n {
+                for ow in 0..ow_n {
+                    let out = ((s * c + ch) * oh_n + oh) * ow_n + ow;
+                    let mut acc = bias[ch] as f64;
+                    for kh in 0..k {
+                        for kw in 0..k {
+                            let (py, px) = (oh * stride + kh, ow * stride + kw);
+                            if py < top || px < left || py - top >= h || px - left >= w {
+                                continue;
+                            }
+                            let at = ((s * c + ch) * h + py - top) * w + px - left;
+                            let wv = weight[(ch * k + kh) * k + kw] as f64;
+                            acc += wv * x[at] as f64;
+                            dx[at] += wv * r[out] as f64;
+                            dw[(ch * k + kh) * k + kw] += x[at] as f64 * r[out] as f64;
+                        }
+                    }
+                    y[out] = acc;
+                }
+            }
+        }
+    }
+    (y, dx, dw)
+}
+
+fn assert_close_f64(what: &str, ours: &[f32], reference: &[f64]) {
+    assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+    let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let worst = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0f64, f64::max);
+    assert!(
+        worst <= 1e-5 * scale,
+        "{what}: largest difference {worst} (values up to {scale})"
+    );
+}
+
+#[test]
+fn depthwise_equals_a_direct_f64_convolution_on_odd_sizes() {
+    let device = Device::flex().autodiff();
+    for (n, c, h, w, k, s, padding) in [
+        (2, 5, 9, 11, 3, 2, same(9, 11, 3, 2)),
+        (1, 7, 13, 7, 5, 1, same(13, 7, 5, 1)),
+        (3, 3, 6, 5, 5, 2, [1, 2, 3, 0]),
+    ] {
+        let x = tensor(11, [n, c, h, w], &device).require_grad();
+        let wt = tensor(12, [c, 1, k, k], &device).require_grad();
+        let b = tensor(13, [c], &device);
+        let y = depthwise_conv(
+            x.clone().permute([0, 2, 3, 1]),
+            wt.clone(),
+            b.clone(),
+            s,
+            padding,
+            false,
+        )
+        .permute([0, 3, 1, 2]);
+        let r = tensor(14, y.dims(), &device);
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let (y64, dx64, dw64) = depthwise_f64(
+            (&flat(x.clone()), [n, c, h, w]),
+            (&flat(wt.clone()), k),
+            &flat(b),
+            s,
+            padding,
+            &flat(r),
+        );
+        let name = format!("depthwise n{n} c{c} {h}x{w} k{k} s{s} pad{padding:?}");
+        assert_close_f64(&format!("{name} output"), &flat(y), &y64);
+        assert_close_f64(
+            &format!("{name} x gradient"),
+            &flat(x.grad(&grads).unwrap()),
+            &dx64,
+        );
+        assert_close_f64(
+            &format!("{name} weight gradient"),
+            &flat(wt.grad(&grads).unwrap()),
+            &dw64,
+        );
+    }
+}
+
+#[test]
+fn pointwise_equals_a_direct_f64_product_on_odd_sizes() {
+    let device = Device::flex().autodiff();
+    for (n, ci, co, h, w) in [(3, 7, 5, 3, 5), (1, 13, 9, 17, 16)] {
+        let x = tensor(21, [n, ci, h, w], &device).require_grad();
+        let wt = tensor(22, [co, ci, 1, 1], &device).require_grad();
+        let b = tensor(23, [co], &device);
+        let y = pointwise_conv(
+            x.clone().permute([0, 2, 3, 1]),
+            wt.clone(),
+            b.clone(),
+            false,
+        )
+        .permute([0, 3, 1, 2]);
+        let r = tensor(24, y.dims(), &device);
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let (xv, wv, bv, rv) = (flat(x.clone()), flat(wt.clone()), flat(b), flat(r));
+        let p = h * w;
+        let (mut y64, mut dx64, mut dw64) = (
+            vec![0f64; n * co * p],
+            vec![0f64; n * ci * p],
+            vec![0f64; co * ci],
+        );
+        for s in 0..n {
+            for o in 0..co {
+                for q in 0..p {
+                    let out = (s * co + o) * p + q;
+                    y64[out] = bv[o] as f64;
+                    for i in 0..ci {
+                        let at = (s * ci + i) * p + q;
+                        y64[out] += wv[o * ci + i] as f64 * xv[at] as f64;
+                        dx64[at] += wv[o * ci + i] as f64 * rv[out] as f64;
+                        dw64[o * ci + i] += xv[at] as f64 * rv[out] as f64;
+                    }
+                }
+            }
+        }
+        let name = format!("pointwise n{n} {ci}->{co} {h}x{w}");
+        assert_close_f64(&format!("{name} output"), &flat(y), &y64);
+        assert_close_f64(
+            &format!("{name} x gradient"),
+            &flat(x.grad(&grads).unwrap()),
+            &dx64,
+        );
+        assert_close_f64(
+            &format!("{name} weight gradient"),
+            &flat(wt.grad(&grads).unwrap()),
+            &dw64,
+        );
+    }
+}
