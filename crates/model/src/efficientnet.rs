@@ -142,12 +142,10 @@ impl BnConv {
             [1; 2],
             self.conv.groups,
         );
-        let y = burn::tensor::module::conv2d(x, weight, Some(bias), options);
-        if relu6 {
-            y.clamp(0.0, 6.0)
-        } else {
-            y
-        }
+        mobile_conv::activation(
+            burn::tensor::module::conv2d(x, weight, Some(bias), options),
+            relu6,
+        )
     }
 
     /// A block's 1x1 or depthwise conv on x [N, H, W, C] with [`mobile_conv`]'s kernels (or

@@ -259,18 +259,17 @@ fn accumulate_weight_grad(g: &Depthwise, dy_image: &[f32], image: &[f32], dw_las
     }
 }
 
-/// `dst` (m×n, row-major) = lhs · rhs for an m×k `lhs` and k×n `rhs`, each given as (pointer,
-/// column stride, row stride); `gemm` splits the product over rayon's pool.
+/// lhs · rhs (m×n, row-major) for an m×k `lhs` and k×n `rhs`, each given as (pointer, column
+/// stride, row stride); `gemm` splits the product over rayon's pool.
 ///
 /// # Safety
 /// The strides must keep every element the product reads inside the buffers behind the pointers.
 unsafe fn matmul(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
     lhs: (*const f32, isize, isize),
     rhs: (*const f32, isize, isize),
-) {
-    assert!(dst.len() == m * n);
+) -> Vec<f32> {
+    let mut dst = vec![0.0f32; m * n];
     gemm::gemm(
         m,
         n,
@@ -292,6 +291,7 @@ unsafe fn matmul(
         false,
         gemm::Parallelism::Rayon(0),
     );
+    dst
 }
 
 /// y = x · weightᵀ + bias over all pixels: x [rows, ci], weight [co, ci], bias [co] → [rows, co].
@@ -302,12 +302,10 @@ pub fn pointwise_forward(
     bias: &[f32],
 ) -> Vec<f32> {
     assert!(x.len() == rows * ci && weight.len() == co * ci && bias.len() == co);
-    let mut y = vec![0.0f32; rows * co];
     // SAFETY: x is rows×ci (row stride ci); weightᵀ is ci×co (element (i, o) at o·ci + i).
-    unsafe {
+    let mut y = unsafe {
         matmul(
             (rows, co, ci),
-            &mut y,
             (x.as_ptr(), 1, ci as isize),
             (weight.as_ptr(), ci as isize, 1),
         )
@@ -327,17 +325,14 @@ pub fn pointwise_input_grad(
     dy: &[f32],
 ) -> Vec<f32> {
     assert!(dy.len() == rows * co && weight.len() == co * ci);
-    let mut dx = vec![0.0f32; rows * ci];
     // SAFETY: dy is rows×co (row stride co); weight is co×ci (row stride ci).
     unsafe {
         matmul(
             (rows, ci, co),
-            &mut dx,
             (dy.as_ptr(), 1, co as isize),
             (weight.as_ptr(), 1, ci as isize),
         )
-    };
-    dx
+    }
 }
 
 /// ∂L/∂weight = ∂L/∂yᵀ · x: → [co, ci].
@@ -347,17 +342,14 @@ pub fn pointwise_weight_grad(
     dy: &[f32],
 ) -> Vec<f32> {
     assert!(x.len() == rows * ci && dy.len() == rows * co);
-    let mut dw = vec![0.0f32; co * ci];
     // SAFETY: dyᵀ is co×rows (element (o, r) at r·co + o); x is rows×ci (row stride ci).
     unsafe {
         matmul(
             (co, ci, rows),
-            &mut dw,
             (dy.as_ptr(), co as isize, 1),
             (x.as_ptr(), 1, ci as isize),
         )
-    };
-    dw
+    }
 }
 
 /// ReLU6 in place: clamp to [0, 6].

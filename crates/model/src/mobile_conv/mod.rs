@@ -447,7 +447,8 @@ fn pointwise_conv_burn(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, relu6: 
     channels_last(activation(y, relu6))
 }
 
-fn activation(y: Tensor<4>, relu6: bool) -> Tensor<4> {
+/// ReLU6 (clamp to [0, 6]) when `relu6`, on burn's ops: the activation beside burn's conv2d.
+pub(crate) fn activation(y: Tensor<4>, relu6: bool) -> Tensor<4> {
     if relu6 {
         y.clamp(0.0, 6.0)
     } else {
