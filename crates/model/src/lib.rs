@@ -6,6 +6,53 @@
 //! backbone to the explained layer once, then differentiates the logits with respect to
 //! that layer's activations.
 
+/// Evaluates `body` compiled for AVX2 when the CPU has it (the channel loops then run 8 wide),
+/// else for the baseline.
+macro_rules! simd_dispatch {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { avx2(|| $body) }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body
+        }
+    }};
+}
+
+/// Defines `fn $name(args) -> ret` that runs `$kernel(args)` compiled for AVX2 when the CPU
+/// has it, else for the baseline. Unlike [`simd_dispatch!`], the kernel (`#[inline(always)]`)
+/// is called by name inside the AVX2 function, so it is always inlined there, however large.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $kernel:path) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $kernel($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+
 pub mod efficientnet;
 pub mod head;
 pub mod mobile_conv;

@@ -237,7 +237,7 @@ impl Vgg16 {
     }
 
     /// [`run`](Self::run) on the host with Winograd F(2x2, 3x3) convolutions (bias and ReLU
-    /// fused) and our own pooling, image by image ([`crate::winograd`]). `None` when a tensor
+    /// fused) and our own pooling, on the whole batch channels-last ([`crate::winograd`]). `None` when a tensor
     /// cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
     pub fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
         let [n, c0, h0, w0] = x.dims();
@@ -277,25 +277,21 @@ impl Vgg16 {
             });
         }
         let (mut c, mut h, mut w) = (c0, h0, w0);
-        let mut out = Vec::new();
-        for image in input.chunks(c0 * h0 * w0) {
-            let mut y = image.to_vec();
-            (c, h, w) = (c0, h0, w0);
-            for layer in &layers {
-                y = match layer {
-                    Some(conv) => {
-                        c = conv.out_channels();
-                        conv.forward_relu(&y, h, w)
-                    }
-                    None => {
-                        let pooled = crate::winograd::max_pool_2x2(&y, c, h, w);
-                        (h, w) = (h / 2, w / 2);
-                        pooled
-                    }
-                };
-            }
-            out.extend(y);
+        let mut y = crate::winograd::to_channels_last(&input, n, c, h, w);
+        for layer in &layers {
+            y = match layer {
+                Some(conv) => {
+                    c = conv.out_channels();
+                    conv.forward_relu(&y, n, h, w)
+                }
+                None => {
+                    let pooled = crate::winograd::max_pool_2x2(&y, n, h, w, c);
+                    (h, w) = (h / 2, w / 2);
+                    pooled
+                }
+            };
         }
+        let out = crate::winograd::to_channels_first(&y, n, h, w, c);
         Some(Tensor::from_data(
             TensorData::new(out, [n, c, h, w]),
             &device,

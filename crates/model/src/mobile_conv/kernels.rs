@@ -115,30 +115,6 @@ fn multiply_add(dst: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-/// Evaluates `body` compiled for AVX2 when the CPU has it (the channel loops then run 8 wide),
-/// else for the baseline.
-macro_rules! simd_dispatch {
-    ($body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                unsafe { avx2(|| $body) }
-            } else {
-                $body
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $body
-        }
-    }};
-}
-
 /// y = depthwise(x, weight) + bias: x [n, h, w, c], weight [c, k, k], bias [c] →
 /// [n, out_h, out_w, c].
 pub fn depthwise_forward(g: &Depthwise, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
