@@ -20,6 +20,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::weights::{WeightError, WeightFile};
 
@@ -237,7 +238,7 @@ impl Vgg16 {
     }
 
     /// [`run`](Self::run) on the host with Winograd F(2x2, 3x3) convolutions (bias and ReLU
-    /// fused) and our own pooling, on the whole batch channels-last ([`crate::winograd`]). `None` when a tensor
+    /// fused) and our own pooling, channels-last, image by image ([`crate::winograd`]). `None` when a tensor
     /// cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
     pub fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
         let [n, c0, h0, w0] = x.dims();
@@ -276,22 +277,36 @@ impl Vgg16 {
                 Op::Pool => None,
             });
         }
-        let (mut c, mut h, mut w) = (c0, h0, w0);
-        let mut y = crate::winograd::to_channels_last(&input, n, c, h, w);
-        for layer in &layers {
-            y = match layer {
-                Some(conv) => {
-                    c = conv.out_channels();
-                    conv.forward_relu(&y, n, h, w)
+        // Image by image, the images in parallel: one image's activations stay in cache from
+        // layer to layer (a whole batch's would not), and each layer still splits its tiles
+        // over the threads that are free (a batch of one image uses them all).
+        let images: Vec<(Vec<f32>, [usize; 3])> = input
+            .par_chunks(c0 * h0 * w0)
+            .map(|image| {
+                let (mut c, mut h, mut w) = (c0, h0, w0);
+                let mut y = crate::winograd::to_channels_last(image, 1, c, h, w);
+                for layer in &layers {
+                    y = match layer {
+                        Some(conv) => {
+                            let y = crate::winograd::pad_channels(y, c, conv.in_channels());
+                            c = conv.out_channels();
+                            conv.forward_relu(&y, 1, h, w)
+                        }
+                        None => {
+                            let pooled = crate::winograd::max_pool_2x2(&y, 1, h, w, c);
+                            (h, w) = (h / 2, w / 2);
+                            pooled
+                        }
+                    };
                 }
-                None => {
-                    let pooled = crate::winograd::max_pool_2x2(&y, n, h, w, c);
-                    (h, w) = (h / 2, w / 2);
-                    pooled
-                }
-            };
-        }
-        let out = crate::winograd::to_channels_first(&y, n, h, w, c);
+                (
+                    crate::winograd::to_channels_first(&y, 1, h, w, c),
+                    [c, h, w],
+                )
+            })
+            .collect();
+        let [c, h, w] = images.first()?.1;
+        let out: Vec<f32> = images.into_iter().flat_map(|(y, _)| y).collect();
         Some(Tensor::from_data(
             TensorData::new(out, [n, c, h, w]),
             &device,

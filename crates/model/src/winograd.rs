@@ -32,13 +32,18 @@ pub struct WinogradConv {
 
 impl WinogradConv {
     /// From PyTorch-layout weights [K, C, 3, 3] and bias [K].
-    pub fn new(weight: &[f32], bias: &[f32], k: usize, c: usize) -> Self {
-        assert_eq!(weight.len(), k * c * 9, "weights must be [K, C, 3, 3]");
+    ///
+    /// Fewer than 8 input channels (an RGB image) are padded to 8 with zero filters, so the
+    /// input transform always moves whole registers: the input must then have
+    /// [`in_channels`](Self::in_channels) channels (see [`pad_channels`]).
+    pub fn new(weight: &[f32], bias: &[f32], k: usize, c_real: usize) -> Self {
+        assert_eq!(weight.len(), k * c_real * 9, "weights must be [K, C, 3, 3]");
         assert_eq!(bias.len(), k, "bias must be [K]");
+        let c = c_real.max(LANES);
         let mut u = vec![0.0; 16 * c * k];
         for ki in 0..k {
-            for ci in 0..c {
-                let g = &weight[(ki * c + ci) * 9..][..9];
+            for ci in 0..c_real {
+                let g = &weight[(ki * c_real + ci) * 9..][..9];
                 // t = G g (4x3), then G tᵀ → U (4x4).
                 let mut t = [[0.0f32; 3]; 4];
                 for j in 0..3 {
@@ -74,6 +79,11 @@ impl WinogradConv {
         self.k
     }
 
+    /// Input channels, after padding (at least 8).
+    pub fn in_channels(&self) -> usize {
+        self.c
+    }
+
     /// relu(conv(x) + bias) for a batch stored channels-last: x [N, H, W, C] → [N, H, W, K].
     ///
     /// Tiles are processed in blocks small enough that a block's transformed input and GEMM
@@ -89,7 +99,11 @@ impl WinogradConv {
             per_image: h.div_ceil(2) * w.div_ceil(2),
         };
         let tiles = n * grid.per_image;
-        let block = (32768 / (c + k)).max(128).min(tiles.max(1));
+        let block_floats: usize = std::env::var("WG_BLOCK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32768);
+        let block = (block_floats / (c + k)).max(128).min(tiles.max(1));
         let mut y = vec![0.0f32; n * h * w * k];
         let out = SharedOut(y.as_mut_ptr());
         (0..tiles.div_ceil(block)).into_par_iter().for_each(|b| {
@@ -169,21 +183,20 @@ fn input_transform_kernel(
     let c = conv.c;
     for j in 0..p {
         let (image, ty, tx) = grid.tile(t0 + j);
-        // The 16 input pixels of the tile (row-major), or None where it overhangs.
-        let pixels: [Option<usize>; 16] = std::array::from_fn(|q| {
-            let (y, xx) = (
-                (2 * ty + q / 4).checked_sub(1)?,
-                (2 * tx + q % 4).checked_sub(1)?,
-            );
-            (y < grid.h && xx < grid.w).then(|| ((image * grid.h + y) * grid.w + xx) * c)
-        });
+        // The tile's 4 input rows and columns (padding 1), and which lie inside the image.
+        let (y0, x0) = ((2 * ty) as isize - 1, (2 * tx) as isize - 1);
+        let inside = |v: isize, size: usize| v >= 0 && (v as usize) < size;
+        let rows: [Option<usize>; 4] = [0, 1, 2, 3]
+            .map(|i| inside(y0 + i, grid.h).then(|| (image * grid.h + (y0 + i) as usize) * grid.w));
+        let cols: [Option<usize>; 4] =
+            [0, 1, 2, 3].map(|j| inside(x0 + j, grid.w).then(|| (x0 + j) as usize));
         let (mut d, mut out) = ([[0.0f32; LANES]; 16], [[0.0f32; LANES]; 16]);
         for c0 in (0..c).step_by(LANES) {
             let len = LANES.min(c - c0);
-            for (lane, pixel) in d.iter_mut().zip(&pixels) {
-                match pixel {
-                    Some(at) => load(lane, &x[at + c0..], len),
-                    None => *lane = [0.0; LANES],
+            for (q, lane) in d.iter_mut().enumerate() {
+                match (rows[q / 4], cols[q % 4]) {
+                    (Some(row), Some(col)) => load(lane, &x[(row + col) * c + c0..], len),
+                    _ => *lane = [0.0; LANES],
                 }
             }
             transform_input_tile(&d, &mut out);
@@ -257,21 +270,32 @@ impl Grid {
     }
 }
 
-/// dst[..len] = src[..len] (a fixed-size copy when the run is a whole register).
+/// dst[..len] = src[..len]: a fixed-size copy when the run is a whole register, else a
+/// fixed-count loop (a variable-length copy would be a `memcpy` call per pixel).
 #[inline(always)]
 fn load(dst: &mut [f32; LANES], src: &[f32], len: usize) {
     match len {
         LANES => dst.copy_from_slice(&src[..LANES]),
-        _ => dst[..len].copy_from_slice(&src[..len]),
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = if i < len { src[i] } else { 0.0 };
+            }
+        }
     }
 }
 
-/// dst[..len] = src[..len] (a fixed-size copy when the run is a whole register).
+/// dst[..len] = src[..len], as [`load`].
 #[inline(always)]
 fn store(dst: &mut [f32], src: &[f32; LANES], len: usize) {
     match len {
         LANES => dst[..LANES].copy_from_slice(src),
-        _ => dst[..len].copy_from_slice(&src[..len]),
+        _ => {
+            for (i, &v) in src.iter().enumerate() {
+                if i < len {
+                    dst[i] = v;
+                }
+            }
+        }
     }
 }
 
@@ -347,6 +371,18 @@ pub fn max_pool_2x2(x: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f3
             }
         }
     });
+    y
+}
+
+/// [P, C] → [P, padded] (zeros in the new channels); `x` itself when nothing is added.
+pub fn pad_channels(x: Vec<f32>, c: usize, padded: usize) -> Vec<f32> {
+    if padded <= c {
+        return x;
+    }
+    let mut y = vec![0.0f32; x.len() / c.max(1) * padded];
+    for (src, dst) in x.chunks(c).zip(y.chunks_mut(padded)) {
+        dst[..c].copy_from_slice(src);
+    }
     y
 }
 
@@ -446,7 +482,8 @@ mod tests {
             let wt: Vec<f32> = (0..k * c * 9).map(|_| rand()).collect();
             let b: Vec<f32> = (0..k).map(|_| rand()).collect();
             let conv = WinogradConv::new(&wt, &b, k, c);
-            let got = conv.forward_relu(&to_channels_last(&x, n, c, h, w), n, h, w);
+            let input = pad_channels(to_channels_last(&x, n, c, h, w), c, conv.in_channels());
+            let got = conv.forward_relu(&input, n, h, w);
             let got = to_channels_first(&got, n, h, w, k);
             let want: Vec<f32> = x
                 .chunks(c * h * w)
