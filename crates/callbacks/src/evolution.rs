@@ -3,6 +3,7 @@
 //! any update) and the frames of the evolution strip (each image's map at a spread of the drawn
 //! steps, the first and the latest always included).
 
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 use crate::faithfulness::spearman;
@@ -34,12 +35,13 @@ pub struct Drift {
 /// 1 − the mean Spearman ρ of corresponding maps (`plane` values each) of `a` and `b`.
 pub fn drift(a: &[f32], b: &[f32], plane: usize) -> f32 {
     let n = (a.len().min(b.len()) / plane.max(1)).max(1);
-    let rho: f32 = a
-        .chunks(plane.max(1))
-        .zip(b.chunks(plane.max(1)))
+    // Images in parallel, summed in order (the same figure on any thread count).
+    let rhos: Vec<f32> = a
+        .par_chunks(plane.max(1))
+        .zip(b.par_chunks(plane.max(1)))
         .map(|(x, y)| spearman(x, y))
-        .sum();
-    1.0 - rho / n as f32
+        .collect();
+    1.0 - rhos.iter().sum::<f32>() / n as f32
 }
 
 impl MapHistory {

@@ -13,17 +13,24 @@ fn main() {
         .collect();
     let arg = |i: usize, default: usize| args.get(i).copied().unwrap_or(default);
     let (divisor, size, batch, repeats) = (arg(0, 1), arg(1, 224), arg(2, 8), arg(3, 3));
+    if std::env::var_os("LAYERS").is_some() {
+        return layers(divisor, size);
+    }
     let device = Device::flex();
     let vgg = Vgg16::random(divisor, &device);
     let end = layer_index("block5_conv3").expect("VGG16 has block5_conv3");
     let x: Tensor<4> = Tensor::random([batch, 3, size, size], Distribution::Default, &device);
+    // The fastest of `repeats` runs (this machine's timings are noisy).
     let time = |f: &dyn Fn() -> Tensor<4>| {
         let out = f();
-        let start = Instant::now();
-        for _ in 0..repeats {
-            f();
-        }
-        (start.elapsed().as_secs_f64() / repeats as f64, out)
+        let best = (0..repeats)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min);
+        (best, out)
     };
     let (fast_s, fast) = time(&|| vgg.run(x.clone(), 0, end));
     if std::env::var_os("FAST_ONLY").is_some() {
@@ -45,4 +52,33 @@ fn main() {
         batch as f64 / fast_s,
         batch as f64 / burn_s
     );
+}
+
+/// Per-layer times of the fast path (env LAYERS=1): each conv of the network at this width
+/// and size, on one image.
+fn layers(divisor: usize, size: usize) {
+    let mut hw = size;
+    let mut c = 3;
+    for (_, op) in model::VGG16_LAYERS {
+        let model::vgg16::Op::Conv { c_out, .. } = op else {
+            hw /= 2;
+            continue;
+        };
+        let k = c_out / divisor;
+        let x: Vec<f32> = (0..c * hw * hw).map(|i| (i % 97) as f32 / 97.0).collect();
+        let w: Vec<f32> = (0..k * c * 9)
+            .map(|i| ((i % 13) as f32 - 6.0) / 100.0)
+            .collect();
+        let conv = model::winograd::WinogradConv::new(&w, &vec![0.0; k], k, c);
+        let x = model::winograd::pad_channels(x, c, conv.in_channels());
+        let t = (0..30)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(conv.forward_relu(&x, 1, hw, hw));
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min);
+        println!("C={c} K={k} {hw}x{hw}: {:.3} ms", t * 1e3);
+        c = k;
+    }
 }

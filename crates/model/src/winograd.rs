@@ -22,11 +22,19 @@ use rayon::prelude::*;
 /// Channels handled together by the transforms (one AVX2 register).
 const LANES: usize = 8;
 
+/// Layers with at most 16 input and 32 output channels multiply tile by tile in registers
+/// ([`fused_tiles`]): `gemm` on such small matrices spends its time packing (measured on VGG16
+/// at width / 8: 2.2x faster for 8 → 8 channels, 1.2x slower for 32 → 32).
+const SMALL_C: usize = 16;
+const SMALL_K: usize = 32;
+
 /// One layer's transformed filters U [16][C][K] and bias [K].
 pub struct WinogradConv {
     k: usize,
     c: usize,
     u: Vec<f32>,
+    /// For small layers: U again as [K/8][16][C] runs of 8 output channels (zero-padded).
+    u_lanes: Vec<[f32; LANES]>,
     bias: Vec<f32>,
 }
 
@@ -66,10 +74,23 @@ impl WinogradConv {
                 }
             }
         }
+        let mut u_lanes = Vec::new();
+        if c <= SMALL_C && k <= SMALL_K {
+            u_lanes = vec![[0.0; LANES]; k.div_ceil(LANES) * 16 * c];
+            for xi in 0..16 {
+                for ci in 0..c {
+                    for ki in 0..k {
+                        let run = (ki / LANES * 16 + xi) * c + ci;
+                        u_lanes[run][ki % LANES] = u[(xi * c + ci) * k + ki];
+                    }
+                }
+            }
+        }
         Self {
             k,
             c,
             u,
+            u_lanes,
             bias: bias.to_vec(),
         }
     }
@@ -99,15 +120,14 @@ impl WinogradConv {
             per_image: h.div_ceil(2) * w.div_ceil(2),
         };
         let tiles = n * grid.per_image;
-        let block_floats: usize = std::env::var("WG_BLOCK")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(32768);
-        let block = (block_floats / (c + k)).max(128).min(tiles.max(1));
+        let block = (32768 / (c + k)).max(128).min(tiles.max(1));
         let mut y = vec![0.0f32; n * h * w * k];
         let out = SharedOut(y.as_mut_ptr());
         (0..tiles.div_ceil(block)).into_par_iter().for_each(|b| {
             let (t0, t1) = (b * block, ((b + 1) * block).min(tiles));
+            if !self.u_lanes.is_empty() {
+                return fused_tiles(self, x, &grid, t0, t1 - t0, &out);
+            }
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let p = t1 - t0;
@@ -124,25 +144,30 @@ impl WinogradConv {
         y
     }
 
-    /// M[ξ] = V[ξ] U[ξ] for the 16 tile positions ξ: p×C times C×K.
+    /// M[ξ] = V[ξ] U[ξ] for the 16 tile positions ξ: p×C times C×K. V and M are stored tile
+    /// by tile ([p][16][C] and [p][16][K]), so V[ξ] and M[ξ] are matrices with a row stride of
+    /// 16 rows: the transforms then read and write one contiguous run per tile (16 separate
+    /// runs 2^n bytes apart would all fall in the same cache set).
     fn multiply(&self, v: &[f32], m: &mut [f32], p: usize) {
         let (k, c) = (self.k, self.c);
-        for (xi, mx) in m.chunks_mut(p * k).enumerate() {
+        assert!(v.len() >= 16 * p * c && m.len() >= 16 * p * k);
+        for xi in 0..16 {
             let ux = &self.u[xi * c * k..(xi + 1) * c * k];
-            let vx = &v[xi * p * c..(xi + 1) * p * c];
-            // SAFETY: row-major p×C times C×K into p×K; all three slices sized exactly.
+            // SAFETY: V[ξ] is p rows of C at v[ξ·C + row·16·C] and M[ξ] p rows of K at
+            // m[ξ·K + row·16·K], all inside the slices (checked above); U[ξ] is C×K row-major;
+            // the 16 M[ξ] are disjoint.
             unsafe {
                 gemm::gemm(
                     p,
                     k,
                     c,
-                    mx.as_mut_ptr(),
+                    m.as_mut_ptr().add(xi * k),
                     1,
-                    k as isize,
+                    (16 * k) as isize,
                     false,
-                    vx.as_ptr(),
+                    v.as_ptr().add(xi * c),
                     1,
-                    c as isize,
+                    (16 * c) as isize,
                     ux.as_ptr(),
                     1,
                     k as isize,
@@ -159,7 +184,7 @@ impl WinogradConv {
 }
 
 simd_fn!(
-    /// V [16][p][C]: Bᵀ d B of the tiles t0..t0+p, 8 channels at a time.
+    /// V [p][16][C]: Bᵀ d B of the tiles t0..t0+p, 8 channels at a time.
     fn input_transform(conv: &WinogradConv, x: &[f32], grid: &Grid, t0: usize, p: usize, v: &mut [f32])
         => input_transform_kernel
 );
@@ -170,7 +195,7 @@ simd_fn!(
         => output_transform_kernel
 );
 
-/// V [16][p][C]: Bᵀ d B of the tiles t0..t0+p, 8 channels at a time.
+/// V [p][16][C]: Bᵀ d B of the tiles t0..t0+p, 8 channels at a time.
 #[inline(always)]
 fn input_transform_kernel(
     conv: &WinogradConv,
@@ -181,28 +206,34 @@ fn input_transform_kernel(
     v: &mut [f32],
 ) {
     let c = conv.c;
-    for j in 0..p {
-        let (image, ty, tx) = grid.tile(t0 + j);
-        // The tile's 4 input rows and columns (padding 1), and which lie inside the image.
-        let (y0, x0) = ((2 * ty) as isize - 1, (2 * tx) as isize - 1);
-        let inside = |v: isize, size: usize| v >= 0 && (v as usize) < size;
-        let rows: [Option<usize>; 4] = [0, 1, 2, 3]
-            .map(|i| inside(y0 + i, grid.h).then(|| (image * grid.h + (y0 + i) as usize) * grid.w));
-        let cols: [Option<usize>; 4] =
-            [0, 1, 2, 3].map(|j| inside(x0 + j, grid.w).then(|| (x0 + j) as usize));
-        let (mut d, mut out) = ([[0.0f32; LANES]; 16], [[0.0f32; LANES]; 16]);
-        for c0 in (0..c).step_by(LANES) {
-            let len = LANES.min(c - c0);
-            for (q, lane) in d.iter_mut().enumerate() {
-                match (rows[q / 4], cols[q % 4]) {
-                    (Some(row), Some(col)) => load(lane, &x[(row + col) * c + c0..], len),
-                    _ => *lane = [0.0; LANES],
-                }
+    for (j, vt) in v.chunks_mut(16 * c).take(p).enumerate() {
+        input_tile(c, x, grid, t0 + j, vt);
+    }
+}
+
+/// Bᵀ d B of tile `t` into `vt` [16][C], 8 channels at a time.
+#[inline(always)]
+fn input_tile(c: usize, x: &[f32], grid: &Grid, t: usize, vt: &mut [f32]) {
+    let (image, ty, tx) = grid.tile(t);
+    // The tile's 4 input rows and columns (padding 1), and which lie inside the image.
+    let (y0, x0) = ((2 * ty) as isize - 1, (2 * tx) as isize - 1);
+    let inside = |v: isize, size: usize| v >= 0 && (v as usize) < size;
+    let rows: [Option<usize>; 4] = [0, 1, 2, 3]
+        .map(|i| inside(y0 + i, grid.h).then(|| (image * grid.h + (y0 + i) as usize) * grid.w));
+    let cols: [Option<usize>; 4] =
+        [0, 1, 2, 3].map(|j| inside(x0 + j, grid.w).then(|| (x0 + j) as usize));
+    let (mut d, mut out) = ([[0.0f32; LANES]; 16], [[0.0f32; LANES]; 16]);
+    for c0 in (0..c).step_by(LANES) {
+        let len = LANES.min(c - c0);
+        for (q, lane) in d.iter_mut().enumerate() {
+            match (rows[q / 4], cols[q % 4]) {
+                (Some(row), Some(col)) => load(lane, &x[(row + col) * c + c0..], len),
+                _ => *lane = [0.0; LANES],
             }
-            transform_input_tile(&d, &mut out);
-            for (xi, lane) in out.iter().enumerate() {
-                store(&mut v[(xi * p + j) * c + c0..], lane, len);
-            }
+        }
+        transform_input_tile(&d, &mut out);
+        for (xi, lane) in out.iter().enumerate() {
+            store(&mut vt[xi * c + c0..], lane, len);
         }
     }
 }
@@ -217,35 +248,88 @@ fn output_transform_kernel(
     p: usize,
     out: &SharedOut,
 ) {
+    for (j, mt) in m.chunks(16 * conv.k).take(p).enumerate() {
+        output_tile(conv, mt, grid, t0 + j, out);
+    }
+}
+
+/// relu(Aᵀ M A + bias) of tile `t` (M [16][K]) into the output, 8 channels at a time.
+#[inline(always)]
+fn output_tile(conv: &WinogradConv, mt: &[f32], grid: &Grid, t: usize, out: &SharedOut) {
     let k = conv.k;
-    for j in 0..p {
-        let (image, ty, tx) = grid.tile(t0 + j);
-        let (mut tile, mut bias, mut y) =
-            ([[0.0f32; LANES]; 16], [0.0f32; LANES], [[0.0f32; LANES]; 4]);
-        for k0 in (0..k).step_by(LANES) {
-            let len = LANES.min(k - k0);
-            for (xi, lane) in tile.iter_mut().enumerate() {
-                load(lane, &m[(xi * p + j) * k + k0..], len);
+    let (image, ty, tx) = grid.tile(t);
+    let (mut tile, mut bias, mut y) =
+        ([[0.0f32; LANES]; 16], [0.0f32; LANES], [[0.0f32; LANES]; 4]);
+    for k0 in (0..k).step_by(LANES) {
+        let len = LANES.min(k - k0);
+        for (xi, lane) in tile.iter_mut().enumerate() {
+            load(lane, &mt[xi * k + k0..], len);
+        }
+        load(&mut bias, &conv.bias[k0..], len);
+        transform_output_tile(&tile, &bias, &mut y);
+        for (q, lane) in y.iter().enumerate() {
+            let (oy, ox) = (2 * ty + q / 2, 2 * tx + q % 2);
+            if oy < grid.h && ox < grid.w {
+                let at = ((image * grid.h + oy) * grid.w + ox) * k + k0;
+                // SAFETY: every output pixel belongs to exactly one tile, and each tile to
+                // exactly one block, so blocks write disjoint elements of the output, which
+                // outlives the parallel loop; `at + len` ≤ N·H·W·K.
+                unsafe {
+                    let dst = out.ptr().add(at);
+                    match len {
+                        LANES => std::ptr::copy_nonoverlapping(lane.as_ptr(), dst, LANES),
+                        _ => std::ptr::copy_nonoverlapping(lane.as_ptr(), dst, len),
+                    }
+                };
             }
-            load(&mut bias, &conv.bias[k0..], len);
-            transform_output_tile(&tile, &bias, &mut y);
-            for (q, lane) in y.iter().enumerate() {
-                let (oy, ox) = (2 * ty + q / 2, 2 * tx + q % 2);
-                if oy < grid.h && ox < grid.w {
-                    let at = ((image * grid.h + oy) * grid.w + ox) * k + k0;
-                    // SAFETY: every output pixel belongs to exactly one tile, and each
-                    // tile to exactly one block, so blocks write disjoint elements of the
-                    // output, which outlives the parallel loop; `at + len` ≤ N·H·W·K.
-                    unsafe {
-                        let dst = out.ptr().add(at);
-                        match len {
-                            LANES => std::ptr::copy_nonoverlapping(lane.as_ptr(), dst, LANES),
-                            _ => std::ptr::copy_nonoverlapping(lane.as_ptr(), dst, len),
+        }
+    }
+}
+
+simd_fn!(
+    /// Small layers: the tiles t0..t0+p from input to output one at a time, V and M on the
+    /// stack and the 16 products V[ξ] U[ξ] done 8 output channels at a time.
+    fn fused_tiles(conv: &WinogradConv, x: &[f32], grid: &Grid, t0: usize, p: usize, out: &SharedOut)
+        => fused_tiles_kernel
+);
+
+/// See [`fused_tiles`].
+#[inline(always)]
+fn fused_tiles_kernel(
+    conv: &WinogradConv,
+    x: &[f32],
+    grid: &Grid,
+    t0: usize,
+    p: usize,
+    out: &SharedOut,
+) {
+    let (c, k) = (conv.c, conv.k);
+    let (mut vt, mut mt) = ([0.0f32; 16 * SMALL_C], [0.0f32; 16 * SMALL_K]);
+    let (vt, mt) = (&mut vt[..16 * c], &mut mt[..16 * k]);
+    for t in t0..t0 + p {
+        input_tile(c, x, grid, t, vt);
+        for (kc, u_chunk) in conv.u_lanes.chunks(16 * c).enumerate() {
+            let len = LANES.min(k - kc * LANES);
+            // Eight ξ at a time: eight independent sums keep the multiply-adds in flight.
+            for xg in (0..16).step_by(8) {
+                let v_rows: [&[f32]; 8] = std::array::from_fn(|g| &vt[(xg + g) * c..][..c]);
+                let u_rows: [&[[f32; LANES]]; 8] =
+                    std::array::from_fn(|g| &u_chunk[(xg + g) * c..][..c]);
+                let mut acc = [[0.0f32; LANES]; 8];
+                for ci in 0..c {
+                    for (g, sum) in acc.iter_mut().enumerate() {
+                        let (a, u) = (v_rows[g][ci], &u_rows[g][ci]);
+                        for l in 0..LANES {
+                            sum[l] = a.mul_add(u[l], sum[l]);
                         }
-                    };
+                    }
+                }
+                for (g, sum) in acc.iter().enumerate() {
+                    store(&mut mt[(xg + g) * k + kc * LANES..], sum, len);
                 }
             }
         }
+        output_tile(conv, mt, grid, t, out);
     }
 }
 

@@ -314,6 +314,9 @@ impl Session {
             }
             .with_context(|| format!("callback {}", callback.name()))?;
         }
+        if std::env::var_os("DEBUG_CURVES").is_some() {
+            eprintln!("curves: {} reused", curves.reused);
+        }
         Ok(warnings)
     }
 
