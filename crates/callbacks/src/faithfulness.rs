@@ -456,10 +456,6 @@ fn probabilities(
 ) -> Result<Vec<f32>, String> {
     let plane = h * w;
     let mut out = Vec::with_capacity(images.len());
-    let start = std::time::Instant::now();
-    if std::env::var_os("DEBUG_CURVES").is_some() {
-        eprintln!("probabilities: {} images", images.len());
-    }
     for chunk in images.chunks(BATCH) {
         let mut values = chunk.concat();
         model::imagenet_normalize(&mut values, plane);
@@ -472,9 +468,6 @@ fn probabilities(
             .try_to_vec()
             .map_err(|e| format!("cannot read logits: {e:?}"))?;
         out.extend(logits.chunks(n).map(|row| class_probability(row, class)));
-    }
-    if std::env::var_os("DEBUG_CURVES").is_some() {
-        eprintln!("  {:.3} s", start.elapsed().as_secs_f64());
     }
     Ok(out)
 }

@@ -314,9 +314,6 @@ impl Session {
             }
             .with_context(|| format!("callback {}", callback.name()))?;
         }
-        if std::env::var_os("DEBUG_CURVES").is_some() {
-            eprintln!("curves: {} reused", curves.reused);
-        }
         Ok(warnings)
     }
 

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
+use rayon::prelude::*;
 
 use crate::rng::SplitMix64;
 
@@ -235,12 +236,17 @@ pub fn generate(seed: u64, index: usize, size: usize) -> SynthImage {
 
 /// Write `train` + `val` images (ImageFolder under `dir`) and `dir/boxes.json`.
 pub fn write_dataset(dir: &Path, seed: u64, train: usize, val: usize, size: usize) -> Result<()> {
-    let mut entries = Vec::new();
-    for (split, count, offset) in [("train", train, 0), ("val", val, train)] {
-        for i in 0..count {
-            let item = generate(seed, offset + i, size);
+    let items: Vec<(&str, usize)> = (0..train)
+        .map(|i| ("train", i))
+        .chain((train..train + val).map(|i| ("val", i)))
+        .collect();
+    // Images in parallel; the entries keep their order.
+    let entries = items
+        .into_par_iter()
+        .map(|(split, index)| -> Result<String> {
+            let item = generate(seed, index, size);
             let class = ["cat", "dog"][item.label];
-            let file = format!("{split}/{class}/{class}_{:05}.png", offset + i);
+            let file = format!("{split}/{class}/{class}_{index:05}.png");
             let path = dir.join(&file);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
@@ -250,12 +256,12 @@ pub fn write_dataset(dir: &Path, seed: u64, train: usize, val: usize, size: usiz
                 .save(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let b = item.head_box;
-            entries.push(format!(
+            Ok(format!(
                 r#"{{"file": "{file}", "label": "{class}", "width": {size}, "height": {size}, "head_box_xyxy": [{:.1}, {:.1}, {:.1}, {:.1}]}}"#,
                 b[0], b[1], b[2], b[3]
-            ));
-        }
-    }
+            ))
+        })
+        .collect::<Result<Vec<String>>>()?;
     let json = format!(
         "{{\"description\": \"synthetic cats vs dogs, seed {seed}, {size}x{size}: head boxes\", \"images\": [\n{}\n]}}\n",
         entries.join(",\n")
