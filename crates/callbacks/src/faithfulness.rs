@@ -499,7 +499,7 @@ mod tests {
         assert_eq!(saliency_order(&[0.1, 0.9, 0.5, 0.9]), vec![1, 3, 2, 0]);
         // Negative values, zeros of both signs and ties: descending by `total_cmp`, ties by
         // index, as a comparison sort does.
-        let map = [-1.0, 0.0, -0.0, 2.5, -1.0, 0.0, 1e-30, -1e-30, 2.5];
+        let map: [f32; 9] = [-1.0, 0.0, -0.0, 2.5, -1.0, 0.0, 1e-30, -1e-30, 2.5];
         let mut want: Vec<usize> = (0..map.len()).collect();
         want.sort_by(|&a, &b| map[b].total_cmp(&map[a]).then(a.cmp(&b)));
         assert_eq!(saliency_order(&map), want);
@@ -685,5 +685,29 @@ mod model_tests {
         )
         .unwrap();
         assert_eq!(cache.reused, 1);
+        // Rounding-sized noise reorders the tied pixels of each column (so pixels change
+        // step): within SAME_MAP it reuses the curves, 100 times farther it does not.
+        let noisy = |scale: f32| -> Vec<f32> {
+            map.iter()
+                .enumerate()
+                .map(|(i, v)| v + scale * (((i * 7919) % 13) as f32 / 6.0 - 1.0))
+                .collect()
+        };
+        for (scale, reused) in [(SAME_MAP / 2.0, 2), (SAME_MAP * 100.0, 2)] {
+            let other = noisy(scale);
+            assert_ne!(saliency_order(&other), saliency_order(&map));
+            evaluate(
+                &model,
+                &photos,
+                &other,
+                &[1],
+                Baseline::Blur,
+                20,
+                &device,
+                &mut cache,
+            )
+            .unwrap();
+            assert_eq!(cache.reused, reused, "noise {scale}");
+        }
     }
 }

@@ -551,7 +551,8 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
-        // Channel counts below, at and above the 8 lanes, odd sizes, batches of 1–3; the last
+        // Channel counts below, at and above the 8 lanes, on the fused small-layer kernel (C ≤ 16,
+        // K ≤ 32) and on the GEMM one (the last three), odd sizes, batches of 1–3; the last
         // case has 2x17x18 = 612 tiles in blocks of 128: five blocks, the last partial and
         // spanning the two images.
         for (n, c, k, h, w) in [
@@ -560,6 +561,7 @@ mod tests {
             (3, 8, 8, 1, 1),
             (2, 16, 9, 14, 13),
             (1, 17, 23, 6, 9),
+            (2, 16, 37, 9, 11),
             (2, 128, 128, 33, 35),
         ] {
             let x: Vec<f32> = (0..n * c * h * w).map(|_| rand()).collect();
