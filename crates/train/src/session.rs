@@ -26,6 +26,9 @@ use crate::training::{backbone_tensors, callback_blob, export_backbone, Checkpoi
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// The fine-tuned backbone's file name in the run directory (fine-tuning runs only).
 pub const BACKBONE: &str = "backbone.safetensors";
+/// Written once the run's end (the callbacks' last word, the HParams session end) is on disk:
+/// a run killed after its last checkpoint but before this file does its end on `--resume`.
+pub const FINISHED: &str = "finished";
 
 /// When callbacks are called.
 #[derive(Debug, Clone, Copy)]
@@ -200,7 +203,7 @@ impl Session {
             false => None,
         };
         let start_epoch = saved.as_ref().map_or(0, |s| s.epoch);
-        if start_epoch >= config.train.epochs {
+        if start_epoch >= config.train.epochs && run_dir.join(FINISHED).exists() {
             println!("run already complete ({start_epoch} epochs)");
             return Ok(None);
         }
@@ -359,7 +362,8 @@ impl Session {
         self.each_sink(|s| {
             s.session_end(SessionStatus::Success)?;
             s.flush()
-        })
+        })?;
+        files::write_atomic(&self.run_dir.join(FINISHED), b"")
     }
 }
 

@@ -270,6 +270,52 @@ fn a_killed_run_resumes_to_the_same_metrics() {
 }
 
 #[test]
+fn a_run_killed_after_its_last_checkpoint_finishes_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    small_dataset(&data, 6, 3);
+    let (config, runs) = (tmp.path().join("c.toml"), tmp.path().join("runs"));
+    write_config(&config, &data, &runs, "end", "gap-linear", "cam", 2);
+    // Stall after the last epoch's checkpoint, before the run's end, and SIGKILL it there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("TRAIN_TEST_STALL_AFTER_EPOCH", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        if let Some(dir) = run_dirs(&runs).first() {
+            if dir.join("metrics.csv").is_file() && metrics(dir).len() == 3 {
+                break dir.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never reached epoch 2");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let strips = |run: &Path| {
+        let files = tensorboard::read::event_files(run).unwrap();
+        files
+            .iter()
+            .flat_map(|f| tensorboard::read::read_event_file(f).unwrap().events)
+            .filter(|e| matches!(&e.what, Some(tensorboard::proto::EventWhat::Summary(s)) if s.value.iter().any(|v| v.tag.contains("/evolution/"))))
+            .count()
+    };
+    assert!(!run.join("finished").exists());
+    assert_eq!(strips(&run), 0);
+    // The resume does the run's end (evolution strips, HParams session end), not "complete".
+    let resumed = ok(&train(&["--resume", run.to_str().unwrap()]));
+    assert!(resumed.contains("resuming after epoch 2"), "{resumed}");
+    assert!(run.join("finished").exists());
+    assert!(strips(&run) > 0, "no evolution strips after the resume");
+    assert!(ok(&train(&["--resume", run.to_str().unwrap()])).contains("already complete"));
+}
+
+#[test]
 fn bad_inputs_are_clear_errors_and_write_no_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
