@@ -340,25 +340,36 @@ pub fn evaluate(
         baseline,
         steps,
         (cache, &tags),
-        |i, images, size| probabilities(model, images, size, classes[i], device),
+        |owners, images, size| {
+            let classes: Vec<usize> = owners.iter().map(|&i| classes[i]).collect();
+            probabilities(model, images, size, &classes, device)
+        },
     )
 }
 
-/// [`evaluate`] with any `probability(image index, images as [3, H, W] planes, [H, W])`;
-/// `tags[i]` is what else image i's probabilities depend on (its class), for the cache.
+/// [`evaluate`] with any `probability(owners, images as [3, H, W] planes, [H, W])`, where
+/// `owners[j]` is the photo image j was made from (its class decides the probability);
+/// `tags[i]` is what else photo i's probabilities depend on (its class), for the cache. The
+/// photos must all have one size (the maps are [N·H·W]).
 pub fn evaluate_with(
     photos: &[RgbImage],
     maps: &[f32],
     baseline: Baseline,
     steps: usize,
     (cache, tags): (&mut CurveCache, &[u64]),
-    mut probability: impl FnMut(usize, &[Vec<f32>], [usize; 2]) -> Result<Vec<f32>, String>,
+    mut probability: impl FnMut(&[usize], &[Vec<f32>], [usize; 2]) -> Result<Vec<f32>, String>,
 ) -> Result<FaithfulnessScores, String> {
     let steps = steps.max(1);
-    let (mut y, mut o, mut deletion, mut insertion) = (vec![], vec![], vec![], vec![]);
+    let Some(first) = photos.first() else {
+        return Ok(FaithfulnessScores::default());
+    };
+    let (w, h) = (first.width() as usize, first.height() as usize);
+    let plane = w * h;
+    let (mut curves, mut masked) = (Vec::new(), Vec::new());
     for (i, photo) in photos.iter().enumerate() {
-        let (w, h) = (photo.width() as usize, photo.height() as usize);
-        let plane = w * h;
+        if photo.dimensions() != first.dimensions() {
+            return Err("photos of different sizes".into());
+        }
         let map = maps
             .get(i * plane..(i + 1) * plane)
             .ok_or("fewer maps than photos")?;
@@ -409,7 +420,7 @@ pub fn evaluate_with(
                         batch.push(image);
                     }
                 }
-                let curve = probability(i, &batch, [h, w])?;
+                let curve = probability(&vec![i; batch.len()], &batch, [h, w])?;
                 if curve.len() != batch.len() {
                     return Err(format!(
                         "{} probabilities for {} images",
@@ -425,11 +436,21 @@ pub fn evaluate_with(
                 curve
             }
         };
-        let masked: Vec<f32> = (0..3 * plane).map(|k| x[k] * map[k % plane]).collect();
-        let p_map = match probability(i, &[masked], [h, w])?[..] {
-            [p] => p,
-            ref other => return Err(format!("{} probabilities for 1 image", other.len())),
-        };
+        masked.push((0..3 * plane).map(|k| x[k] * map[k % plane]).collect::<Vec<f32>>());
+        curves.push(curve);
+    }
+    // x ⊙ map of every photo in one batch (one forward pass each would be batches of one).
+    let owners: Vec<usize> = (0..photos.len()).collect();
+    let p_maps = probability(&owners, &masked, [h, w])?;
+    if p_maps.len() != photos.len() {
+        return Err(format!(
+            "{} probabilities for {} images",
+            p_maps.len(),
+            photos.len()
+        ));
+    }
+    let (mut y, mut o, mut deletion, mut insertion) = (vec![], vec![], vec![], vec![]);
+    for (curve, p_map) in curves.iter().zip(p_maps) {
         let (p_x, p_base) = (curve[0], curve[1]);
         let (del, ins) = curve[2..].split_at(steps - 1);
         y.push(p_x);
@@ -446,17 +467,17 @@ pub fn evaluate_with(
     })
 }
 
-/// The model's probability of `class` for each image ([3, H, W] planes in [0, 1]).
+/// The model's probability of `classes[j]` for each image j ([3, H, W] planes in [0, 1]).
 fn probabilities(
     model: &Classifier,
     images: &[Vec<f32>],
     [h, w]: [usize; 2],
-    class: usize,
+    classes: &[usize],
     device: &Device,
 ) -> Result<Vec<f32>, String> {
     let plane = h * w;
     let mut out = Vec::with_capacity(images.len());
-    for chunk in images.chunks(BATCH) {
+    for (chunk, chunk_classes) in images.chunks(BATCH).zip(classes.chunks(BATCH)) {
         let mut values = chunk.concat();
         model::imagenet_normalize(&mut values, plane);
         let batch = Tensor::<4>::from_data(TensorData::new(values, [chunk.len(), 3, h, w]), device);
@@ -467,7 +488,12 @@ fn probabilities(
             .convert::<f32>()
             .try_to_vec()
             .map_err(|e| format!("cannot read logits: {e:?}"))?;
-        out.extend(logits.chunks(n).map(|row| class_probability(row, class)));
+        out.extend(
+            logits
+                .chunks(n)
+                .zip(chunk_classes)
+                .map(|(row, &class)| class_probability(row, class)),
+        );
     }
     Ok(out)
 }
@@ -577,7 +603,7 @@ mod model_tests {
                 Baseline::Zeros,
                 4,
                 (&mut CurveCache::default(), &[0]),
-                |_, im, _| Ok(left_half(im)),
+                |_: &[usize], im: &[Vec<f32>], _| Ok(left_half(im)),
             )
             .unwrap()
         };
