@@ -436,7 +436,11 @@ pub fn evaluate_with(
                 curve
             }
         };
-        masked.push((0..3 * plane).map(|k| x[k] * map[k % plane]).collect::<Vec<f32>>());
+        masked.push(
+            (0..3 * plane)
+                .map(|k| x[k] * map[k % plane])
+                .collect::<Vec<f32>>(),
+        );
         curves.push(curve);
     }
     // x ⊙ map of every photo in one batch (one forward pass each would be batches of one).
