@@ -17,3 +17,19 @@ pub fn after_checkpoint(epoch: usize) {
         }
     }
 }
+
+/// Set (to anything): stall for 600 s during the run's end, after the callbacks' last word is
+/// flushed to disk and before the end is marked done, so a test can SIGKILL a run mid-end.
+pub const STALL_END_ENV: &str = "TRAIN_TEST_STALL_DURING_END";
+
+/// Called during the run's end; `flush` puts what was written so far on disk first (only when
+/// a test asked for the stall).
+pub fn during_end(flush: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    if std::env::var_os(STALL_END_ENV).is_none() {
+        return Ok(());
+    }
+    flush()?;
+    eprintln!("{STALL_END_ENV}: stalled during the run's end");
+    std::thread::sleep(std::time::Duration::from_secs(600));
+    Ok(())
+}

@@ -29,6 +29,10 @@ pub const BACKBONE: &str = "backbone.safetensors";
 /// Written once the run's end (the callbacks' last word, the HParams session end) is on disk:
 /// a run killed after its last checkpoint but before this file does its end on `--resume`.
 pub const FINISHED: &str = "finished";
+/// Written as the run's end starts: each event file's length then ("<length> <file name>" per
+/// line). A run killed during its end is cut back to these lengths before the end is redone,
+/// so no end record is written twice.
+pub const FINISHING: &str = "finishing";
 
 /// When callbacks are called.
 #[derive(Debug, Clone, Copy)]
@@ -203,9 +207,12 @@ impl Session {
             false => None,
         };
         let start_epoch = saved.as_ref().map_or(0, |s| s.epoch);
-        if start_epoch >= config.train.epochs && run_dir.join(FINISHED).exists() {
-            println!("run already complete ({start_epoch} epochs)");
-            return Ok(None);
+        if start_epoch >= config.train.epochs {
+            if run_dir.join(FINISHED).exists() {
+                println!("run already complete ({start_epoch} epochs)");
+                return Ok(None);
+            }
+            undo_partial_end(&run_dir)?;
         }
 
         let agreement = Agreement::new(&built.loggers, &model);
@@ -356,15 +363,56 @@ impl Session {
 
     /// The end of the run: the callbacks' last word, the HParams session end, a final flush.
     pub fn finish(&mut self) -> Result<()> {
+        let files = tensorboard::read::event_files(&self.run_dir)
+            .with_context(|| format!("cannot list {}", self.run_dir.display()))?;
+        let mut lengths = String::new();
+        for path in files {
+            let length = std::fs::metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            lengths.push_str(&format!("{length} {name}\n"));
+        }
+        files::write_atomic(&self.run_dir.join(FINISHING), lengths.as_bytes())?;
         for warning in self.run_callbacks(Hook::TrainEnd, self.config.train.epochs)? {
             eprintln!("warning: {warning}");
         }
+        crate::hooks::during_end(|| self.each_sink(|s| s.flush()))?;
         self.each_sink(|s| {
             s.session_end(SessionStatus::Success)?;
             s.flush()
         })?;
         files::write_atomic(&self.run_dir.join(FINISHED), b"")
     }
+}
+
+/// A run killed during its end: cut its event files back to their lengths when the end started
+/// (the [`FINISHING`] file), so redoing the end writes each record once.
+fn undo_partial_end(run_dir: &Path) -> Result<()> {
+    let path = run_dir.join(FINISHING);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    for line in text.lines() {
+        let (length, name) = line
+            .split_once(' ')
+            .with_context(|| format!("{}: bad line `{line}`", path.display()))?;
+        let length: u64 = length
+            .parse()
+            .with_context(|| format!("{}: bad length in `{line}`", path.display()))?;
+        let file = run_dir.join(name);
+        let open = std::fs::OpenOptions::new().write(true).open(&file);
+        let handle = open.with_context(|| format!("cannot open {}", file.display()))?;
+        if handle.metadata().map(|m| m.len() > length).unwrap_or(false) {
+            handle
+                .set_len(length)
+                .and_then(|_| handle.sync_all())
+                .with_context(|| format!("cannot cut {} back", file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// metrics.csv (always), TensorBoard and PNG files (as configured). The CSV's columns: loss and
