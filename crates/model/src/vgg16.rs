@@ -306,7 +306,10 @@ impl Vgg16 {
             })
             .collect();
         let [c, h, w] = images.first()?.1;
-        let out: Vec<f32> = images.into_iter().flat_map(|(y, _)| y).collect();
+        let mut out = Vec::with_capacity(n * c * h * w);
+        for (y, _) in &images {
+            out.extend_from_slice(y);
+        }
         Some(Tensor::from_data(
             TensorData::new(out, [n, c, h, w]),
             &device,
