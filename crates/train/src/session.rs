@@ -403,8 +403,12 @@ fn undo_partial_end(run_dir: &Path) -> Result<()> {
             .parse()
             .with_context(|| format!("{}: bad length in `{line}`", path.display()))?;
         let file = run_dir.join(name);
-        let open = std::fs::OpenOptions::new().write(true).open(&file);
-        let handle = open.with_context(|| format!("cannot open {}", file.display()))?;
+        let handle = match std::fs::OpenOptions::new().write(true).open(&file) {
+            Ok(handle) => handle,
+            // Gone since: nothing of it to write twice.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", file.display())),
+        };
         if handle.metadata().map(|m| m.len() > length).unwrap_or(false) {
             handle
                 .set_len(length)
