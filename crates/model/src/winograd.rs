@@ -473,32 +473,24 @@ pub fn pad_channels(x: Vec<f32>, c: usize, padded: usize) -> Vec<f32> {
 
 /// [N, C, H, W] → [N, H, W, C].
 pub fn to_channels_last(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
-    debug_assert_eq!(x.len(), n * c * h * w);
-    y.par_chunks_mut(c * h * w)
-        .enumerate()
-        .for_each(|(image, out)| {
-            let src = &x[image * c * h * w..][..c * h * w];
-            for (px, dst) in out.chunks_mut(c).enumerate() {
-                for (ci, v) in dst.iter_mut().enumerate() {
-                    *v = src[ci * h * w + px];
-                }
-            }
-        });
-    y
+    transpose_images(x, n, c, h * w)
 }
 
 /// [N, H, W, C] → [N, C, H, W].
 pub fn to_channels_first(x: &[f32], n: usize, h: usize, w: usize, c: usize) -> Vec<f32> {
+    transpose_images(x, n, h * w, c)
+}
+
+/// Each of the `n` images, a [rows, cols] matrix, transposed to [cols, rows].
+fn transpose_images(x: &[f32], n: usize, rows: usize, cols: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
-    debug_assert_eq!(x.len(), n * h * w * c);
-    y.par_chunks_mut(c * h * w)
-        .enumerate()
-        .for_each(|(image, out)| {
-            let src = &x[image * c * h * w..][..c * h * w];
-            for (ci, plane) in out.chunks_mut(h * w).enumerate() {
-                for (px, v) in plane.iter_mut().enumerate() {
-                    *v = src[px * c + ci];
+    debug_assert_eq!(x.len(), n * rows * cols);
+    y.par_chunks_mut((rows * cols).max(1))
+        .zip(x.par_chunks((rows * cols).max(1)))
+        .for_each(|(out, src)| {
+            for (col, line) in out.chunks_mut(rows.max(1)).enumerate() {
+                for (row, v) in line.iter_mut().enumerate() {
+                    *v = src[row * cols + col];
                 }
             }
         });
