@@ -633,17 +633,21 @@ mod model_tests {
         let map: Vec<f32> = (0..64 * 64).map(|i| (i % 64) as f32 / 63.0).collect();
         let mut cache = CurveCache::default();
         let photos = [photo];
-        let s = evaluate(
-            &model,
-            &photos,
-            &map,
-            &[1],
-            Baseline::Blur,
-            20,
-            &device,
-            &mut cache,
-        );
-        let s = s.unwrap();
+        // The photo explained as `class` with `map`, blurred baseline, 20 steps.
+        let blurred = |map: &[f32], class: usize, cache: &mut CurveCache| {
+            evaluate(
+                &model,
+                &photos,
+                map,
+                &[class],
+                Baseline::Blur,
+                20,
+                &device,
+                cache,
+            )
+            .unwrap()
+        };
+        let s = blurred(&map, 1, &mut cache);
         for v in s.values() {
             assert!((0.0..=1.0).contains(&v), "{s:?}");
         }
@@ -663,57 +667,17 @@ mod model_tests {
         // the curves and gives the same scores up to its own x ⊙ map pass; another class or
         // another order does not reuse them.
         let scaled: Vec<f32> = map.iter().map(|v| v * 0.5).collect();
-        let t = evaluate(
-            &model,
-            &photos,
-            &scaled,
-            &[1],
-            Baseline::Blur,
-            20,
-            &device,
-            &mut cache,
-        );
-        let t = t.unwrap();
+        let t = blurred(&scaled, 1, &mut cache);
         assert_eq!(cache.reused, 1);
         assert_eq!(
             (t.deletion_auc, t.insertion_auc),
             (s.deletion_auc, s.insertion_auc)
         );
-        let fresh = evaluate(
-            &model,
-            &photos,
-            &scaled,
-            &[1],
-            Baseline::Blur,
-            20,
-            &device,
-            &mut CurveCache::default(),
-        )
-        .unwrap();
+        let fresh = blurred(&scaled, 1, &mut CurveCache::default());
         assert_eq!(t, fresh);
-        evaluate(
-            &model,
-            &photos,
-            &scaled,
-            &[0],
-            Baseline::Blur,
-            20,
-            &device,
-            &mut cache,
-        )
-        .unwrap();
+        blurred(&scaled, 0, &mut cache);
         let reversed: Vec<f32> = map.iter().map(|v| 1.0 - v).collect();
-        evaluate(
-            &model,
-            &photos,
-            &reversed,
-            &[1],
-            Baseline::Blur,
-            20,
-            &device,
-            &mut cache,
-        )
-        .unwrap();
+        blurred(&reversed, 1, &mut cache);
         assert_eq!(cache.reused, 1);
         // Rounding-sized noise reorders the tied pixels of each column (so pixels change
         // step): within SAME_MAP it reuses the curves, 100 times farther it does not.
@@ -726,17 +690,7 @@ mod model_tests {
         for (scale, reused) in [(SAME_MAP / 2.0, 2), (SAME_MAP * 100.0, 2)] {
             let other = noisy(scale);
             assert_ne!(saliency_order(&other), saliency_order(&map));
-            evaluate(
-                &model,
-                &photos,
-                &other,
-                &[1],
-                Baseline::Blur,
-                20,
-                &device,
-                &mut cache,
-            )
-            .unwrap();
+            blurred(&other, 1, &mut cache);
             assert_eq!(cache.reused, reused, "noise {scale}");
         }
     }
