@@ -198,6 +198,37 @@ fn cam_then_gradcam_runs_share_the_cache_and_tensorboard_reads_both() {
     );
 }
 
+/// `train --config config` in the background, with a test hook (`env` = `value`) that stalls it.
+fn spawn_stalled(config: &Path, env: &str, value: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["--config", config.to_str().unwrap()])
+        .env(env, value)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The first run dir under `runs` once `ready` holds for it (`what` names the wait in the
+/// failure); fails after 120 s.
+fn wait_for_run(runs: &Path, what: &str, ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(dir) = run_dirs(runs).first() {
+            if ready(dir) {
+                return dir.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never reached {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A run dir whose metrics.csv has `lines` lines.
+fn metrics_lines(lines: usize) -> impl Fn(&Path) -> bool {
+    move |dir| dir.join("metrics.csv").is_file() && metrics(dir).len() == lines
+}
+
 #[test]
 fn a_killed_run_resumes_to_the_same_metrics() {
     let tmp = tempfile::tempdir().unwrap();
@@ -225,25 +256,9 @@ fn a_killed_run_resumes_to_the_same_metrics() {
     );
     ok(&train(&["--config", config_a.to_str().unwrap()]));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(["--config", config_b.to_str().unwrap()])
-        .env("TRAIN_TEST_STALL_AFTER_EPOCH", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_stalled(&config_b, "TRAIN_TEST_STALL_AFTER_EPOCH", "2");
     // Wait for the checkpoint of epoch 2, then SIGKILL.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run = loop {
-        let dirs = run_dirs(&runs_b);
-        if let Some(dir) = dirs.first() {
-            if dir.join("metrics.csv").is_file() && metrics(dir).len() == 3 {
-                break dir.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "the run never reached epoch 2");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let run = wait_for_run(&runs_b, "epoch 2", metrics_lines(3));
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
@@ -277,23 +292,8 @@ fn a_run_killed_after_its_last_checkpoint_finishes_on_resume() {
     let (config, runs) = (tmp.path().join("c.toml"), tmp.path().join("runs"));
     write_config(&config, &data, &runs, "end", "gap-linear", "cam", 2);
     // Stall after the last epoch's checkpoint, before the run's end, and SIGKILL it there.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(["--config", config.to_str().unwrap()])
-        .env("TRAIN_TEST_STALL_AFTER_EPOCH", "2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run = loop {
-        if let Some(dir) = run_dirs(&runs).first() {
-            if dir.join("metrics.csv").is_file() && metrics(dir).len() == 3 {
-                break dir.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "the run never reached epoch 2");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut child = spawn_stalled(&config, "TRAIN_TEST_STALL_AFTER_EPOCH", "2");
+    let run = wait_for_run(&runs, "epoch 2", metrics_lines(3));
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -318,23 +318,10 @@ fn a_run_killed_after_its_last_checkpoint_finishes_on_resume() {
     // Killed during its end, with some of the end already on disk: the resume cuts the event
     // file back and redoes the end, so each strip is written once.
     std::fs::remove_dir_all(&runs).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(["--config", config.to_str().unwrap()])
-        .env("TRAIN_TEST_STALL_DURING_END", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run = loop {
-        if let Some(dir) = run_dirs(&runs).first() {
-            if dir.join("finishing").is_file() && strips(dir) == once {
-                break dir.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "the run never reached its end");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut child = spawn_stalled(&config, "TRAIN_TEST_STALL_DURING_END", "1");
+    let run = wait_for_run(&runs, "its end", |dir| {
+        dir.join("finishing").is_file() && strips(dir) == once
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!run.join("finished").exists());
