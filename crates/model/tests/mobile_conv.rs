@@ -217,6 +217,17 @@ fn depthwise_f64(
     (y, dx, dw)
 }
 
+/// [`assert_close_f64`] on an op's output, x gradient and weight gradient, in that order.
+fn assert_output_and_grads_close(name: &str, ours: &[Vec<f32>; 3], reference: [&[f64]; 3]) {
+    for ((what, ours), reference) in ["output", "x gradient", "weight gradient"]
+        .iter()
+        .zip(ours)
+        .zip(reference)
+    {
+        assert_close_f64(&format!("{name} {what}"), ours, reference);
+    }
+}
+
 fn assert_close_f64(what: &str, ours: &[f32], reference: &[f64]) {
     assert_eq!(ours.len(), reference.len(), "{what}: lengths");
     let scale = reference.iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -262,17 +273,8 @@ fn depthwise_equals_a_direct_f64_convolution_on_odd_sizes() {
             &flat(r),
         );
         let name = format!("depthwise n{n} c{c} {h}x{w} k{k} s{s} pad{padding:?}");
-        assert_close_f64(&format!("{name} output"), &flat(y), &y64);
-        assert_close_f64(
-            &format!("{name} x gradient"),
-            &flat(x.grad(&grads).unwrap()),
-            &dx64,
-        );
-        assert_close_f64(
-            &format!("{name} weight gradient"),
-            &flat(wt.grad(&grads).unwrap()),
-            &dw64,
-        );
+        let ours = [y, x.grad(&grads).unwrap(), wt.grad(&grads).unwrap()].map(flat);
+        assert_output_and_grads_close(&name, &ours, [&y64, &dx64, &dw64]);
     }
 }
 
@@ -314,16 +316,7 @@ fn pointwise_equals_a_direct_f64_product_on_odd_sizes() {
             }
         }
         let name = format!("pointwise n{n} {ci}->{co} {h}x{w}");
-        assert_close_f64(&format!("{name} output"), &flat(y), &y64);
-        assert_close_f64(
-            &format!("{name} x gradient"),
-            &flat(x.grad(&grads).unwrap()),
-            &dx64,
-        );
-        assert_close_f64(
-            &format!("{name} weight gradient"),
-            &flat(wt.grad(&grads).unwrap()),
-            &dw64,
-        );
+        let ours = [y, x.grad(&grads).unwrap(), wt.grad(&grads).unwrap()].map(flat);
+        assert_output_and_grads_close(&name, &ours, [&y64, &dx64, &dw64]);
     }
 }
