@@ -238,8 +238,8 @@ impl Vgg16 {
     }
 
     /// [`run`](Self::run) on the host with Winograd F(2x2, 3x3) convolutions (bias and ReLU
-    /// fused) and our own pooling, channels-last, image by image ([`crate::winograd`]). `None` when a tensor
-    /// cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
+    /// fused) and our own pooling, channels-last, image by image ([`crate::winograd`]). `None`
+    /// when a tensor cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
     pub fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
         let [n, c0, h0, w0] = x.dims();
         if n == 0 {
