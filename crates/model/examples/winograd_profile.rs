@@ -13,6 +13,9 @@ fn main() {
         .collect();
     let arg = |i: usize, default: usize| args.get(i).copied().unwrap_or(default);
     let (divisor, size, batch, repeats) = (arg(0, 1), arg(1, 224), arg(2, 8), arg(3, 3));
+    if let Ok(shapes) = std::env::var("SHAPES") {
+        return shapes_only(&shapes);
+    }
     if std::env::var_os("LAYERS").is_some() {
         return layers(divisor, size);
     }
@@ -54,9 +57,11 @@ fn main() {
     );
 }
 
-/// Per-layer times of the fast path (env LAYERS=1): each conv of the network at this width
-/// and size, on one image.
+/// Per-layer times of both fast-path kernels (env LAYERS=1): each conv of the network at this
+/// width and size, on one image, Winograd and direct, and the one `Conv3x3` picks.
 fn layers(divisor: usize, size: usize) {
+    use model::conv3x3::{Conv3x3, DirectConv};
+    use model::winograd::WinogradConv;
     let mut hw = size;
     let mut c = 3;
     for (_, op) in model::VGG16_LAYERS {
@@ -69,16 +74,57 @@ fn layers(divisor: usize, size: usize) {
         let w: Vec<f32> = (0..k * c * 9)
             .map(|i| ((i % 13) as f32 - 6.0) / 100.0)
             .collect();
-        let conv = model::winograd::WinogradConv::new(&w, &vec![0.0; k], k, c);
-        let x = model::winograd::pad_channels(x, c, conv.in_channels());
+        let bias = vec![0.0; k];
+        let best = |f: &dyn Fn()| {
+            (0..30)
+                .map(|_| {
+                    let start = Instant::now();
+                    f();
+                    start.elapsed().as_secs_f64() * 1e3
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let winograd = WinogradConv::new(&w, &bias, k, c);
+        let padded = model::winograd::pad_channels(x.clone(), c, winograd.in_channels());
+        let winograd_ms = best(&|| {
+            std::hint::black_box(winograd.forward_relu(&padded, 1, hw, hw));
+        });
+        let direct = DirectConv::new(&w, &bias, k, c);
+        let direct_ms = best(&|| {
+            std::hint::black_box(direct.forward_relu(&x, 1, hw, hw));
+        });
+        let picked = match Conv3x3::new(&w, &bias, k, c) {
+            Conv3x3::Direct(_) => "direct",
+            Conv3x3::Winograd(_) => "winograd",
+        };
+        println!(
+            "C={c} K={k} {hw}x{hw}: winograd {winograd_ms:.3} ms, direct {direct_ms:.3} ms, picks {picked}"
+        );
+        c = k;
+    }
+}
+
+/// Direct kernel times for the shapes in env SHAPES="C,K,HW;C,K,HW;…" (one image).
+fn shapes_only(shapes: &str) {
+    for shape in shapes.split(';') {
+        let v: Vec<usize> = shape
+            .split(',')
+            .map(|x| x.parse().expect("number"))
+            .collect();
+        let (c, k, hw) = (v[0], v[1], v[2]);
+        let x: Vec<f32> = (0..c * hw * hw).map(|i| (i % 97) as f32 / 97.0).collect();
+        let w: Vec<f32> = (0..k * c * 9)
+            .map(|i| ((i % 13) as f32 - 6.0) / 100.0)
+            .collect();
+        let direct = model::conv3x3::DirectConv::new(&w, &vec![0.0; k], k, c);
         let t = (0..30)
             .map(|_| {
                 let start = Instant::now();
-                std::hint::black_box(conv.forward_relu(&x, 1, hw, hw));
-                start.elapsed().as_secs_f64()
+                std::hint::black_box(direct.forward_relu(&x, 1, hw, hw));
+                start.elapsed().as_secs_f64() * 1e3
             })
             .fold(f64::MAX, f64::min);
-        println!("C={c} K={k} {hw}x{hw}: {:.3} ms", t * 1e3);
-        c = k;
+        let gflops = (2 * hw * hw * 9 * c * k) as f64 / t / 1e6;
+        println!("C={c} K={k} {hw}x{hw}: direct {t:.3} ms, {gflops:.1} GFLOP/s");
     }
 }

@@ -55,6 +55,7 @@ macro_rules! simd_fn {
     };
 }
 
+pub mod conv3x3;
 pub mod efficientnet;
 pub mod head;
 pub mod mobile_conv;

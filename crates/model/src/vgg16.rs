@@ -272,7 +272,7 @@ impl Vgg16 {
                             .ok()?,
                         None => vec![0.0; k],
                     };
-                    Some(crate::winograd::WinogradConv::new(&weight, &bias, k, c))
+                    Some(crate::conv3x3::Conv3x3::new(&weight, &bias, k, c))
                 }
                 Op::Pool => None,
             });
@@ -288,9 +288,8 @@ impl Vgg16 {
                 for layer in &layers {
                     y = match layer {
                         Some(conv) => {
-                            let y = crate::winograd::pad_channels(y, c, conv.in_channels());
                             c = conv.out_channels();
-                            conv.forward_relu(&y, 1, h, w)
+                            conv.forward_relu(y, 1, h, w)
                         }
                         None => {
                             let pooled = crate::winograd::max_pool_2x2(&y, 1, h, w, c);

@@ -23,20 +23,11 @@ use rayon::prelude::*;
 /// Channels handled together by the transforms (one AVX2 register).
 const LANES: usize = 8;
 
-/// Layers with at most 16 input and 32 output channels multiply tile by tile in registers
-/// ([`fused_tiles`]): `gemm` on such small matrices spends its time packing. Measured per layer
-/// on one thread (VGG16 / 8 at 160 px, 2026-11-30, a noisy machine): 8 → 8 channels at 160x160
-/// 2.1 → 1.6 ms; 32 → 32 at 40x40 was slower this way (0.47 → 0.70 ms), so it keeps `gemm`.
-const SMALL_C: usize = 16;
-const SMALL_K: usize = 32;
-
 /// One layer's transformed filters U [16][C][K] and bias [K].
 pub struct WinogradConv {
     k: usize,
     c: usize,
     u: Vec<f32>,
-    /// For small layers: U again as [K/8][16][C] runs of 8 output channels (zero-padded).
-    u_lanes: Vec<[f32; LANES]>,
     bias: Vec<f32>,
 }
 
@@ -76,23 +67,10 @@ impl WinogradConv {
                 }
             }
         }
-        let mut u_lanes = Vec::new();
-        if c <= SMALL_C && k <= SMALL_K {
-            u_lanes = vec![[0.0; LANES]; k.div_ceil(LANES) * 16 * c];
-            for xi in 0..16 {
-                for ci in 0..c {
-                    for ki in 0..k {
-                        let run = (ki / LANES * 16 + xi) * c + ci;
-                        u_lanes[run][ki % LANES] = u[(xi * c + ci) * k + ki];
-                    }
-                }
-            }
-        }
         Self {
             k,
             c,
             u,
-            u_lanes,
             bias: bias.to_vec(),
         }
     }
@@ -127,9 +105,6 @@ impl WinogradConv {
         let out = SharedOut(y.as_mut_ptr());
         (0..tiles.div_ceil(block)).into_par_iter().for_each(|b| {
             let (t0, t1) = (b * block, ((b + 1) * block).min(tiles));
-            if !self.u_lanes.is_empty() {
-                return fused_tiles(self, x, &grid, t0, t1 - t0, &out);
-            }
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let p = t1 - t0;
@@ -284,53 +259,6 @@ fn output_tile(conv: &WinogradConv, mt: &[f32], grid: &Grid, t: usize, out: &Sha
                 };
             }
         }
-    }
-}
-
-simd_fn!(
-    /// Small layers: the tiles t0..t0+p from input to output one at a time, V and M on the
-    /// stack and the 16 products V[ξ] U[ξ] done 8 output channels at a time.
-    fn fused_tiles(conv: &WinogradConv, x: &[f32], grid: &Grid, t0: usize, p: usize, out: &SharedOut)
-        => fused_tiles_kernel
-);
-
-/// See [`fused_tiles`].
-#[inline(always)]
-fn fused_tiles_kernel(
-    conv: &WinogradConv,
-    x: &[f32],
-    grid: &Grid,
-    t0: usize,
-    p: usize,
-    out: &SharedOut,
-) {
-    let (c, k) = (conv.c, conv.k);
-    let (mut vt, mut mt) = ([0.0f32; 16 * SMALL_C], [0.0f32; 16 * SMALL_K]);
-    let (vt, mt) = (&mut vt[..16 * c], &mut mt[..16 * k]);
-    for t in t0..t0 + p {
-        input_tile(c, x, grid, t, vt);
-        for (kc, u_chunk) in conv.u_lanes.chunks(16 * c).enumerate() {
-            let len = LANES.min(k - kc * LANES);
-            // Eight ξ at a time: eight independent sums keep the multiply-adds in flight.
-            for xg in (0..16).step_by(8) {
-                let v_rows: [&[f32]; 8] = std::array::from_fn(|g| &vt[(xg + g) * c..][..c]);
-                let u_rows: [&[[f32; LANES]]; 8] =
-                    std::array::from_fn(|g| &u_chunk[(xg + g) * c..][..c]);
-                let mut acc = [[0.0f32; LANES]; 8];
-                for ci in 0..c {
-                    for (g, sum) in acc.iter_mut().enumerate() {
-                        let (a, u) = (v_rows[g][ci], &u_rows[g][ci]);
-                        for l in 0..LANES {
-                            sum[l] = a.mul_add(u[l], sum[l]);
-                        }
-                    }
-                }
-                for (g, sum) in acc.iter().enumerate() {
-                    store(&mut mt[(xg + g) * k + kc * LANES..], sum, len);
-                }
-            }
-        }
-        output_tile(conv, mt, grid, t, out);
     }
 }
 
@@ -500,54 +428,14 @@ fn transpose_images(x: &[f32], n: usize, rows: usize, cols: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Direct convolution, padding 1, for reference.
-    fn direct(
-        x: &[f32],
-        wt: &[f32],
-        b: &[f32],
-        c: usize,
-        k: usize,
-        h: usize,
-        w: usize,
-    ) -> Vec<f32> {
-        let mut y = vec![0.0; k * h * w];
-        for ki in 0..k {
-            for oy in 0..h {
-                for ox in 0..w {
-                    let mut s = b[ki] as f64;
-                    for ci in 0..c {
-                        for dy in 0..3 {
-                            for dx in 0..3 {
-                                let (iy, ix) = (oy as isize + dy - 1, ox as isize + dx - 1);
-                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    s += (x[ci * h * w + iy as usize * w + ix as usize]
-                                        * wt[((ki * c + ci) * 3 + dy as usize) * 3 + dx as usize])
-                                        as f64;
-                                }
-                            }
-                        }
-                    }
-                    y[(ki * h + oy) * w + ox] = (s as f32).max(0.0);
-                }
-            }
-        }
-        y
-    }
+    use crate::conv3x3::tests::{random_values, reference, relative_error};
 
     #[test]
     fn matches_direct_convolution_even_and_odd_sizes() {
-        let mut seed = 1u64;
-        let mut rand = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
-        // Channel counts below, at and above the 8 lanes, on the fused small-layer kernel (C ≤ 16,
-        // K ≤ 32) and on the GEMM one (the last three), odd sizes, batches of 1–3; the last
-        // case has 2x17x18 = 612 tiles in blocks of 128: five blocks, the last partial and
-        // spanning the two images.
+        // Channel counts below, at and above the 8 lanes, odd sizes, batches of 1–3 (the small
+        // shapes run the direct kernel in VGG16, but the Winograd one must still be right on
+        // them); the last case has 2x17x18 = 612 tiles in blocks of 128: five blocks, the last
+        // partial and spanning the two images.
         for (n, c, k, h, w) in [
             (1, 3, 5, 8, 8),
             (2, 7, 4, 5, 7),
@@ -557,27 +445,19 @@ mod tests {
             (2, 16, 37, 9, 11),
             (2, 128, 128, 33, 35),
         ] {
-            let x: Vec<f32> = (0..n * c * h * w).map(|_| rand()).collect();
-            let wt: Vec<f32> = (0..k * c * 9).map(|_| rand()).collect();
-            let b: Vec<f32> = (0..k).map(|_| rand()).collect();
+            let x = random_values(n as u64 * 31 + c as u64, n * c * h * w);
+            let wt = random_values(k as u64 * 7 + 1, k * c * 9);
+            let b = random_values(k as u64, k);
             let conv = WinogradConv::new(&wt, &b, k, c);
             let input = pad_channels(to_channels_last(&x, n, c, h, w), c, conv.in_channels());
             let got = conv.forward_relu(&input, n, h, w);
             let got = to_channels_first(&got, n, h, w, k);
             let want: Vec<f32> = x
                 .chunks(c * h * w)
-                .flat_map(|image| direct(image, &wt, &b, c, k, h, w))
+                .flat_map(|image| reference(image, &wt, &b, c, k, h, w))
                 .collect();
-            let err = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-            assert!(
-                err / scale < 1e-5,
-                "{n}x{c}x{k} at {h}x{w}: max error {err} (scale {scale})"
-            );
+            let err = relative_error(&got, &want);
+            assert!(err < 1e-5, "{n}x{c}x{k} at {h}x{w}: relative error {err}");
         }
     }
 
