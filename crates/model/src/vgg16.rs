@@ -205,7 +205,7 @@ impl Vgg16 {
     /// Run layers `start..=end` of [`VGG16_LAYERS`] on `x` (the input of layer `start`).
     /// `run(x, 0, layer_index("block5_conv3"))` runs the network from the image.
     ///
-    /// On the CPU (`flex`) and outside autodiff, the layers run on the Winograd fast path
+    /// On the CPU (`flex`) and outside autodiff, the layers run on the fast path
     /// ([`run_fast`](Self::run_fast)); otherwise on burn's ops ([`run_burn`](Self::run_burn)).
     pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         // Device equality ignores autodiff, and `is_require_grad` is true only for leaves: check
@@ -237,8 +237,8 @@ impl Vgg16 {
         x
     }
 
-    /// [`run`](Self::run) on the host with Winograd F(2x2, 3x3) convolutions (bias and ReLU
-    /// fused) and our own pooling, channels-last, image by image ([`crate::winograd`]). `None`
+    /// [`run`](Self::run) on the host with our 3x3 convolutions (direct or Winograd per layer,
+    /// bias and ReLU fused: [`crate::conv3x3`]) and pooling, channels-last, image by image. `None`
     /// when a tensor cannot be read back as f32 (then [`run`](Self::run) falls back to burn).
     pub fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
         let [n, c0, h0, w0] = x.dims();
