@@ -1,22 +1,21 @@
-//! The explanation engine: CAM and the Grad-CAM family on one pipeline, as in
-//! pytorch-grad-cam's `BaseCAM`:
+//! The explanation engine: every method on one pipeline, as in pytorch-grad-cam's `BaseCAM`:
 //!
 //! ```text
 //! images ─► backbone to `layer` ─► activations A ─► logits ─► target score y = Σ t·logits
 //!                                       │                         │ (backward, gradient methods only)
 //!                                       ▼                         ▼
-//!                           method.map(A, ∂y/∂A, class weights) = raw map [N,h,w]
+//!                     method.terms(A, ∂y/∂A, class weights, …) = terms [N,C,h,w]
+//!                                       ▼
+//!                  Σ over channels, or first principal component (EigenCAM, eigen_smooth)
 //!                                       ▼
 //!                    ReLU → min-max → bilinear resize (half-pixel) → min-max = maps [N,H,W]
 //! ```
 //!
-//! Each method implements one function, [`CamMethod::map`]; most are a weighted sum of
-//! activation channels (see [`weighted_sum`]). Everything stays on the model's device, batched.
-//! A gradient method whose gradient is missing (a broken autodiff graph) is an error,
-//! [`ExplainError::MissingGradients`], never a blank map.
-
-use std::fmt;
-use std::str::FromStr;
+//! Each method implements one function, [`CamMethod::terms`] (in [`crate::methods`]); most are
+//! channel weights times the activations. Everything stays on the model's device, batched. A
+//! method whose input is missing (a gradient from a broken autodiff graph, the images for
+//! Score-CAM) is an error, never a blank map. `aug_smooth` averages the maps of 6 augmented
+//! inputs (horizontal flip × brightness 0.9, 1, 1.1), each flipped back, as pytorch-grad-cam.
 
 use burn::module::Module;
 use burn::tensor::activation::relu;
@@ -24,6 +23,9 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor};
 use model::{Classifier, HeadKind, ModelError};
+
+pub use crate::methods::{CamMethod, Method, Reduction};
+use crate::projection::first_principal_component;
 
 /// Small constant of pytorch-grad-cam's normaliser and weight formulas.
 pub const EPS: f32 = 1e-7;
@@ -70,6 +72,34 @@ pub enum ExplainError {
         /// The layer explained.
         layer: String,
     },
+    /// The method (or `aug_smooth`) runs the whole network on the input images, and only
+    /// cached activations were given.
+    #[error(
+        "{what} needs the input images (it runs the whole network on changed copies of them), \
+         but only cached activations of `{layer}` were given"
+    )]
+    NeedsImages {
+        /// The method, or `aug_smooth`.
+        what: String,
+        /// The layer explained.
+        layer: String,
+    },
+    /// The layer's activations have no channel or no pixel.
+    #[error("`{layer}` gave empty activations {dims:?} [N, C, h, w]: nothing to explain")]
+    EmptyLayer {
+        /// The layer explained.
+        layer: String,
+        /// Its activations' shape.
+        dims: [usize; 4],
+    },
+    /// A tensor could not be read back from the device as f32.
+    #[error("cannot read {what} back as f32: {message}")]
+    Data {
+        /// What was being read.
+        what: &'static str,
+        /// The backend's message.
+        message: String,
+    },
 }
 
 /// What each image's map explains.
@@ -83,211 +113,78 @@ pub enum Target {
     Class(usize),
 }
 
-/// What a method gets to compute its raw map.
+/// How to explain: which class, and pytorch-grad-cam's options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// What each image's map explains.
+    pub target: Target,
+    /// The first principal component of the method's terms instead of their sum.
+    pub eigen_smooth: bool,
+    /// Average the maps of 6 augmented inputs (needs the images).
+    pub aug_smooth: bool,
+    /// Seed of the `random` baseline.
+    pub seed: u64,
+}
+
+impl Options {
+    /// Default options for `target`.
+    pub fn target(target: Target) -> Self {
+        Self {
+            target,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a method gets to compute its terms.
 pub struct MapInputs {
     /// The explained layer's activations A [N, C, h, w].
     pub activations: Tensor<4>,
-    /// ∂y/∂A [N, C, h, w] where y is the target logit (`None` for methods that need none).
+    /// ∂y/∂A [N, C, h, w] where y is the target score (`None` for methods that need none).
     pub gradients: Option<Tensor<4>>,
     /// The head's weights for the target class per image [N, C]: the CAM weights. Present
     /// only for a gap-linear head explained at the layer it pools.
     pub class_weights: Option<Tensor<2>>,
+    /// The target score's weights per image t [N, n]: y = Σ_j t_j·logit_j.
+    pub target_weights: Tensor<2>,
+    /// The normalised input images [N, 3, H, W], when the caller has them.
+    pub images: Option<Tensor<4>>,
+    /// The model (without autodiff), for methods that run part of it again.
+    pub model: Classifier,
+    /// The explained layer's index in the backbone.
+    pub layer_index: usize,
+    /// Seed of the `random` baseline.
+    pub seed: u64,
 }
 
 impl MapInputs {
     /// ∂y/∂A. The engine never calls a method that needs gradients without them (it returns
     /// [`ExplainError::MissingGradients`] instead); a direct call without them panics rather
     /// than read the gradient as zero, which would give a blank map that looks like a result.
-    fn gradients(&self) -> Tensor<4> {
+    pub(crate) fn gradients(&self) -> Tensor<4> {
         self.gradients
             .clone()
             .expect("a gradient method was called with no gradients (MapInputs::gradients is None)")
     }
-}
 
-/// One explanation method: a single function from activations (and gradients) to a raw map.
-pub trait CamMethod {
-    /// The raw map [N, h, w], before the pipeline's ReLU and normalisation.
-    ///
-    /// # Panics
-    /// When [`needs_gradients`](Self::needs_gradients) is true and `inputs.gradients` is
-    /// `None`; the engine checks this first and returns [`ExplainError::MissingGradients`].
-    fn map(&self, inputs: &MapInputs) -> Tensor<3>;
-
-    /// Whether [`map`](Self::map) reads gradients (CAM does not).
-    fn needs_gradients(&self) -> bool {
-        true
+    /// The activations as host floats, [N, C, h, w] row-major.
+    pub(crate) fn activations_on_host(&self) -> Vec<f32> {
+        host_values(self.activations.clone(), "activations").unwrap_or_default()
     }
 }
 
-/// Σ_k w[n,k]·A[n,k] : weights [N, C], activations [N, C, h, w] → [N, h, w].
-pub fn weighted_sum(weights: Tensor<2>, activations: Tensor<4>) -> Tensor<3> {
-    let [n, c] = weights.dims();
-    (weights.reshape([n, c, 1, 1]) * activations)
-        .sum_dim(1)
-        .squeeze_dim(1)
-}
-
-/// Σ over h, w: [N, C, h, w] → [N, C].
-fn spatial_sum(x: Tensor<4>) -> Tensor<2> {
-    let [n, c, _, _] = x.dims();
-    x.sum_dim(3).sum_dim(2).reshape([n, c])
-}
-
-/// CAM (Zhou et al. 2016): the head's class weights times the pooled layer's channels.
-pub struct Cam;
-impl CamMethod for Cam {
-    fn map(&self, x: &MapInputs) -> Tensor<3> {
-        // `explain` refuses CAM unless the class weights exist.
-        let [n, c, _, _] = x.activations.dims();
-        let weights = x.class_weights.clone();
-        let weights = weights.unwrap_or_else(|| Tensor::zeros([n, c], &x.activations.device()));
-        weighted_sum(weights, x.activations.clone())
-    }
-    fn needs_gradients(&self) -> bool {
-        false
-    }
-}
-
-/// Grad-CAM (Selvaraju et al. 2017): channel weights = spatial mean of the gradient.
-pub struct GradCam;
-impl CamMethod for GradCam {
-    fn map(&self, x: &MapInputs) -> Tensor<3> {
-        let [_, _, h, w] = x.activations.dims();
-        let weights = spatial_sum(x.gradients()) / (h * w) as f32;
-        weighted_sum(weights, x.activations.clone())
-    }
-}
-
-/// Grad-CAM++ (Chattopadhay et al. 2018), pytorch-grad-cam's closed form:
-/// α = g² / (2g² + ΣA·g³ + 1e-6), weights = Σ_ij ReLU(g)·α.
-pub struct GradCamPlusPlus;
-
-/// The ε of pytorch-grad-cam's Grad-CAM++ denominator (it matters: squared gradients are small).
-const GRADCAM_PP_EPS: f32 = 1e-6;
-impl CamMethod for GradCamPlusPlus {
-    fn map(&self, x: &MapInputs) -> Tensor<3> {
-        let [n, c, _, _] = x.activations.dims();
-        let g = x.gradients();
-        let g2 = g.clone().powi_scalar(2);
-        let g3 = g2.clone() * g.clone();
-        let sum_a = spatial_sum(x.activations.clone()).reshape([n, c, 1, 1]);
-        let alpha = g2.clone() / (g2 * 2.0 + sum_a * g3 + GRADCAM_PP_EPS);
-        let alpha = alpha.mask_fill(g.clone().equal_elem(0.0), 0.0);
-        weighted_sum(spatial_sum(relu(g) * alpha), x.activations.clone())
-    }
-}
-
-/// XGradCAM (Fu et al. 2020): weights = Σ_ij g·A / (Σ_ij A + ε).
-pub struct XGradCam;
-impl CamMethod for XGradCam {
-    fn map(&self, x: &MapInputs) -> Tensor<3> {
-        let [n, c, _, _] = x.activations.dims();
-        let a = x.activations.clone();
-        let sum_a = spatial_sum(a.clone()).reshape([n, c, 1, 1]);
-        let weights = spatial_sum(x.gradients() * a.clone() / (sum_a + EPS));
-        weighted_sum(weights, a)
-    }
-}
-
-/// LayerCAM (Jiang et al. 2021): Σ_k ReLU(g_k)⊙A_k, element-wise.
-pub struct LayerCam;
-impl CamMethod for LayerCam {
-    fn map(&self, x: &MapInputs) -> Tensor<3> {
-        (relu(x.gradients()) * x.activations.clone())
-            .sum_dim(1)
-            .squeeze_dim(1)
-    }
-}
-
-/// HiResCAM (Draelos & Carin 2020): Σ_k g_k⊙A_k, element-wise.
-pub struct HiResCam;
-impl CamMethod for HiResCam {
-    fn map(&self, x: &MapInputs) -> Tensor<3> {
-        (x.gradients() * x.activations.clone())
-            .sum_dim(1)
-            .squeeze_dim(1)
-    }
-}
-
-/// The methods by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Method {
-    /// [`Cam`].
-    Cam,
-    /// [`GradCam`].
-    GradCam,
-    /// [`GradCamPlusPlus`].
-    GradCamPlusPlus,
-    /// [`LayerCam`].
-    LayerCam,
-    /// [`HiResCam`].
-    HiResCam,
-    /// [`XGradCam`].
-    XGradCam,
-}
-
-impl Method {
-    /// Every method, in a stable order.
-    pub const ALL: [Method; 6] = [
-        Method::Cam,
-        Method::GradCam,
-        Method::GradCamPlusPlus,
-        Method::LayerCam,
-        Method::HiResCam,
-        Method::XGradCam,
-    ];
-
-    /// The name used in configs, on the command line and in log tags.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Cam => "cam",
-            Method::GradCam => "gradcam",
-            Method::GradCamPlusPlus => "gradcam++",
-            Method::LayerCam => "layercam",
-            Method::HiResCam => "hirescam",
-            Method::XGradCam => "xgradcam",
-        }
-    }
-
-    /// The implementation.
-    pub fn implementation(self) -> &'static dyn CamMethod {
-        match self {
-            Method::Cam => &Cam,
-            Method::GradCam => &GradCam,
-            Method::GradCamPlusPlus => &GradCamPlusPlus,
-            Method::LayerCam => &LayerCam,
-            Method::HiResCam => &HiResCam,
-            Method::XGradCam => &XGradCam,
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let lower = s.to_ascii_lowercase();
-        let key = match lower.as_str() {
-            "gradcampp" | "gradcam-plus-plus" => "gradcam++",
-            other => other,
-        };
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == key)
-            .ok_or_else(|| {
-                let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown method `{s}` (expected one of {})",
-                    names.join(", ")
-                )
-            })
-    }
+/// A tensor's values on the host as f32.
+pub(crate) fn host_values<const D: usize>(
+    t: Tensor<D>,
+    what: &'static str,
+) -> Result<Vec<f32>, ExplainError> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| ExplainError::Data {
+            what,
+            message: format!("{e:?}"),
+        })
 }
 
 /// The result of explaining a batch; all tensors on the model's device.
@@ -312,14 +209,74 @@ pub fn explain(
     method: Method,
     target: Target,
 ) -> Result<Explanation, ExplainError> {
+    explain_with(model, images, layer, method, Options::target(target))
+}
+
+/// [`explain`] with pytorch-grad-cam's options (`eigen_smooth`, `aug_smooth`, the seed).
+pub fn explain_with(
+    model: &Classifier,
+    images: Tensor<4>,
+    layer: &str,
+    method: Method,
+    options: Options,
+) -> Result<Explanation, ExplainError> {
     let [n, _, height, width] = images.dims();
     if n == 0 {
         return Err(ExplainError::Empty);
     }
     Classifier::check_input_size(height, width)?;
     let index = check_method(model, layer, method)?;
-    let activations = model.activations(images.without_autodiff(), index);
-    explain_activations(model, layer, activations, [height, width], method, target)
+    let images = images.without_autodiff();
+    let size = [height, width];
+    let activations = model.activations(images.clone(), index);
+    let plain = Options {
+        aug_smooth: false,
+        ..options
+    };
+    let out = pipeline(
+        model,
+        layer,
+        activations,
+        size,
+        method,
+        plain,
+        Some(images.clone()),
+        None,
+    )?;
+    if !options.aug_smooth {
+        return Ok(out);
+    }
+    // pytorch-grad-cam's aug_smooth: HorizontalFlip × Multiply(0.9, 1, 1.1); each map flipped
+    // back, the 6 averaged (no renormalisation). Every copy explains the un-augmented target.
+    let targets = target_weights(out.logits.clone(), options.target);
+    let mut sum = out.maps.zeros_like();
+    for flip in [false, true] {
+        for factor in [0.9, 1.0, 1.1] {
+            let flipped = if flip {
+                images.clone().flip([3])
+            } else {
+                images.clone()
+            };
+            let augmented = flipped * factor;
+            let activations = model.activations(augmented.clone(), index);
+            let maps = pipeline(
+                model,
+                layer,
+                activations,
+                size,
+                method,
+                plain,
+                Some(augmented),
+                Some(targets.clone()),
+            )?
+            .maps;
+            sum = sum + if flip { maps.flip([2]) } else { maps };
+        }
+    }
+    Ok(Explanation {
+        maps: sum / 6.0,
+        ..out
+    })
 }
 
 /// Check that `method` can explain `layer` of `model`; the layer's index.
@@ -351,12 +308,61 @@ pub fn explain_activations(
     method: Method,
     target: Target,
 ) -> Result<Explanation, ExplainError> {
-    if activations.dims()[0] == 0 {
+    explain_activations_with(
+        model,
+        layer,
+        activations,
+        size,
+        method,
+        Options::target(target),
+    )
+}
+
+/// [`explain_activations`] with options. Score-CAM and `aug_smooth` run the whole network on
+/// changed images, so they are [`ExplainError::NeedsImages`] here: use [`explain_with`].
+pub fn explain_activations_with(
+    model: &Classifier,
+    layer: &str,
+    activations: Tensor<4>,
+    size: [usize; 2],
+    method: Method,
+    options: Options,
+) -> Result<Explanation, ExplainError> {
+    if options.aug_smooth {
+        return Err(ExplainError::NeedsImages {
+            what: "aug_smooth".into(),
+            layer: layer.into(),
+        });
+    }
+    pipeline(model, layer, activations, size, method, options, None, None)
+}
+
+/// The shared pipeline. `targets` fixes the target weights (aug_smooth's copies explain the
+/// original images' targets); otherwise they come from `options.target` and the logits.
+#[allow(clippy::too_many_arguments)]
+fn pipeline(
+    model: &Classifier,
+    layer: &str,
+    activations: Tensor<4>,
+    size: [usize; 2],
+    method: Method,
+    options: Options,
+    images: Option<Tensor<4>>,
+    targets: Option<Tensor<2>>,
+) -> Result<Explanation, ExplainError> {
+    let dims = activations.dims();
+    if dims[0] == 0 {
         return Err(ExplainError::Empty);
+    }
+    if dims.contains(&0) {
+        return Err(ExplainError::EmptyLayer {
+            layer: layer.into(),
+            dims,
+        });
     }
     let index = check_method(model, layer, method)?;
     let classes = model.head.num_classes();
-    if let Target::Class(class) = target {
+    if let Target::Class(class) = options.target {
         if class >= classes.max(2) {
             return Err(ExplainError::BadClass {
                 class,
@@ -364,14 +370,26 @@ pub fn explain_activations(
             });
         }
     }
+    let implementation = method.implementation();
+    if implementation.needs_images() && images.is_none() {
+        return Err(ExplainError::NeedsImages {
+            what: method.name().into(),
+            layer: layer.into(),
+        });
+    }
     // Explanations never train anything: work on a copy without autodiff.
     let model = model.clone().valid();
     let activations = activations.without_autodiff();
+    let targets_for = |logits: Tensor<2>| {
+        targets
+            .clone()
+            .unwrap_or_else(|| target_weights(logits, options.target))
+    };
 
-    let (logits, gradients, target_weights) = if method.implementation().needs_gradients() {
+    let (logits, gradients, target_weights) = if implementation.needs_gradients() {
         let leaf = activations.clone().autodiff().require_grad();
         let logits = model.logits_from(index, leaf.clone());
-        let target_weights = target_weights(logits.clone().without_autodiff(), target);
+        let target_weights = targets_for(logits.clone().without_autodiff());
         let score = (logits.clone() * target_weights.clone()).sum();
         let grads = score.backward();
         // `None` when the graph is broken: `raw_map` turns that into an error.
@@ -379,7 +397,7 @@ pub fn explain_activations(
         (logits.without_autodiff(), gradients, target_weights)
     } else {
         let logits = model.logits_from(index, activations.clone());
-        let target_weights = target_weights(logits.clone(), target);
+        let target_weights = targets_for(logits.clone());
         (logits, None, target_weights)
     };
 
@@ -394,8 +412,13 @@ pub fn explain_activations(
         activations,
         gradients,
         class_weights,
+        target_weights: target_weights.clone(),
+        images,
+        model,
+        layer_index: index,
+        seed: options.seed,
     };
-    let raw = raw_map(method, layer, &inputs)?;
+    let raw = raw_map(method, layer, &inputs, options.eigen_smooth)?;
     let gradients = inputs.gradients;
     let maps = normalize_maps(raw.clone(), size);
     Ok(Explanation {
@@ -407,9 +430,16 @@ pub fn explain_activations(
     })
 }
 
-/// `method`'s raw map of `layer` [N, h, w]; a method that needs gradients and has none is
-/// [`ExplainError::MissingGradients`], never a blank map.
-fn raw_map(method: Method, layer: &str, inputs: &MapInputs) -> Result<Tensor<3>, ExplainError> {
+/// `method`'s raw map of `layer` [N, h, w]: its terms summed over channels, or projected on
+/// their first principal component (the eigen methods, or any method with `eigen_smooth`). A
+/// method that needs gradients and has none is [`ExplainError::MissingGradients`], never a
+/// blank map.
+fn raw_map(
+    method: Method,
+    layer: &str,
+    inputs: &MapInputs,
+    eigen_smooth: bool,
+) -> Result<Tensor<3>, ExplainError> {
     let implementation = method.implementation();
     if implementation.needs_gradients() && inputs.gradients.is_none() {
         return Err(ExplainError::MissingGradients {
@@ -417,12 +447,16 @@ fn raw_map(method: Method, layer: &str, inputs: &MapInputs) -> Result<Tensor<3>,
             layer: layer.to_string(),
         });
     }
-    Ok(implementation.map(inputs))
+    let terms = implementation.terms(inputs);
+    match (implementation.reduction(), eigen_smooth) {
+        (Reduction::Sum, false) => Ok(terms.sum_dim(1).squeeze_dim(1)),
+        _ => first_principal_component(terms),
+    }
 }
 
 /// The target score's weights t [N, n]: y = Σ_j t_j·logit_j. One-hot for softmax heads; ±1 for
 /// a single sigmoid logit (+logit explains class 1, −logit class 0).
-fn target_weights(logits: Tensor<2>, target: Target) -> Tensor<2> {
+pub(crate) fn target_weights(logits: Tensor<2>, target: Target) -> Tensor<2> {
     let [n, classes] = logits.dims();
     let device = logits.device();
     if classes == 1 {
@@ -518,42 +552,55 @@ mod tests {
     /// Activations and CAM weights, but no gradients: what a broken autodiff graph gives.
     fn inputs_without_gradients() -> MapInputs {
         let device = Device::flex();
+        let model = Classifier {
+            backbone: model::Backbone::Vgg16(model::Vgg16::random(64, &device)),
+            head: model::Head::new(HeadKind::GapLinear, 8, 1, &device),
+        };
         MapInputs {
             activations: Tensor::ones([2, 3, 4, 5], &device),
             gradients: None,
             class_weights: Some(Tensor::ones([2, 3], &device)),
+            target_weights: Tensor::ones([2, 1], &device),
+            images: None,
+            model,
+            layer_index: 0,
+            seed: 0,
         }
     }
 
     #[test]
     fn a_missing_gradient_is_an_error_naming_method_and_layer() {
         let inputs = inputs_without_gradients();
-        for method in Method::ALL {
-            let result = raw_map(method, "block4_conv3", &inputs);
-            if method == Method::Cam {
-                // CAM reads the head's weights, not gradients.
-                assert_eq!(result.unwrap().dims(), [2, 4, 5]);
-                continue;
+        let gradient_methods = Method::ALL
+            .into_iter()
+            .filter(|m| m.implementation().needs_gradients());
+        assert_eq!(gradient_methods.clone().count(), 8);
+        for method in gradient_methods {
+            for eigen_smooth in [false, true] {
+                let result = raw_map(method, "block4_conv3", &inputs, eigen_smooth);
+                let err = result.err().unwrap_or_else(|| panic!("{method}: no error"));
+                let message = err.to_string();
+                assert!(
+                    matches!(&err, ExplainError::MissingGradients { method: m, layer }
+                        if *m == method && layer == "block4_conv3"),
+                    "{method}: {message}"
+                );
+                assert!(
+                    message.starts_with(&format!("{method} at `block4_conv3` got no gradient")),
+                    "{message}"
+                );
             }
-            let err = result.err().unwrap_or_else(|| panic!("{method}: no error"));
-            let message = err.to_string();
-            assert!(
-                matches!(&err, ExplainError::MissingGradients { method: m, layer }
-                    if *m == method && layer == "block4_conv3"),
-                "{method}: {message}"
-            );
-            assert!(
-                message.starts_with(&format!("{method} at `block4_conv3` got no gradient")),
-                "{message}"
-            );
         }
+        // CAM reads the head's weights, not gradients.
+        let cam = raw_map(Method::Cam, "block5_conv3", &inputs, false);
+        assert_eq!(cam.unwrap().dims(), [2, 4, 5]);
     }
 
     #[test]
     #[should_panic(expected = "called with no gradients")]
     fn a_gradient_method_never_reads_a_missing_gradient_as_zero() {
         // Before the fix this returned an all-zero raw map, i.e. a blank explanation.
-        let _ = GradCam.map(&inputs_without_gradients());
+        let _ = crate::methods::GradCam.terms(&inputs_without_gradients());
     }
 
     #[test]
@@ -562,6 +609,10 @@ mod tests {
             assert_eq!(m.name().parse::<Method>(), Ok(m));
         }
         assert_eq!("GradCAMpp".parse::<Method>(), Ok(Method::GradCamPlusPlus));
-        assert!("scorecam".parse::<Method>().is_err());
+        assert_eq!(
+            "GradCAMElementWise".parse::<Method>(),
+            Ok(Method::GradCamElementWise)
+        );
+        assert!("guided-gradcam".parse::<Method>().is_err());
     }
 }

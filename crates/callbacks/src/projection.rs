@@ -1,0 +1,96 @@
+//! The first principal component of a layer's terms over pixels: EigenCAM, EigenGradCAM and
+//! `eigen_smooth` (pytorch-grad-cam's `get_2d_projection`).
+//!
+//! Per image, the terms [C, h, w] become a matrix M [h·w, C] (NaN read as 0), its columns are
+//! centred over the pixels, and M is projected on its first right singular vector: the map is
+//! M·v₁ [h·w]. The SVD is nalgebra's, in f64.
+//!
+//! An SVD's signs are arbitrary: pytorch-grad-cam keeps whatever LAPACK returns, so its map can
+//! come out inverted. Our rule, as the library's SegEigenCAM: the projection is negated when its
+//! most negative value is larger in magnitude than its most positive one, so the map's
+//! strongest response is positive (and survives the pipeline's ReLU).
+
+use burn::tensor::{Tensor, TensorData};
+use nalgebra::DMatrix;
+
+use crate::cam::{host_values, ExplainError};
+
+/// terms [N, C, h, w] → the projection on each image's first principal component [N, h, w].
+pub fn first_principal_component(terms: Tensor<4>) -> Result<Tensor<3>, ExplainError> {
+    let [n, c, h, w] = terms.dims();
+    let device = terms.device();
+    let values = host_values(terms, "the terms to project")?;
+    let projections: Vec<f32> = values
+        .chunks(c * h * w)
+        .flat_map(|image| project(image, c, h * w))
+        .collect();
+    Ok(Tensor::from_data(
+        TensorData::new(projections, [n, h, w]),
+        &device,
+    ))
+}
+
+/// One image: `terms` [C, P] row-major (P pixels) → its projection [P], sign-fixed.
+fn project(terms: &[f32], c: usize, pixels: usize) -> Vec<f32> {
+    let value = |p: usize, k: usize| {
+        let v = terms[k * pixels + p] as f64;
+        if v.is_nan() {
+            0.0
+        } else {
+            v
+        }
+    };
+    let mut m = DMatrix::<f64>::from_fn(pixels, c, value);
+    for mut column in m.column_iter_mut() {
+        let mean = column.mean();
+        column.add_scalar_mut(-mean);
+    }
+    let svd = m.clone().svd(false, true);
+    let Some(v_t) = svd.v_t.filter(|_| c > 0 && pixels > 0) else {
+        return vec![0.0; pixels];
+    };
+    let (first, _) = svd.singular_values.argmax();
+    let projection = &m * v_t.row(first).transpose();
+    let (min, max) = projection
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let sign = if min.abs() > max.abs() { -1.0 } else { 1.0 };
+    projection.iter().map(|v| (sign * v) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rank_one_layer_projects_onto_its_spatial_pattern_with_the_positive_sign() {
+        // Terms = pattern(p) · loading(k) + an offset per channel: the centred matrix is rank
+        // one, so the projection is the centred pattern times |loading|, positive at its peak
+        // whichever sign the SVD picks.
+        let pattern = [0.0f32, 1.0, 4.0, 2.0, 0.5, 0.0];
+        let loading = [0.5f32, -1.0, 2.0];
+        let terms: Vec<f32> = loading
+            .iter()
+            .enumerate()
+            .flat_map(|(k, l)| pattern.iter().map(move |p| p * l + k as f32))
+            .collect();
+        for sign in [1.0f32, -1.0] {
+            let flipped: Vec<f32> = terms.iter().map(|v| v * sign).collect();
+            let got = project(&flipped, 3, 6);
+            let mean = pattern.iter().sum::<f32>() / 6.0;
+            let norm = loading.iter().map(|l| l * l).sum::<f32>().sqrt();
+            let want: Vec<f32> = pattern.iter().map(|p| (p - mean) * norm).collect();
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "sign {sign}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn nan_is_read_as_zero_and_a_constant_layer_gives_zeros() {
+        let got = project(&[f32::NAN, 0.0, 0.0, 0.0], 1, 4);
+        assert!(got.iter().all(|v| v.is_finite()));
+        let constant = project(&[3.0; 8], 2, 4);
+        assert!(constant.iter().all(|v| v.abs() < 1e-6), "{constant:?}");
+    }
+}
