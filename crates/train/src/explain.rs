@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
-use callbacks::{explain, overlay, Colormap, Method, OverlayStyle, Target};
+use callbacks::{explain_with, overlay, Colormap, Method, Options, OverlayStyle, Target};
 use clap::Args;
 use image::RgbImage;
 use model::{BackboneKind, Classifier, HeadKind, WeightFile};
@@ -28,13 +28,26 @@ pub struct ExplainArgs {
     /// Head weights, PyTorch layout safetensors (`weight`, `bias`; or `fc1.*`, `fc2.*`).
     #[arg(long)]
     pub head_weights: PathBuf,
-    /// cam, gradcam, gradcam++, layercam, hirescam or xgradcam.
+    /// cam, gradcam, gradcam++, layercam, hirescam, xgradcam, gradcam-elementwise, eigencam,
+    /// eigengradcam, scorecam, ablationcam, or random (a baseline, not an explanation).
     #[arg(long, default_value = "gradcam")]
     pub method: Method,
     /// The layer to explain (VGG16: block1_conv1 … block5_conv3, block1_pool … block5_pool;
-    /// EfficientNet-Lite0: stem, block1 … block16, head).
-    #[arg(long, default_value = "block5_conv3")]
-    pub layer: String,
+    /// EfficientNet-Lite0: stem, block1 … block16, head). Default: the layer the head pools
+    /// (block5_conv3 for VGG16, head for EfficientNet-Lite0).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// The first principal component of the method's weighted activations instead of their
+    /// sum (pytorch-grad-cam's eigen_smooth).
+    #[arg(long)]
+    pub eigen_smooth: bool,
+    /// Average the maps of 6 augmented copies: horizontal flip × brightness 0.9, 1, 1.1
+    /// (pytorch-grad-cam's aug_smooth; 6x the cost).
+    #[arg(long)]
+    pub aug_smooth: bool,
+    /// Seed of the `random` baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// A photo, a directory of photos, or a .safetensors file whose `input` tensor
     /// [N, 3, H, W] is already ImageNet-normalised.
     #[arg(long)]
@@ -184,6 +197,18 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let device = model::device_from_name(&args.device).map_err(anyhow::Error::msg)?;
+    for (flag, path) in [
+        ("--weights", &args.weights),
+        ("--head-weights", &args.head_weights),
+    ] {
+        if !path.exists() {
+            let hint = match flag {
+                "--weights" => format!("get it with `scripts/fetch-weights.sh {}`", args.backbone),
+                _ => "a run's head.safetensors, in its run directory".into(),
+            };
+            bail!("{flag} {}: no such file ({hint})", path.display());
+        }
+    }
     let model = load_classifier(
         args.backbone,
         &args.weights,
@@ -192,7 +217,17 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         ["--weights", "--head-weights"],
         &device,
     )?;
-    model.explainable_layer(&args.layer).context("--layer")?;
+    let layer = match &args.layer {
+        Some(layer) => layer.clone(),
+        None => model.layer_name(model.head_input()).to_string(),
+    };
+    model.explainable_layer(&layer).context("--layer")?;
+    let options = Options {
+        target: args.target,
+        eigen_smooth: args.eigen_smooth,
+        aug_smooth: args.aug_smooth,
+        seed: args.seed,
+    };
     let inputs = load_inputs(args, &device)?;
     let [n, _, height, width] = inputs.batch.dims();
     std::fs::create_dir_all(&args.out_dir)
@@ -204,7 +239,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     for start in (0..n).step_by(args.batch_size) {
         let len = args.batch_size.min(n - start);
         let batch = inputs.batch.clone().narrow(0, start, len);
-        let out = explain(&model, batch, &args.layer, args.method, args.target)?;
+        let out = explain_with(&model, batch, &layer, args.method, options)?;
         let [_, h, w] = out.raw.dims();
         raw_shape = [h, w];
         num_logits = out.logits.dims()[1];
