@@ -163,6 +163,7 @@ mod tests {
     fn logger(method: Method, layer: &str) -> CamLogger {
         CamLogger {
             method,
+            options: Default::default(),
             layer: layer.into(),
             every: 1,
             style: Default::default(),
@@ -172,6 +173,7 @@ mod tests {
                 labels: vec![0, 1],
                 class_names: vec!["cat".into(), "dog".into()],
                 activations: Tensor::zeros([2, 1, 1, 1], &Device::default()),
+                inputs: None,
             },
             localization: None,
             faithfulness: None,

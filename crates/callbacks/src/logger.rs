@@ -8,7 +8,10 @@ use model::Classifier;
 
 use std::collections::HashMap;
 
-use crate::cam::{check_method, explain_activations, ExplainError, Method, Target};
+use crate::cam::{
+    check_method, explain_activations_with, explain_with, ExplainError, Explanation, Method,
+    Options,
+};
 use crate::evolution::MapHistory;
 use crate::faithfulness::{self, Baseline, CurveCache, FaithfulnessScores};
 use crate::localization::{self, BoxXyxy, LocalizationScores, Map};
@@ -113,6 +116,9 @@ pub struct ExplainedImages {
     /// `recompute_from` is set, at the input of that layer (cached: the frozen part of the
     /// backbone is not rerun every epoch).
     pub activations: Tensor<4>,
+    /// The normalised images [N, 3, H, W], kept only for methods that run the whole network
+    /// on changed copies of them (Score-CAM, `aug_smooth`); `None` otherwise.
+    pub inputs: Option<Tensor<4>>,
 }
 
 /// Validation images with ground-truth boxes, to score the maps' localization every epoch.
@@ -126,6 +132,8 @@ pub struct LocalizationSet {
     pub boxes: Vec<BoxXyxy>,
     /// Each image's original (width, height).
     pub sizes: Vec<(usize, usize)>,
+    /// The normalised images, as [`ExplainedImages::inputs`].
+    pub inputs: Option<Tensor<4>>,
     /// Threshold of the box-IoU region (CAM paper 0.2, Grad-CAM paper 0.15).
     pub threshold: f32,
 }
@@ -150,6 +158,9 @@ pub struct FaithfulnessSettings {
 pub struct CamLogger {
     /// The method.
     pub method: Method,
+    /// The engine's options (eigen_smooth, aug_smooth, the random baseline's seed); the target
+    /// is always each image's predicted class.
+    pub options: Options,
     /// The explained layer.
     pub layer: String,
     /// Run every this many epochs.
@@ -196,15 +207,9 @@ impl CamLogger {
         let chunk = 64;
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
-            let acts = self.current(model, set.activations.clone().narrow(0, start, len))?;
-            let out = explain_activations(
-                model,
-                &self.layer,
-                acts,
-                [h, w],
-                self.method,
-                Target::Predicted,
-            )?;
+            let inputs = set.inputs.as_ref().map(|x| x.clone().narrow(0, start, len));
+            let cached = set.activations.clone().narrow(0, start, len);
+            let out = self.explain(model, cached, inputs, [h, w])?;
             let values = to_vec(out.maps, "maps")?;
             let maps: Vec<Map> = values
                 .chunks(h * w)
@@ -234,6 +239,25 @@ impl CamLogger {
 }
 
 impl CamLogger {
+    /// The maps of a batch: from the images when the logger has them (Score-CAM, aug_smooth),
+    /// else from the cached activations; `size` is the images' [H, W].
+    fn explain(
+        &self,
+        model: &Classifier,
+        cached: Tensor<4>,
+        inputs: Option<Tensor<4>>,
+        size: [usize; 2],
+    ) -> Result<Explanation, CallbackError> {
+        let options = self.options;
+        Ok(match inputs {
+            Some(inputs) => explain_with(model, inputs, &self.layer, self.method, options)?,
+            None => {
+                let acts = self.current(model, cached)?;
+                explain_activations_with(model, &self.layer, acts, size, self.method, options)?
+            }
+        })
+    }
+
     /// The activations at the logger's layer from the cached ones (see `recompute_from`).
     fn current(&self, model: &Classifier, cached: Tensor<4>) -> Result<Tensor<4>, CallbackError> {
         match self.recompute_from {
@@ -252,13 +276,11 @@ impl CamLogger {
         }
         let (width, height) = self.images.photos[0].dimensions();
         let size = [height as usize, width as usize];
-        let out = explain_activations(
+        let out = self.explain(
             ctx.model,
-            &self.layer,
-            self.current(ctx.model, self.images.activations.clone())?,
+            self.images.activations.clone(),
+            self.images.inputs.clone(),
             size,
-            self.method,
-            Target::Predicted,
         )?;
         let num_logits = out.logits.dims()[1];
         let maps = to_vec(out.maps, "maps")?;

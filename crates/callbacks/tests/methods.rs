@@ -1,17 +1,20 @@
 //! The second wave of methods (Score-CAM, Ablation-CAM, GradCAM-ElementWise, EigenCAM,
 //! EigenGradCAM, eigen_smooth, aug_smooth, Grad-CAM below the pooled layer, the random
-//! baseline) against pytorch-grad-cam 1.5.7 on `../shared/fixtures/vgg16-w8-methods`, and
-//! their behaviour on cases the fixture does not cover.
+//! baseline) against pytorch-grad-cam 1.5.7 on two fixtures — `../shared/fixtures/
+//! vgg16-w8-methods` (VGG16 / 8, 3 photos at 160x224) and this repository's
+//! `tests/fixtures/vgg16-w16-methods` (VGG16 / 16, 2 other photos at 96x128, another seed; made
+//! by `scripts/make_methods_fixture.py`) — and their behaviour where no reference exists.
 
 mod common;
 
-use burn::tensor::Tensor;
-use callbacks::{explain_with, Method, Options, Target};
+use burn::tensor::{Device, Tensor};
+use callbacks::{
+    explain_activations_with, explain_with, ExplainError, Explanation, Method, Options, Target,
+};
 use common::{to_vec, Fixture};
-use model::HeadKind;
+use model::{Classifier, HeadKind};
 
 const MAP_TOL: f32 = 2e-3;
-const FIXTURE: &str = "vgg16-w8-methods";
 
 /// Per image, max |ours − reference| over the map.
 fn per_image_errors(ours: Tensor<3>, reference: Tensor<3>) -> Vec<f32> {
@@ -28,86 +31,215 @@ fn per_image_errors(ours: Tensor<3>, reference: Tensor<3>) -> Vec<f32> {
         .collect()
 }
 
-/// (method, layer, options, reference keys: one, or the two SVD signs of which each image
-/// must match one).
-fn parity_cases() -> Vec<(Method, &'static str, Options, Vec<&'static str>)> {
-    let plain = Options::default();
-    let eigen = Options {
-        eigen_smooth: true,
-        ..plain
-    };
-    let aug = Options {
-        aug_smooth: true,
-        ..plain
-    };
-    vec![
-        (Method::GradCam, "block5_conv3", plain, vec!["gradcam"]),
-        (
-            Method::GradCam,
-            "block4_conv3",
-            plain,
-            vec!["gradcam_block4_conv3"],
-        ),
-        (
-            Method::GradCamElementWise,
-            "block5_conv3",
-            plain,
-            vec!["gradcamelementwise"],
-        ),
-        (Method::ScoreCam, "block5_conv3", plain, vec!["scorecam"]),
-        (
-            Method::AblationCam,
-            "block5_conv3",
-            plain,
-            vec!["ablationcam"],
-        ),
-        (
-            Method::EigenCam,
-            "block5_conv3",
-            plain,
-            vec!["eigencam_pos", "eigencam_neg"],
-        ),
-        (
-            Method::EigenGradCam,
-            "block5_conv3",
-            plain,
-            vec!["eigengradcam_pos", "eigengradcam_neg"],
-        ),
-        (
-            Method::GradCam,
-            "block5_conv3",
-            eigen,
-            vec!["gradcam_eigen_smooth_pos", "gradcam_eigen_smooth_neg"],
-        ),
-        (
-            Method::GradCam,
-            "block5_conv3",
-            aug,
-            vec!["gradcam_aug_smooth"],
-        ),
-    ]
+fn options(eigen_smooth: bool, aug_smooth: bool) -> Options {
+    Options {
+        eigen_smooth,
+        aug_smooth,
+        ..Options::default()
+    }
 }
 
-#[test]
-fn every_new_method_matches_pytorch_grad_cam() {
-    let fx = Fixture::open(FIXTURE);
+/// (method, layer, options, reference key; `_pos`/`_neg` pairs for the principal components).
+const PARITY: [(Method, &str, bool, bool, &str); 9] = [
+    (Method::GradCam, "block5_conv3", false, false, "gradcam"),
+    (
+        Method::GradCam,
+        "block4_conv3",
+        false,
+        false,
+        "gradcam_block4_conv3",
+    ),
+    (
+        Method::GradCamElementWise,
+        "block5_conv3",
+        false,
+        false,
+        "gradcamelementwise",
+    ),
+    (Method::ScoreCam, "block5_conv3", false, false, "scorecam"),
+    (
+        Method::AblationCam,
+        "block5_conv3",
+        false,
+        false,
+        "ablationcam",
+    ),
+    (
+        Method::EigenCam,
+        "block5_conv3",
+        false,
+        false,
+        "eigencam_pos",
+    ),
+    (
+        Method::EigenGradCam,
+        "block5_conv3",
+        false,
+        false,
+        "eigengradcam_pos",
+    ),
+    (
+        Method::GradCam,
+        "block5_conv3",
+        true,
+        false,
+        "gradcam_eigen_smooth_pos",
+    ),
+    (
+        Method::GradCam,
+        "block5_conv3",
+        false,
+        true,
+        "gradcam_aug_smooth",
+    ),
+];
+
+/// Every row of [`PARITY`] on a fixture's dense-head model (the target: each image's predicted
+/// class, ±logit). `sign_rule_known`: the fixture's `_pos` maps follow our sign rule (negate
+/// when |min| > |max|), so they must match exactly; otherwise each image may match either sign.
+fn check_parity(fx: &Fixture, sign_rule_known: bool) {
     let input = fx.tensor::<4>("input");
     let model = fx.classifier(HeadKind::GapDense);
     let mut failures = Vec::new();
-    for (method, layer, options, keys) in parity_cases() {
-        let out = explain_with(&model, input.clone(), layer, method, options).expect("explain");
-        let errors: Vec<Vec<f32>> = keys
-            .iter()
-            .map(|key| per_image_errors(out.maps.clone(), fx.tensor::<3>(key)))
-            .collect();
-        // Each image against the closer reference (the SVD's sign is arbitrary).
-        let worst = (0..errors[0].len())
-            .map(|i| errors.iter().map(|e| e[i]).fold(f32::MAX, f32::min))
-            .fold(0.0f32, f32::max);
-        println!("{method} at {layer} {options:?} vs {keys:?}: max error {worst:.2e} ({errors:?})");
-        if !(worst <= MAP_TOL) {
-            failures.push(format!("{method} {keys:?}: {worst}"));
+    for (method, layer, eigen_smooth, aug_smooth, key) in PARITY {
+        let opts = options(eigen_smooth, aug_smooth);
+        let out = explain_with(&model, input.clone(), layer, method, opts).expect("explain");
+        let mut errors = per_image_errors(out.maps.clone(), fx.tensor::<3>(key));
+        if let (Some(stem), false) = (key.strip_suffix("_pos"), sign_rule_known) {
+            let other = per_image_errors(out.maps, fx.tensor::<3>(&format!("{stem}_neg")));
+            errors = errors.iter().zip(other).map(|(a, b)| a.min(b)).collect();
+        }
+        let worst = errors.iter().fold(0.0f32, |m, e| m.max(*e));
+        println!("{method} at {layer} {opts:?} vs {key}: max error {worst:.2e}");
+        if worst > MAP_TOL || worst.is_nan() {
+            failures.push(format!("{method} ({key}): {worst}"));
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[test]
+fn new_methods_match_pytorch_grad_cam_on_the_shared_fixture() {
+    check_parity(&Fixture::open("vgg16-w8-methods"), false);
+}
+
+#[test]
+fn new_methods_match_pytorch_grad_cam_on_another_width_size_seed_and_photos() {
+    check_parity(&Fixture::local("vgg16-w16-methods"), true);
+}
+
+fn explain_all(
+    model: &Classifier,
+    x: &Tensor<4>,
+    layer: &str,
+    m: Method,
+    o: Options,
+) -> Explanation {
+    explain_with(model, x.clone(), layer, m, o).unwrap_or_else(|e| panic!("{m} at {layer}: {e}"))
+}
+
+#[test]
+fn every_method_on_both_heads_and_below_the_pooled_layer_batched_equals_one_at_a_time() {
+    let fx = Fixture::local("vgg16-w16-methods");
+    let input = fx.tensor::<4>("input");
+    let [n, _, h, w] = input.dims();
+    for head in [HeadKind::GapLinear, HeadKind::GapDense] {
+        let model = fx.classifier(head);
+        for layer in ["block5_conv3", "block4_conv3"] {
+            for method in Method::ALL {
+                if method == Method::Cam && (head != HeadKind::GapLinear || layer != "block5_conv3")
+                {
+                    continue;
+                }
+                for opts in [options(false, false), options(true, false)] {
+                    let batched = explain_all(&model, &input, layer, method, opts);
+                    let maps = to_vec(batched.maps.clone());
+                    assert_eq!(batched.maps.dims(), [n, h, w]);
+                    assert!(
+                        maps.iter().all(|v| (0.0..=1.0 + 1e-5).contains(v)),
+                        "{method} {head} {layer}: maps outside [0, 1]"
+                    );
+                    for i in 0..n {
+                        let one = explain_all(
+                            &model,
+                            &input.clone().narrow(0, i, 1),
+                            layer,
+                            method,
+                            opts,
+                        );
+                        let err =
+                            per_image_errors(one.maps, batched.maps.clone().narrow(0, i, 1))[0];
+                        assert!(
+                            err < 1e-4,
+                            "{method} {head} {layer} {opts:?} image {i}: {err}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_random_baseline_is_seeded() {
+    let fx = Fixture::local("vgg16-w16-methods");
+    let (input, model) = (fx.tensor::<4>("input"), fx.classifier(HeadKind::GapDense));
+    let seeded = |seed| Options {
+        seed,
+        ..Options::default()
+    };
+    let map = |seed| {
+        to_vec(explain_all(&model, &input, "block5_conv3", Method::Random, seeded(seed)).raw)
+    };
+    assert_eq!(map(7), map(7), "the same seed gives the same map");
+    assert_ne!(map(7), map(8), "another seed gives another map");
+    let gradcam =
+        to_vec(explain_all(&model, &input, "block5_conv3", Method::GradCam, seeded(7)).raw);
+    assert_ne!(map(7), gradcam);
+}
+
+#[test]
+fn methods_that_need_images_or_gradients_or_a_real_layer_say_so() {
+    let fx = Fixture::local("vgg16-w16-methods");
+    let (input, model) = (fx.tensor::<4>("input"), fx.classifier(HeadKind::GapDense));
+    let index = model.layer("block5_conv3").expect("layer");
+    let acts = model.activations(input, index);
+    let size = [96, 128];
+    let plain = Options::target(Target::Predicted);
+    let err = explain_activations_with(
+        &model,
+        "block5_conv3",
+        acts.clone(),
+        size,
+        Method::ScoreCam,
+        plain,
+    );
+    assert!(
+        matches!(&err, Err(ExplainError::NeedsImages { what, .. }) if what == "scorecam"),
+        "{:?}",
+        err.err()
+    );
+    let err = explain_activations_with(
+        &model,
+        "block5_conv3",
+        acts,
+        size,
+        Method::GradCam,
+        options(false, true),
+    );
+    let message = err.err().expect("aug_smooth without images").to_string();
+    assert!(
+        message.starts_with("aug_smooth needs the input images"),
+        "{message}"
+    );
+    let empty = Tensor::<4>::zeros([1, 0, 6, 8], &Device::flex());
+    for method in [Method::EigenCam, Method::AblationCam, Method::GradCam] {
+        let err =
+            explain_activations_with(&model, "block5_conv3", empty.clone(), size, method, plain);
+        let message = err.err().expect("empty layer").to_string();
+        assert!(
+            message.contains("empty activations [1, 0, 6, 8]"),
+            "{method}: {message}"
+        );
+    }
 }

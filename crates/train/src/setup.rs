@@ -111,8 +111,13 @@ pub fn localization_set(
         return Ok((None, 0.0));
     }
     let (activations, seconds) = extractor.inputs(&with_box, input_of)?;
+    let inputs = match spec.needs_images() {
+        true => Some(extractor.inputs(&with_box, 0)?.0),
+        false => None,
+    };
     let mut set = LocalizationSet {
         activations,
+        inputs,
         input_size: extractor.size,
         boxes: Vec::new(),
         sizes: Vec::new(),
@@ -193,6 +198,10 @@ pub fn cam_loggers(
         };
         let (activations, seconds) = extractor.inputs(&samples, input_of)?;
         out.map_seconds += seconds;
+        let inputs = match spec.needs_images() {
+            true => Some(extractor.inputs(&samples, 0)?.0),
+            false => None,
+        };
         if out.originals.len() < photos.len() {
             out.originals = samples
                 .iter()
@@ -221,8 +230,9 @@ pub fn cam_loggers(
             recompute_from,
             history: Default::default(),
             method: spec.kind,
+            options: spec.options(config.run.seed),
             layer: spec.layer.clone(),
-            every: spec.every,
+            every: spec.every(),
             style: spec.style(),
             images: ExplainedImages {
                 names: samples.iter().map(|s| s.name.clone()).collect(),
@@ -230,6 +240,7 @@ pub fn cam_loggers(
                 labels: samples.iter().map(|s| s.label).collect(),
                 class_names: class_names.to_vec(),
                 activations,
+                inputs,
             },
         });
     }

@@ -1,7 +1,7 @@
 //! Reading the PyTorch reference fixtures in `../shared/fixtures` (see `../shared/README.md`).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use model::{Backbone, Classifier, Head, HeadKind, Vgg16, WeightFile};
@@ -30,7 +30,20 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn open(name: &str) -> Self {
-        let dir = shared_dir().join("fixtures").join(name);
+        Self::at(shared_dir().join("fixtures").join(name))
+    }
+
+    /// A fixture kept in this repository (`crates/callbacks/tests/fixtures/<name>`).
+    pub fn local(name: &str) -> Self {
+        Self::at(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+    }
+
+    fn at(dir: PathBuf) -> Self {
+        let name = dir.display().to_string();
         let expected = WeightFile::open(dir.join("expected.safetensors"))
             .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
         Self {

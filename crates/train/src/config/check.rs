@@ -10,7 +10,7 @@ impl CallbackConfig {
     /// Check the values (no file system).
     pub(super) fn check(&self) -> Result<()> {
         self.style().validate().map_err(anyhow::Error::msg)?;
-        if self.every == 0 {
+        if self.every == Some(0) {
             bail!("every must be at least 1");
         }
         if !(1..=1024).contains(&self.num_images) {

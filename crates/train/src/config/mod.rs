@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use callbacks::faithfulness::Baseline;
-use callbacks::{Colormap, FaithfulnessSettings, Method, OverlayStyle};
+use callbacks::{Colormap, FaithfulnessSettings, Method, Options, OverlayStyle, Target};
 use model::{BackboneKind, HeadKind};
 use serde::{Deserialize, Serialize};
 
@@ -172,7 +172,8 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackConfig {
-    /// cam | gradcam | gradcam++ | layercam | hirescam | xgradcam.
+    /// cam | gradcam | gradcam++ | layercam | hirescam | xgradcam | gradcam-elementwise |
+    /// eigencam | eigengradcam | scorecam | ablationcam | random (a baseline).
     #[serde(with = "parsed")]
     pub kind: Method,
     /// The layer to explain.
@@ -181,9 +182,16 @@ pub struct CallbackConfig {
     /// How many validation images (balanced over classes).
     #[serde(default = "default_num_images")]
     pub num_images: usize,
-    /// Every this many epochs.
-    #[serde(default = "default_every")]
-    pub every: usize,
+    /// Every this many epochs (default 1; 5 for Score-CAM, which runs the whole network once per
+    /// channel per image).
+    #[serde(default)]
+    pub every: Option<usize>,
+    /// The first principal component of the weighted activations instead of their sum.
+    #[serde(default)]
+    pub eigen_smooth: bool,
+    /// Average the maps of 6 augmented copies of each image (flip × brightness 0.9, 1, 1.1).
+    #[serde(default)]
+    pub aug_smooth: bool,
     /// jet | turbo | viridis.
     #[serde(default = "default_colormap", with = "parsed")]
     pub colormap: Colormap,
@@ -258,9 +266,6 @@ fn default_layer() -> String {
 fn default_num_images() -> usize {
     16
 }
-fn default_every() -> usize {
-    1
-}
 fn default_colormap() -> Colormap {
     Colormap::Jet
 }
@@ -314,6 +319,28 @@ impl CallbackConfig {
     pub fn localization_threshold(&self) -> f32 {
         let default = if self.kind == Method::Cam { 0.2 } else { 0.15 };
         self.localization_threshold.unwrap_or(default)
+    }
+
+    /// Every this many epochs: as configured, or 5 for Score-CAM and 1 for the others.
+    pub fn every(&self) -> usize {
+        let default = if self.kind == Method::ScoreCam { 5 } else { 1 };
+        self.every.unwrap_or(default)
+    }
+
+    /// The engine's options for this callback (`seed`: the run's, for the random baseline).
+    pub fn options(&self, seed: u64) -> Options {
+        Options {
+            target: Target::Predicted,
+            eigen_smooth: self.eigen_smooth,
+            aug_smooth: self.aug_smooth,
+            seed,
+        }
+    }
+
+    /// Whether the callback needs the images themselves, not only cached activations
+    /// (Score-CAM and `aug_smooth` run the whole network on changed copies).
+    pub fn needs_images(&self) -> bool {
+        self.aug_smooth || self.kind.implementation().needs_images()
     }
 
     /// Faithfulness scoring, when `faithfulness_images` > 0.
