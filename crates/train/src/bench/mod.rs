@@ -10,6 +10,7 @@
 //! path that deviates from burn's ops by more than 1e-4 (relative to the largest value).
 
 mod machine;
+mod methods;
 mod pytorch;
 
 #[cfg(test)]
@@ -308,6 +309,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "ms/img",
         );
     }
+
+    // Every explanation method from images, on the quickstart's network and EfficientNet.
+    methods::method_costs(&mut figures, args.quick, &device)?;
 
     // Head epochs on cached pooled features of 2,000 images (batch 32), both heads.
     let n = 2000;
