@@ -11,6 +11,7 @@ For the principal-component methods the library keeps whatever sign LAPACK retur
 `get_2d_projection` is wrapped to give both signs: `_pos` with our rule (negate when |min| >
 |max|) and `_neg` the other one, so the Rust test checks the rule exactly.
 """
+import copy
 import json
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ import pytorch_grad_cam.eigen_grad_cam as eigen_grad_cam
 import pytorch_grad_cam.grad_cam_elementwise as grad_cam_elementwise
 from pytorch_grad_cam import (AblationCAM, EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise,
                               ScoreCAM)
+from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUasModule
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 DIVISOR, SIZE_HW, SEED = 16, (96, 128), 5
@@ -118,6 +120,18 @@ def main(shared):
     with GradCAM(model=model, target_layers=layer) as cam:
         expected["gradcam_aug_smooth"] = torch.tensor(
             cam(input_tensor=x, targets=targets, aug_smooth=True))
+    # Guided backprop as the library's GuidedBackpropReLUModel, but backpropagating every
+    # image's ±logit (the library's wrapper backpropagates image 0 only).
+    guided = copy.deepcopy(model)
+    for parent in guided.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, GuidedBackpropReLUasModule())
+    x_grad = x.clone().requires_grad_(True)
+    signs = torch.tensor([1.0 if v >= 0 else -1.0 for v in logits])
+    (guided(x_grad)[:, 0] * signs).sum().backward()
+    expected["guided_backprop"] = x_grad.grad.detach()
+    expected["guided_gradcam"] = x_grad.grad.detach() * expected["gradcam"][:, None]
     for negate, suffix in [(False, "pos"), (True, "neg")]:
         for module in (base_cam, eigen_cam, eigen_grad_cam, grad_cam_elementwise):
             module.get_2d_projection = with_sign(negate)

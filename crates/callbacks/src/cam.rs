@@ -92,6 +92,12 @@ pub enum ExplainError {
         /// Its activations' shape.
         dims: [usize; 4],
     },
+    /// Guided backpropagation got no gradient through a layer (a broken autodiff graph).
+    #[error("guided backpropagation got no gradient through `{layer}` (refusing to return zeros)")]
+    NoInputGradient {
+        /// The layer the gradient did not pass.
+        layer: String,
+    },
     /// A tensor could not be read back from the device as f32.
     #[error("cannot read {what} back as f32: {message}")]
     Data {
@@ -476,7 +482,7 @@ pub(crate) fn target_weights(logits: Tensor<2>, target: Target) -> Tensor<2> {
 }
 
 /// The class each row of target weights explains (inverse of [`target_weights`]).
-fn target_classes(target_weights: Tensor<2>) -> Tensor<1, Int> {
+pub(crate) fn target_classes(target_weights: Tensor<2>) -> Tensor<1, Int> {
     let [n, classes] = target_weights.dims();
     if classes == 1 {
         target_weights.greater_elem(0.0).int().reshape([n])

@@ -3,7 +3,8 @@
 //! - [`cam`]: the engine — one batched pipeline with pytorch-grad-cam's normalisation, its
 //!   options (eigen_smooth, aug_smooth); [`methods`]: CAM, Grad-CAM, Grad-CAM++, LayerCAM,
 //!   HiResCAM, XGradCAM, GradCAM-ElementWise, EigenCAM, EigenGradCAM, Score-CAM, Ablation-CAM
-//!   and a random baseline, each a few lines; [`projection`]: the principal-component maps.
+//!   and a random baseline, each a few lines; [`projection`]: the principal-component maps;
+//!   [`guided`]: guided backpropagation and Guided Grad-CAM (raw [N, 3, H, W] tensors).
 //! - [`render`]: colormaps (OpenCV's JET exactly, Turbo, Viridis) and overlays.
 //! - [`logger`]: the [`Callback`] trait and [`CamLogger`]; [`sink`]: where results go.
 //! - [`localization`], [`faithfulness`], [`agreement`]: the scores logged with the maps.
@@ -12,6 +13,7 @@ pub mod agreement;
 pub mod cam;
 pub mod evolution;
 pub mod faithfulness;
+pub mod guided;
 pub mod localization;
 pub mod logger;
 pub mod methods;
@@ -26,6 +28,7 @@ pub use cam::{
     normalize_maps, ExplainError, Explanation, Options, Target,
 };
 pub use evolution::MapHistory;
+pub use guided::{guided_backprop, guided_gradcam, GuidedExplanation};
 pub use logger::{
     Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, FaithfulnessSettings,
     LocalizationSet, RenderedMaps,

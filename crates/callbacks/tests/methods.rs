@@ -243,3 +243,37 @@ fn methods_that_need_images_or_gradients_or_a_real_layer_say_so() {
         );
     }
 }
+
+/// Guided backpropagation and Guided Grad-CAM [N, 3, H, W] within 1e-3 of the largest value.
+fn check_guided(fx: &Fixture) {
+    let input = fx.tensor::<4>("input");
+    let model = fx.classifier(HeadKind::GapDense);
+    let gb = callbacks::guided_backprop(&model, input.clone(), Target::Predicted).expect("gb");
+    let ggc = callbacks::guided_gradcam(&model, input, "block5_conv3", Target::Predicted)
+        .expect("guided grad-cam");
+    for (ours, key) in [
+        (gb.values, "guided_backprop"),
+        (ggc.values, "guided_gradcam"),
+    ] {
+        let reference = to_vec(fx.tensor::<4>(key));
+        let ours = to_vec(ours);
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = ours
+            .iter()
+            .zip(&reference)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
+        println!("{key}: relative error {err:.2e} (scale {scale:.3e})");
+        assert!(err < 1e-3 && scale > 0.0, "{key}: {err}");
+    }
+}
+
+#[test]
+fn guided_backprop_matches_the_reference() {
+    check_guided(&Fixture::open("vgg16-w8-methods"));
+}
+
+#[test]
+fn guided_backprop_matches_the_reference_on_another_width_size_seed_and_photos() {
+    check_guided(&Fixture::local("vgg16-w16-methods"));
+}
