@@ -34,5 +34,5 @@ pub use logger::{
     LocalizationSet, RenderedMaps,
 };
 pub use methods::{CamMethod, Method, Reduction};
-pub use render::{colorize, overlay, Colormap, OverlayStyle};
+pub use render::{colorize, guided_beside_photo, overlay, Colormap, OverlayStyle};
 pub use sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};

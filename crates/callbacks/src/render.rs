@@ -168,9 +168,57 @@ pub fn overlay(map: &[f32], photo: &RgbImage, style: &OverlayStyle) -> RgbImage 
     })
 }
 
+/// A guided-backpropagation image [3, H, W] (channels first, RGB) shown the usual way
+/// (pytorch-grad-cam's `deprocess_image`): over the whole image, (x − mean) / (std + 1e-5) ·
+/// 0.1 + 0.5, clipped to [0, 1]; beside `photo` (same size) on its left.
+pub fn guided_beside_photo(values: &[f32], photo: &RgbImage) -> RgbImage {
+    let (width, height) = photo.dimensions();
+    let plane = (width * height) as usize;
+    assert_eq!(
+        values.len(),
+        3 * plane,
+        "values must be [3, H, W] of the photo's size"
+    );
+    let n = values.len() as f64;
+    let mean = values.iter().map(|v| *v as f64).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|v| (*v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let scale = 0.1 / (var.sqrt() + 1e-5);
+    let shown = |v: f32| ((((v as f64 - mean) * scale + 0.5).clamp(0.0, 1.0)) * 255.0) as u8;
+    RgbImage::from_fn(2 * width, height, |x, y| {
+        if x < width {
+            return *photo.get_pixel(x, y);
+        }
+        let i = (y * width + x - width) as usize;
+        Rgb(std::array::from_fn(|c| shown(values[c * plane + i])))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guided_images_are_standardised_over_the_whole_image_and_clipped() {
+        let photo = RgbImage::from_pixel(2, 1, Rgb([9, 8, 7]));
+        // Mean 0, std 1 over the 6 values: ±1 → 0.5 ± 0.1; one outlier would clip.
+        let values = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
+        let image = guided_beside_photo(&values, &photo);
+        assert_eq!(image.dimensions(), (4, 1));
+        assert_eq!(image.get_pixel(0, 0).0, [9, 8, 7]);
+        // 0.6·255 truncates to 152 (std + 1e-5 is a hair above 1), as np.uint8 does.
+        assert_eq!(image.get_pixel(2, 0).0, [152, 152, 152]);
+        assert_eq!(image.get_pixel(3, 0).0, [102, 102, 102]);
+        let flat = guided_beside_photo(&[0.0; 6], &photo);
+        assert_eq!(
+            flat.get_pixel(2, 0).0,
+            [127, 127, 127],
+            "a zero image is mid-grey, no NaN"
+        );
+    }
 
     #[test]
     fn jet_endpoints_and_middle() {

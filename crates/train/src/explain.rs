@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
-use callbacks::{explain_with, overlay, Colormap, Method, Options, OverlayStyle, Target};
+use callbacks::{
+    explain_with, guided_backprop, guided_beside_photo, guided_gradcam, overlay, Colormap, Method,
+    Options, OverlayStyle, Target,
+};
 use clap::Args;
 use image::RgbImage;
 use model::{BackboneKind, Classifier, HeadKind, WeightFile};
@@ -29,12 +32,13 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub head_weights: PathBuf,
     /// cam, gradcam, gradcam++, layercam, hirescam, xgradcam, gradcam-elementwise, eigencam,
-    /// eigengradcam, scorecam, ablationcam, or random (a baseline, not an explanation).
+    /// eigengradcam, scorecam, ablationcam, random (a baseline, not an explanation),
+    /// guided-backprop or guided-gradcam (raw [N, 3, H, W] gradients, not maps).
     #[arg(long, default_value = "gradcam")]
-    pub method: Method,
+    pub method: ExplainMethod,
     /// The layer to explain (VGG16: block1_conv1 … block5_conv3, block1_pool … block5_pool;
-    /// EfficientNet-Lite0: stem, block1 … block16, head). Default: the layer the head pools
-    /// (block5_conv3 for VGG16, head for EfficientNet-Lite0).
+    /// EfficientNet-Lite0: stem, block1 … block16, head). Default: the backbone's last
+    /// convolution (block5_conv3 for VGG16, head for EfficientNet-Lite0).
     #[arg(long)]
     pub layer: Option<String>,
     /// The first principal component of the method's weighted activations instead of their
@@ -76,6 +80,41 @@ pub struct ExplainArgs {
     /// Compute device: cpu (or cuda / cuda:N in a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// What `--method` names: a map method of the engine, or one of the guided ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExplainMethod {
+    /// A method whose result is a map [N, H, W].
+    Map(Method),
+    /// Guided backpropagation: ∂y/∂input with guided ReLUs [N, 3, H, W].
+    GuidedBackprop,
+    /// Guided backpropagation times the normalised Grad-CAM map.
+    GuidedGradCam,
+}
+
+impl std::str::FromStr for ExplainMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "guided-backprop" | "guidedbackprop" => Ok(Self::GuidedBackprop),
+            "guided-gradcam" | "guidedgradcam" => Ok(Self::GuidedGradCam),
+            _ => s
+                .parse()
+                .map(Self::Map)
+                .map_err(|e| format!("{e}, guided-backprop, guided-gradcam")),
+        }
+    }
+}
+
+impl std::fmt::Display for ExplainMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Map(m) => write!(f, "{m}"),
+            Self::GuidedBackprop => f.write_str("guided-backprop"),
+            Self::GuidedGradCam => f.write_str("guided-gradcam"),
+        }
+    }
 }
 
 fn parse_target(text: &str) -> Result<Target, String> {
@@ -217,9 +256,14 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         ["--weights", "--head-weights"],
         &device,
     )?;
+    // Default: the backbone's last convolution, the layer a gap-linear head pools
+    // (block5_conv3 for VGG16, head for EfficientNet-Lite0), whatever the head.
     let layer = match &args.layer {
         Some(layer) => layer.clone(),
-        None => model.layer_name(model.head_input()).to_string(),
+        None => {
+            let last_conv = model.backbone.kind().head_input(HeadKind::GapLinear);
+            model.layer_name(last_conv).to_string()
+        }
     };
     model.explainable_layer(&layer).context("--layer")?;
     let options = Options {
@@ -228,6 +272,14 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         aug_smooth: args.aug_smooth,
         seed: args.seed,
     };
+    if args.method == ExplainMethod::GuidedBackprop || args.method == ExplainMethod::GuidedGradCam {
+        if args.eigen_smooth || args.aug_smooth {
+            bail!(
+                "--eigen-smooth and --aug-smooth apply to map methods, not {}",
+                args.method
+            );
+        }
+    }
     let inputs = load_inputs(args, &device)?;
     let [n, _, height, width] = inputs.batch.dims();
     std::fs::create_dir_all(&args.out_dir)
@@ -239,23 +291,40 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     for start in (0..n).step_by(args.batch_size) {
         let len = args.batch_size.min(n - start);
         let batch = inputs.batch.clone().narrow(0, start, len);
-        let out = explain_with(&model, batch, &layer, args.method, options)?;
-        let [_, h, w] = out.raw.dims();
-        raw_shape = [h, w];
-        num_logits = out.logits.dims()[1];
-        maps.extend(to_vec(out.maps)?);
-        raw.extend(to_vec(out.raw)?);
-        logits.extend(to_vec(out.logits)?);
-        classes.extend(to_vec(out.classes.float())?);
+        let (values, batch_logits, batch_classes) = match args.method {
+            ExplainMethod::Map(method) => {
+                let out = explain_with(&model, batch, &layer, method, options)?;
+                let [_, h, w] = out.raw.dims();
+                raw_shape = [h, w];
+                raw.extend(to_vec(out.raw)?);
+                (out.maps.reshape([0, 0, -1]), out.logits, out.classes)
+            }
+            guided => {
+                let out = match guided {
+                    ExplainMethod::GuidedBackprop => guided_backprop(&model, batch, args.target)?,
+                    _ => guided_gradcam(&model, batch, &layer, args.target)?,
+                };
+                (out.values.reshape([0, 0, -1]), out.logits, out.classes)
+            }
+        };
+        num_logits = batch_logits.dims()[1];
+        maps.extend(to_vec(values)?);
+        logits.extend(to_vec(batch_logits)?);
+        classes.extend(to_vec(batch_classes.float())?);
     }
 
-    let plane = height * width;
+    let guided = !matches!(args.method, ExplainMethod::Map(_));
+    let plane = height * width * if guided { 3 } else { 1 };
     println!(
         "{:<28} {:>10} {:>9}  explained",
         "image", "logit(s)", "predicted"
     );
     for (i, (name, photo)) in inputs.names.iter().zip(&inputs.photos).enumerate() {
-        let picture = overlay(&maps[i * plane..(i + 1) * plane], photo, &style);
+        let values = &maps[i * plane..(i + 1) * plane];
+        let picture = match guided {
+            true => guided_beside_photo(values, photo),
+            false => overlay(values, photo, &style),
+        };
         let path = args.out_dir.join(format!("{name}.png"));
         picture
             .save(&path)
@@ -272,12 +341,17 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         );
     }
     let maps_path = args.out_dir.join("maps.safetensors");
-    let tensors = [
-        ("maps".to_string(), vec![n, height, width], maps),
-        ("raw".to_string(), vec![n, raw_shape[0], raw_shape[1]], raw),
+    let mut tensors = vec![
         ("logits".to_string(), vec![n, num_logits], logits),
         ("classes".to_string(), vec![n], classes),
     ];
+    match guided {
+        true => tensors.push(("maps".to_string(), vec![n, 3, height, width], maps)),
+        false => {
+            tensors.push(("maps".to_string(), vec![n, height, width], maps));
+            tensors.push(("raw".to_string(), vec![n, raw_shape[0], raw_shape[1]], raw));
+        }
+    }
     write_safetensors(&maps_path, &tensors, Default::default())?;
     println!("wrote {n} overlays and {}", maps_path.display());
     Ok(())

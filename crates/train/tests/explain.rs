@@ -134,7 +134,7 @@ fn bad_arguments_are_clear_errors() {
     let out = tempfile::tempdir().unwrap();
     let photo = shared_dir().join("data/catdog/val/cat/cat.4001.jpg");
     let photo = photo.to_str().unwrap();
-    let cases: [(&[&str], &str, &str); 6] = [
+    let cases: [(&[&str], &str, &str); 7] = [
         (
             &["--input", "/no/such/photo.jpg"],
             "gap-dense",
@@ -161,9 +161,20 @@ fn bad_arguments_are_clear_errors() {
             "comes after `block5_conv3`",
         ),
         (
-            &["--input", photo, "--method", "scorecam"],
+            &["--input", photo, "--method", "guided-magic"],
             "gap-dense",
-            "unknown method `scorecam`",
+            "unknown method `guided-magic` (expected one of cam, gradcam",
+        ),
+        (
+            &[
+                "--input",
+                photo,
+                "--method",
+                "guided-backprop",
+                "--aug-smooth",
+            ],
+            "gap-dense",
+            "apply to map methods, not guided-backprop",
         ),
     ];
     for (args, head, message) in cases {
@@ -190,6 +201,43 @@ fn bad_arguments_are_clear_errors() {
         stderr.contains("--head-weights") && stderr.contains("no tensor `weight`"),
         "{stderr}"
     );
+    // A weights file that is not there: the error names the script that fetches it.
+    let output = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["explain", "--weights", "data/weights/vgg16-397923af.pth"])
+        .args(["--head", "gap-linear", "--input", photo])
+        .arg("--head-weights")
+        .arg(fixture("cam_head.safetensors"))
+        .arg("--out-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = failure(&output);
+    assert!(
+        stderr.contains("no such file (get it with `scripts/fetch-weights.sh vgg16`)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn guided_methods_write_three_channel_gradients_beside_the_photo() {
+    let photo = shared_dir().join("data/catdog/val/dog/dog.4001.jpg");
+    for method in ["guided-backprop", "guided-gradcam"] {
+        let out = tempfile::tempdir().unwrap();
+        // No --layer: the default is the backbone's last convolution.
+        ok(&explain(
+            &["--input", photo.to_str().unwrap(), "--method", method],
+            "gap-dense",
+            out.path(),
+        ));
+        assert_eq!(shape(out.path(), "maps"), [1, 3, 224, 224], "{method}");
+        let values = WeightFile::open(out.path().join("maps.safetensors"))
+            .unwrap()
+            .tensor("maps", &[1, 3, 224, 224])
+            .unwrap();
+        assert!(values.iter().all(|v| v.is_finite()) && values.iter().any(|v| *v != 0.0));
+        let picture = image::open(out.path().join("dog.4001.png")).unwrap();
+        assert_eq!((picture.width(), picture.height()), (448, 224), "{method}");
+    }
 }
 
 #[test]
@@ -202,7 +250,19 @@ fn every_layer_and_method_runs() {
         .unwrap()
         .path();
     for layer in ["block3_conv3", "block4_pool", "block5_conv3"] {
-        for method in ["gradcam", "gradcam++", "layercam", "hirescam", "xgradcam"] {
+        for method in [
+            "gradcam",
+            "gradcam++",
+            "layercam",
+            "hirescam",
+            "xgradcam",
+            "gradcam-elementwise",
+            "eigencam",
+            "eigengradcam",
+            "scorecam",
+            "ablationcam",
+            "random",
+        ] {
             let out = tempfile::tempdir().unwrap();
             ok(&explain(
                 &[
