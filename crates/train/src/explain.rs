@@ -272,13 +272,12 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         aug_smooth: args.aug_smooth,
         seed: args.seed,
     };
-    if args.method == ExplainMethod::GuidedBackprop || args.method == ExplainMethod::GuidedGradCam {
-        if args.eigen_smooth || args.aug_smooth {
-            bail!(
-                "--eigen-smooth and --aug-smooth apply to map methods, not {}",
-                args.method
-            );
-        }
+    let guided = !matches!(args.method, ExplainMethod::Map(_));
+    if guided && (args.eigen_smooth || args.aug_smooth) {
+        bail!(
+            "--eigen-smooth and --aug-smooth apply to map methods, not {}",
+            args.method
+        );
     }
     let inputs = load_inputs(args, &device)?;
     let [n, _, height, width] = inputs.batch.dims();
@@ -313,7 +312,6 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         classes.extend(to_vec(batch_classes.float())?);
     }
 
-    let guided = !matches!(args.method, ExplainMethod::Map(_));
     let plane = height * width * if guided { 3 } else { 1 };
     println!(
         "{:<28} {:>10} {:>9}  explained",
