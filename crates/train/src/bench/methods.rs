@@ -1,4 +1,4 @@
-//! What each explanation method costs per image, from the images (the backbone pass
+//! What each explanation method (and guided backpropagation) costs per image, from the images (the backbone pass
 //! included), on the quickstart's network (VGG16 / 8 at 160 px, `block5_conv3`, 64 channels)
 //! and on EfficientNet-Lite0 (224 px, `head`, 1280 channels), both with a one-logit
 //! gap-linear head on random weights. Score-CAM runs the whole network once per channel per
@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use burn::tensor::{Device, Distribution, Tensor};
-use callbacks::{explain_with, Method, Options};
+use callbacks::{explain_with, guided_backprop, guided_gradcam, Method, Options, Target};
 use model::{Backbone, Classifier, EfficientNetLite0, Head, HeadKind, Vgg16};
 
 use super::{best_seconds, Figures};
@@ -53,6 +53,19 @@ pub(super) fn method_costs(figures: &mut Figures, quick: bool, device: &Device) 
             let name = method.name().replace("++", "pp").replace('-', "_");
             let key = format!("method_{name}_{label}_ms_per_img");
             figures.add(&key, seconds / count as f64 * 1e3, "ms/img");
+        }
+        for name in ["guided_backprop", "guided_gradcam"] {
+            let seconds = best_seconds(if quick { 1 } else { 3 }, || {
+                let out = match name {
+                    "guided_backprop" => {
+                        guided_backprop(&model, images.clone(), Target::Predicted)?
+                    }
+                    _ => guided_gradcam(&model, images.clone(), layer, Target::Predicted)?,
+                };
+                to_vec(out.values).map(drop)
+            })?;
+            let key = format!("method_{name}_{label}_ms_per_img");
+            figures.add(&key, seconds / n as f64 * 1e3, "ms/img");
         }
     }
     Ok(())
