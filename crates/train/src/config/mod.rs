@@ -463,6 +463,30 @@ learning_rate = 1e-3
     }
 
     #[test]
+    fn score_cam_draws_every_fifth_epoch_and_the_smoothing_options_reach_the_engine() {
+        let text = format!(
+            "{BASE}\n[[callbacks]]\nkind = \"scorecam\"\n\n[[callbacks]]\nkind = \"gradcam\"\n\
+             eigen_smooth = true\naug_smooth = true\n\n[[callbacks]]\nkind = \"random\"\nevery = 2\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let [score, grad, random] = &config.callbacks[..] else {
+            panic!("three callbacks")
+        };
+        assert_eq!((score.every(), grad.every(), random.every()), (5, 1, 2));
+        assert!(score.needs_images() && grad.needs_images() && !random.needs_images());
+        let options = grad.options(7);
+        assert!(options.eigen_smooth && options.aug_smooth && options.seed == 7);
+        let written = toml::to_string_pretty(&config).unwrap();
+        assert_eq!(
+            Config::parse(&written).unwrap().callbacks[1].eigen_smooth,
+            true
+        );
+        let zero = format!("{BASE}\n[[callbacks]]\nkind = \"scorecam\"\nevery = 0\n");
+        let error = format!("{:#}", Config::parse(&zero).unwrap_err());
+        assert!(error.contains("every must be at least 1"), "{error}");
+    }
+
+    #[test]
     fn unknown_names_are_errors_that_list_the_known_ones() {
         for (key, bad, expect) in [
             ("kind", "gradcan", "unknown method `gradcan`"),
