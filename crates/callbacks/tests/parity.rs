@@ -190,7 +190,7 @@ fn gradient_methods_at_block4_conv3_give_normalised_maps() {
         .into_iter()
         .filter(|m| m.implementation().needs_gradients())
         .collect();
-    assert_eq!(methods.len(), 5, "{methods:?}");
+    assert_eq!(methods.len(), 7, "{methods:?}");
     for method in methods {
         let out = explain(
             &model,
