@@ -12,6 +12,7 @@
 pub mod agreement;
 pub mod cam;
 pub mod evolution;
+pub mod explain_error;
 pub mod faithfulness;
 pub mod guided;
 pub mod localization;
