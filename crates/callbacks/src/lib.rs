@@ -22,6 +22,7 @@ pub mod projection;
 pub mod render;
 pub mod sanity;
 pub mod sink;
+pub mod wsol;
 
 pub use agreement::Agreement;
 pub use cam::{
