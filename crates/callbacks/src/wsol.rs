@@ -294,7 +294,8 @@ impl PxAp {
 pub fn pointing_hit(map: &[f32], width: usize, truth: PixelBox, tolerance: f64) -> bool {
     let min = map.iter().copied().fold(f32::INFINITY, f32::min);
     let max = map.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if !(max > min) {
+    // A constant map (or one of NaN) has no maximum to point with.
+    if max.partial_cmp(&min) != Some(std::cmp::Ordering::Greater) {
         return false;
     }
     let Some((index, _)) =
