@@ -177,7 +177,7 @@ pub fn best_iou_per_threshold(
         ]
     };
     let mut best = vec![0.0f64; THRESHOLDS];
-    let mut any_foreground = vec![false; THRESHOLDS];
+    let mut any_foreground = [false; THRESHOLDS];
     // Foreground: value > cut, thresholds from the highest cut down.
     let mut regions = Regions::new(width, height, true);
     let mut level = 256usize;
