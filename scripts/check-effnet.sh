@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run configs/effnet-cam.toml (real photos in ../shared, real EfficientNet-Lite0 weights) into a
 # temporary runs dir and check its figures against the PyTorch reference: val accuracy >= 0.985, Oxford accuracy
-# >= 0.95, CAM pointing game >= 0.70 and energy in box >= 0.43 on the Oxford head boxes.
+# >= 0.95, CAM pointing game >= 0.70 and energy in box >= 0.43 on the Oxford head boxes; then
+# `train explain --boxes` on the Oxford photos (localization.json, centre baseline 0.60).
 # Needs the release build and ../shared (or $SHARED_DIR); uses data/weights or copies the weights
 # from the shared dir, verifying the sha256 either way.
 set -euo pipefail
@@ -25,4 +26,28 @@ failed = [f"{k} {figures[k]:.4f} < {v}" for k, v in limits.items() if figures[k]
 if failed:
     sys.exit("EFFNET FIGURES FAILED: " + ", ".join(failed))
 print("EFFNET FIGURES OK")
+PY
+
+# train explain --boxes on the 240 Oxford photos with the run's head: localization.json has every
+# score for the method and the centre baseline, and the baseline's pointing game (which depends
+# only on the boxes) is 0.60 ± 0.01.
+./target/release/train explain --backbone efficientnet-lite0 \
+  --weights data/weights/efficientnet-lite0-57934424.pth \
+  --head gap-linear --head-weights "$run_dir/head.safetensors" --method cam \
+  --input "$shared/data/catdog/oxford_loc" --boxes "$shared/data/catdog/annotations/oxford_loc.json" \
+  --out-dir "$runs/explain" | tail -4
+python3 - "$runs/explain/localization.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+keys = {"pointing_game", "pointing_game_15px", "energy_in_box", "maxboxacc_v2", "maxboxacc", "pxap", "images"}
+for name in ["cam", "baseline_centre"]:
+    missing = keys - set(report[name])
+    if missing or report[name]["images"] != 240 or set(report[name]["maxboxacc"]) != {"0.3", "0.5", "0.7"}:
+        sys.exit(f"LOCALIZATION JSON FAILED: {name}: missing {missing} or wrong counts: {report[name]}")
+centre = report["baseline_centre"]["pointing_game"]
+if abs(centre - 0.60) > 0.01:
+    sys.exit(f"LOCALIZATION JSON FAILED: centre baseline pointing game {centre:.3f}, expected 0.60 ± 0.01")
+print(f"localization.json: cam MaxBoxAccV2 {report['cam']['maxboxacc_v2']:.3f}, PxAP {report['cam']['pxap']:.3f}; "
+      f"centre baseline pointing game {centre:.3f}, MaxBoxAccV2 {report['baseline_centre']['maxboxacc_v2']:.3f}")
+print("LOCALIZATION JSON OK")
 PY

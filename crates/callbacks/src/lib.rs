@@ -16,6 +16,7 @@ pub mod explain_error;
 pub mod faithfulness;
 pub mod guided;
 pub mod localization;
+pub mod localization_report;
 pub mod logger;
 pub mod methods;
 pub mod projection;

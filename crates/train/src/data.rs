@@ -242,6 +242,26 @@ struct BoxFile {
 struct BoxEntry {
     file: String,
     head_box_xyxy: [f32; 4],
+    /// The whole animal's outline, x0, y0, x1, y1, … (Oxford-IIIT Pet's `oxford_loc.json`).
+    #[serde(default)]
+    body_polygon_xy: Option<Vec<f32>>,
+}
+
+/// Read a boxes file with its outlines: annotation by image file name (see [`read_boxes`]).
+/// An outline with an odd number of coordinates, fewer than 3 points or a non-finite value is
+/// an error.
+pub fn read_annotations(
+    path: &Path,
+) -> Result<std::collections::HashMap<String, callbacks::localization_report::Annotation>> {
+    let (heads, outlines) = read_entries(path)?;
+    Ok(heads
+        .into_iter()
+        .map(|(name, head)| {
+            let body = outlines.get(&name).cloned();
+            let annotation = callbacks::localization_report::Annotation { head, body };
+            (name, annotation)
+        })
+        .collect())
 }
 
 /// Read a boxes file: box by image file name (boxes are matched to images by file name, without
@@ -252,6 +272,16 @@ struct BoxEntry {
 /// error when their boxes differ, as one box would silently replace the other; the same box
 /// listed twice is accepted (it cannot score the wrong region).
 pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32; 4]>> {
+    Ok(read_entries(path)?.0)
+}
+
+/// Head boxes and outlines by file name.
+type Entries = (
+    std::collections::HashMap<String, [f32; 4]>,
+    std::collections::HashMap<String, Vec<(f32, f32)>>,
+);
+
+fn read_entries(path: &Path) -> Result<Entries> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("[data] boxes: cannot read {}", path.display()))?;
     let file: BoxFile =
@@ -259,11 +289,24 @@ pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32;
     // File name → (box, the entry's `file` as written).
     let mut boxes: std::collections::HashMap<String, ([f32; 4], String)> =
         std::collections::HashMap::new();
+    let mut outlines = std::collections::HashMap::new();
     for entry in file.images {
         let name = Path::new(&entry.file)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or(entry.file.clone());
+        if let Some(xy) = &entry.body_polygon_xy {
+            if xy.len() % 2 != 0 || xy.len() < 6 || xy.iter().any(|v| !v.is_finite()) {
+                bail!(
+                    "[data] boxes: {}: body_polygon_xy of {} must be at least 3 finite x, y \
+                     pairs (has {} values)",
+                    path.display(),
+                    entry.file,
+                    xy.len()
+                );
+            }
+            outlines.insert(name.clone(), xy.chunks(2).map(|p| (p[0], p[1])).collect());
+        }
         let [x0, y0, x1, y1] = entry.head_box_xyxy;
         if !(x0 < x1 && y0 < y1) || entry.head_box_xyxy.iter().any(|v| !v.is_finite()) {
             bail!(
@@ -288,5 +331,6 @@ pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32;
             }
         }
     }
-    Ok(boxes.into_iter().map(|(name, (b, _))| (name, b)).collect())
+    let heads = boxes.into_iter().map(|(name, (b, _))| (name, b)).collect();
+    Ok((heads, outlines))
 }

@@ -77,6 +77,11 @@ pub struct ExplainArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Score the maps against a boxes file (oxford_loc format: `images[]` with `file`,
+    /// `head_box_xyxy` and optionally `body_polygon_xy`), matched by file name, beside the
+    /// centre baseline; writes localization.json to --out-dir.
+    #[arg(long)]
+    pub boxes: Option<PathBuf>,
     /// Compute device: cpu (or cuda / cuda:N in a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -131,6 +136,8 @@ struct Inputs {
     batch: Tensor<4>,
     photos: Vec<RgbImage>,
     names: Vec<String>,
+    /// Each photo's file (none for a tensor file's images).
+    paths: Vec<Option<PathBuf>>,
 }
 
 fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
@@ -157,14 +164,16 @@ fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
         let batch = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), device);
         let photos = images::from_tensor(batch.clone())?;
         let names = (0..n).map(|i| format!("image_{i:03}")).collect();
+        let paths = vec![None; n];
         return Ok(Inputs {
             batch,
             photos,
             names,
+            paths,
         });
     }
     let paths = if input.is_dir() {
-        images::photos_in(input)?
+        images::photos_under(input)?
     } else if input.is_file() {
         vec![input.clone()]
     } else {
@@ -172,11 +181,13 @@ fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
     };
     let mut photos = Vec::new();
     let mut names = Vec::new();
+    let mut kept = Vec::new();
     for path in &paths {
         match images::read_rgb(path) {
             Ok(photo) => {
                 photos.push(images::resize(&photo, args.size));
-                names.push(stem(path));
+                names.push(output_name(input, path));
+                kept.push(Some(path.clone()));
             }
             // One unreadable photo in a directory should not stop the rest.
             Err(e) if paths.len() > 1 => eprintln!("warning: skipping {}: {e:#}", path.display()),
@@ -191,7 +202,22 @@ fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
         batch,
         photos,
         names,
+        paths: kept,
     })
+}
+
+/// A photo's output name: its path under `--input` without the extension, folders joined by
+/// `_` (`cat/Abyssinian_12.jpg` → `cat_Abyssinian_12`); a single photo's stem.
+fn output_name(input: &Path, path: &Path) -> String {
+    match path.strip_prefix(input) {
+        Ok(relative) if input.is_dir() => relative
+            .with_extension("")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("_"),
+        _ => stem(path),
+    }
 }
 
 fn stem(path: &Path) -> String {
@@ -273,6 +299,9 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         seed: args.seed,
     };
     let guided = !matches!(args.method, ExplainMethod::Map(_));
+    if guided && args.boxes.is_some() {
+        bail!("--boxes scores maps; {} gives gradients", args.method);
+    }
     if guided && (args.eigen_smooth || args.aug_smooth) {
         bail!(
             "--eigen-smooth and --aug-smooth apply to map methods, not {}",
@@ -339,6 +368,19 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         );
     }
     let maps_path = args.out_dir.join("maps.safetensors");
+    if let Some(boxes) = &args.boxes {
+        let method = args.method.to_string();
+        let plane = [height, width];
+        let out = crate::explain_boxes::score(
+            boxes,
+            &method,
+            &maps,
+            plane,
+            &inputs.paths,
+            &args.out_dir,
+        )?;
+        println!("wrote {}", out.display());
+    }
     let mut tensors = vec![
         ("logits".to_string(), vec![n, num_logits], logits),
         ("classes".to_string(), vec![n], classes),

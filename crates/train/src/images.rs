@@ -137,6 +137,35 @@ pub fn upright_size((width, height): (u32, u32), orientation: Orientation) -> (u
     }
 }
 
+/// The photos in a directory and its sub-directories (symbolic links to directories are not
+/// followed), sorted by path.
+pub fn photos_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?
+        {
+            let entry = entry.with_context(|| format!("cannot list {}", d.display()))?;
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if path.is_file() && is_photo(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths.sort();
+    if paths.is_empty() {
+        bail!(
+            "{} has no photos ({}) in it or its sub-folders",
+            dir.display(),
+            PHOTO_EXTENSIONS.join(", ")
+        );
+    }
+    Ok(paths)
+}
+
 /// A point of a photo stored as `(width, height)` with EXIF `orientation`, in the stored file's
 /// continuous pixel coordinates (pixel (i, j) covers [i, i+1) x [j, j+1)), mapped to the upright
 /// photo's, as [`DynamicImage::apply_orientation`] (and so [`read_rgb`]) moves the pixels.

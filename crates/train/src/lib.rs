@@ -8,6 +8,7 @@ pub mod cut_cache;
 pub mod data;
 pub mod event_images;
 pub mod explain;
+pub mod explain_boxes;
 pub mod features;
 pub mod files;
 pub mod fit;

@@ -1,0 +1,97 @@
+//! `train explain --boxes FILE`: score the maps `explain` wrote against each photo's head box
+//! and, where the file has them, the animal's outline, beside the centre baseline; writes
+//! `localization.json` to the output directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use callbacks::localization::Map;
+use callbacks::localization_report::{centre_baseline, LocalizationReport, LocalizationSummary};
+
+use crate::images;
+
+/// Score `maps` ([N, H, W], normalised, at the network's input size) of the photos `paths`
+/// against the annotations in `boxes`, as `method`; photos without an entry are skipped and
+/// counted. Returns the path of the JSON written to `out_dir`.
+pub fn score(
+    boxes: &Path,
+    method: &str,
+    maps: &[f32],
+    [height, width]: [usize; 2],
+    paths: &[Option<PathBuf>],
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    let annotations = crate::data::read_annotations(boxes)
+        .with_context(|| format!("--boxes {}", boxes.display()))?;
+    let (mut ours, mut centre) = (LocalizationReport::default(), LocalizationReport::default());
+    let mut skipped = 0;
+    for (i, path) in paths.iter().enumerate() {
+        let Some(path) = path else {
+            bail!("--boxes needs photos (boxes are matched by file name), not a tensor file");
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(truth) = name.and_then(|n| annotations.get(&n)) else {
+            skipped += 1;
+            continue;
+        };
+        // The annotations are in the stored file's pixels; the maps follow the upright photo.
+        let (stored, orientation) = images::stored_size_and_orientation(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (w, h) = images::upright_size(stored, orientation);
+        let size = (stored.0 as f32, stored.1 as f32);
+        let mut truth = truth.clone();
+        truth.head = images::upright_box(truth.head, stored, orientation);
+        if let Some(outline) = &mut truth.body {
+            for point in outline.iter_mut() {
+                *point = images::upright_point(*point, size, orientation);
+            }
+        }
+        let plane = height * width;
+        let map = Map {
+            width,
+            height,
+            values: maps[i * plane..(i + 1) * plane].to_vec(),
+        }
+        .resize(w as usize, h as usize);
+        ours.add(&map, &truth);
+        centre.add(&centre_baseline(w as usize, h as usize), &truth);
+    }
+    if ours.summary().images == 0 {
+        bail!(
+            "--boxes {}: none of the {} photos has an entry (entries are matched by file name)",
+            boxes.display(),
+            paths.len()
+        );
+    }
+    let mut report: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (key, summary) in [
+        (method, ours.summary()),
+        ("baseline_centre", centre.summary()),
+    ] {
+        print_summary(key, &summary);
+        report.insert(key.to_string(), serde_json::to_value(summary)?);
+    }
+    report.insert("photos_without_entry".into(), skipped.into());
+    if skipped > 0 {
+        println!(
+            "{skipped} photos have no entry in {} (skipped)",
+            boxes.display()
+        );
+    }
+    let out = out_dir.join("localization.json");
+    let text = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&out, text + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(out)
+}
+
+fn print_summary(key: &str, s: &LocalizationSummary) {
+    let wsol = match (s.maxboxacc_v2, s.pxap) {
+        (Some(v2), Some(pxap)) => format!(", MaxBoxAccV2 {v2:.3}, PxAP {pxap:.3}"),
+        _ => String::from(" (no outlines: no MaxBoxAcc or PxAP)"),
+    };
+    println!(
+        "{key:<20} pointing game {:.3} (15 px: {:.3}), energy in box {:.3}{wsol}, {} photos",
+        s.pointing_game, s.pointing_game_15px, s.energy_in_box, s.images
+    );
+}
