@@ -386,3 +386,87 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// `--boxes`: photos in sub-folders, matched by file name; one without an entry is skipped and
+/// counted; the report has every score for the method and the centre baseline.
+#[test]
+fn boxes_score_the_maps_beside_the_centre_baseline() {
+    let photos = tempfile::tempdir().unwrap();
+    for (folder, file) in [("cat", "cat.4001.jpg"), ("dog", "dog.4001.jpg")] {
+        std::fs::create_dir_all(photos.path().join(folder)).unwrap();
+        let from = shared_dir().join("data/catdog/val").join(folder).join(file);
+        std::fs::copy(from, photos.path().join(folder).join(file)).unwrap();
+    }
+    let (w, h) = image::image_dimensions(photos.path().join("cat/cat.4001.jpg")).unwrap();
+    let (w, h) = (w as f32, h as f32);
+    let boxes = photos.path().join("boxes.json");
+    std::fs::write(
+        &boxes,
+        format!(
+            r#"{{"images": [{{"file": "cat/cat.4001.jpg",
+                "head_box_xyxy": [{}, {}, {}, {}],
+                "body_polygon_xy": [{}, {}, {}, {}, {}, {}]}}]}}"#,
+            w * 0.25,
+            h * 0.25,
+            w * 0.75,
+            h * 0.75,
+            w * 0.1,
+            h * 0.1,
+            w * 0.9,
+            h * 0.1,
+            w * 0.5,
+            h * 0.9
+        ),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = explain(
+        &[
+            "--input",
+            photos.path().to_str().unwrap(),
+            "--boxes",
+            boxes.to_str().unwrap(),
+        ],
+        "gap-dense",
+        out.path(),
+    );
+    ok(&output);
+    assert!(
+        out.path().join("cat_cat.4001.png").exists(),
+        "sub-folder photos are named folder_stem"
+    );
+    let text = std::fs::read_to_string(out.path().join("localization.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["photos_without_entry"], 1, "{text}");
+    for key in ["gradcam", "baseline_centre"] {
+        let scores = &report[key];
+        assert_eq!(scores["images"], 1, "{text}");
+        for score in [
+            "pointing_game",
+            "pointing_game_15px",
+            "energy_in_box",
+            "maxboxacc_v2",
+            "pxap",
+        ] {
+            let v = scores[score].as_f64().unwrap_or(f64::NAN);
+            assert!((0.0..=1.0).contains(&v), "{key} {score}: {text}");
+        }
+        assert_eq!(scores["maxboxacc"].as_object().unwrap().len(), 3, "{text}");
+    }
+    // The centre of the photo is in the head box: the centre baseline points at it.
+    assert_eq!(report["baseline_centre"]["pointing_game"], 1.0, "{text}");
+    // Gradients cannot be scored as maps.
+    let stderr = failure(&explain(
+        &[
+            "--input",
+            photos.path().to_str().unwrap(),
+            "--boxes",
+            boxes.to_str().unwrap(),
+            "--method",
+            "guided-backprop",
+        ],
+        "gap-dense",
+        out.path(),
+    ));
+    assert!(stderr.contains("--boxes scores maps"), "{stderr}");
+}

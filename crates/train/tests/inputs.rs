@@ -210,6 +210,42 @@ fn duplicate_box_entries_are_an_error_unless_identical() {
     assert_eq!(boxes["a.jpg"], [1.0, 2.0, 30.0, 40.0]);
 }
 
+/// Outlines (`body_polygon_xy`) are read with the boxes; a malformed one names the file and
+/// the entry.
+#[test]
+fn outlines_are_read_and_malformed_ones_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("boxes.json");
+    std::fs::write(
+        &path,
+        r#"{"images": [
+            {"file": "cat/a.jpg", "head_box_xyxy": [1, 2, 30, 40],
+             "body_polygon_xy": [0, 0, 10, 0, 10, 10, 0, 10]},
+            {"file": "b.jpg", "head_box_xyxy": [3, 4, 5, 6]}
+        ]}"#,
+    )
+    .unwrap();
+    let annotations = data::read_annotations(&path).unwrap();
+    assert_eq!(
+        annotations["a.jpg"].body.as_deref(),
+        Some(&[(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)][..])
+    );
+    assert_eq!(annotations["b.jpg"].body, None);
+    assert_eq!(annotations["b.jpg"].head, [3.0, 4.0, 5.0, 6.0]);
+    for bad in ["[0, 0, 10, 0, 10]", "[0, 0, 10, 0]"] {
+        let text = format!(
+            r#"{{"images": [{{"file": "cat/a.jpg", "head_box_xyxy": [1, 2, 30, 40],
+                "body_polygon_xy": {bad}}}]}}"#
+        );
+        std::fs::write(&path, text).unwrap();
+        let error = format!("{:#}", data::read_annotations(&path).unwrap_err());
+        assert!(
+            error.contains("body_polygon_xy of cat/a.jpg must be at least 3 finite x, y pairs"),
+            "{bad}: {error}"
+        );
+    }
+}
+
 /// A TIFF block holding one IFD entry: Orientation (0x0112) = `value`.
 fn exif_orientation(value: u8) -> Vec<u8> {
     let mut tiff = b"II*\0\x08\0\0\0".to_vec(); // little-endian, first IFD at offset 8
