@@ -52,8 +52,8 @@ pub struct ExplainArgs {
     /// Seed of the `random` baseline.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A photo, a directory of photos (sub-folders included), or a .safetensors file whose `input` tensor
-    /// [N, 3, H, W] is already ImageNet-normalised.
+    /// A photo, a directory of photos (sub-folders included), or a .safetensors file whose
+    /// `input` tensor [N, 3, H, W] is already ImageNet-normalised.
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the overlays and maps.safetensors (created if missing).
