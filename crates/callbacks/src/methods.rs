@@ -215,7 +215,11 @@ impl CamMethod for ScoreCam {
 
 /// Ablation-CAM (Desai & Ramaswamy 2020), as pytorch-grad-cam: each channel in turn set to
 /// 0 (or to min − 1e7 when the image's activations are not ≥ 0 with a 0), the network run from
-/// the layer on; weight = (score − ablated score) / score.
+/// the layer on; weight = (score − ablated score) / score (0 when the score is exactly 0).
+///
+/// One difference on layers whose minimum is not 0 (not VGG's or EfficientNet's ReLU outputs):
+/// pytorch-grad-cam 1.5.7 edits its batch in place and recomputes the minimum for every row,
+/// so its k-th row in a batch gets min − k·1e7; here every channel gets min − 1e7.
 pub struct AblationCam;
 
 /// pytorch-grad-cam's ablation offset below the minimum for layers that can be negative.
@@ -256,10 +260,11 @@ impl CamMethod for AblationCam {
         }
         let ablated = Tensor::cat(ablated, 0).reshape([n, c]);
         let original = original.reshape([n, 1]);
-        weighted(
-            (original.clone() - ablated) / original,
-            x.activations.clone(),
-        )
+        // A target score of exactly 0 would divide by zero: its weights are 0 (a blank map),
+        // not ±∞.
+        let zero = original.clone().equal_elem(0.0);
+        let weights = ((original.clone() - ablated) / original).mask_fill(zero, 0.0);
+        weighted(weights, x.activations.clone())
     }
     fn needs_gradients(&self) -> bool {
         false

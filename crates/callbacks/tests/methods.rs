@@ -16,6 +16,15 @@ use model::{Classifier, HeadKind};
 
 const MAP_TOL: f32 = 2e-3;
 
+/// max(a, b), NaN when either is (`f32::max` would drop a NaN and let it pass).
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
 /// Per image, max |ours − reference| over the map.
 fn per_image_errors(ours: Tensor<3>, reference: Tensor<3>) -> Vec<f32> {
     let [n, h, w] = reference.dims();
@@ -26,7 +35,7 @@ fn per_image_errors(ours: Tensor<3>, reference: Tensor<3>) -> Vec<f32> {
         .map(|(x, y)| {
             x.iter()
                 .zip(y)
-                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()))
+                .fold(0.0f32, |m, (p, q)| nan_max(m, (p - q).abs()))
         })
         .collect()
 }
@@ -109,7 +118,7 @@ fn check_parity(fx: &Fixture, sign_rule_known: bool) {
             let other = per_image_errors(out.maps, fx.tensor::<3>(&format!("{stem}_neg")));
             errors = errors.iter().zip(other).map(|(a, b)| a.min(b)).collect();
         }
-        let worst = errors.iter().fold(0.0f32, |m, e| m.max(*e));
+        let worst = errors.iter().fold(0.0f32, |m, e| nan_max(m, *e));
         println!("{method} at {layer} {opts:?} vs {key}: max error {worst:.2e}");
         if worst > MAP_TOL || worst.is_nan() {
             failures.push(format!("{method} ({key}): {worst}"));
@@ -257,11 +266,12 @@ fn check_guided(fx: &Fixture) {
     ] {
         let reference = to_vec(fx.tensor::<4>(key));
         let ours = to_vec(ours);
+        assert_eq!(ours.len(), reference.len(), "{key}: sizes differ");
         let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
         let err = ours
             .iter()
             .zip(&reference)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            .fold(0f32, |m, (a, b)| nan_max(m, (a - b).abs()))
             / scale;
         println!("{key}: relative error {err:.2e} (scale {scale:.3e})");
         assert!(err < 1e-3 && scale > 0.0, "{key}: {err}");

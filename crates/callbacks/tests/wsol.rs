@@ -45,6 +45,7 @@ fn maxboxacc_and_pxap_match_wsolevaluation_with_opencv() {
             .collect();
         let ours = best_iou_per_threshold(&map, w, h, &truth);
         let reference = floats(&fx["best_iou_per_threshold"][i]);
+        assert_eq!(ours.len(), reference.len());
         for (t, (a, b)) in ours.iter().zip(&reference).enumerate() {
             assert!(
                 (a - b).abs() < 1e-12,

@@ -254,14 +254,26 @@ pub fn read_annotations(
     path: &Path,
 ) -> Result<std::collections::HashMap<String, callbacks::localization_report::Annotation>> {
     let (heads, outlines) = read_entries(path)?;
-    Ok(heads
-        .into_iter()
-        .map(|(name, head)| {
-            let body = outlines.get(&name).cloned();
-            let annotation = callbacks::localization_report::Annotation { head, body };
-            (name, annotation)
-        })
-        .collect())
+    let mut annotations = std::collections::HashMap::new();
+    for (name, head) in heads {
+        let body = match outlines.get(&name) {
+            None => None,
+            Some((xy, file)) => {
+                if xy.len() % 2 != 0 || xy.len() < 6 || xy.iter().any(|v| !v.is_finite()) {
+                    bail!(
+                        "[data] boxes: {}: body_polygon_xy of {file} must be at least 3 finite \
+                         x, y pairs (has {} values)",
+                        path.display(),
+                        xy.len()
+                    );
+                }
+                Some(xy.chunks(2).map(|p| (p[0], p[1])).collect())
+            }
+        };
+        let annotation = callbacks::localization_report::Annotation { head, body };
+        annotations.insert(name, annotation);
+    }
+    Ok(annotations)
 }
 
 /// Read a boxes file: box by image file name (boxes are matched to images by file name, without
@@ -275,10 +287,10 @@ pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32;
     Ok(read_entries(path)?.0)
 }
 
-/// Head boxes and outlines by file name.
+/// Head boxes, and outlines as written (x, y, … and the entry's `file`), by file name.
 type Entries = (
     std::collections::HashMap<String, [f32; 4]>,
-    std::collections::HashMap<String, Vec<(f32, f32)>>,
+    std::collections::HashMap<String, (Vec<f32>, String)>,
 );
 
 fn read_entries(path: &Path) -> Result<Entries> {
@@ -295,17 +307,20 @@ fn read_entries(path: &Path) -> Result<Entries> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or(entry.file.clone());
+        // Outlines are checked only where they are used (`read_annotations`): a training run
+        // reads the head boxes alone.
         if let Some(xy) = &entry.body_polygon_xy {
-            if xy.len() % 2 != 0 || xy.len() < 6 || xy.iter().any(|v| !v.is_finite()) {
-                bail!(
-                    "[data] boxes: {}: body_polygon_xy of {} must be at least 3 finite x, y \
-                     pairs (has {} values)",
+            match outlines.get(&name) {
+                Some((earlier, earlier_file)) if earlier != xy => bail!(
+                    "[data] boxes: {}: two entries for file name `{name}` with different \
+                     body_polygon_xy: {earlier_file} and {}",
                     path.display(),
-                    entry.file,
-                    xy.len()
-                );
+                    entry.file
+                ),
+                _ => {
+                    outlines.insert(name.clone(), (xy.clone(), entry.file.clone()));
+                }
             }
-            outlines.insert(name.clone(), xy.chunks(2).map(|p| (p[0], p[1])).collect());
         }
         let [x0, y0, x1, y1] = entry.head_box_xyxy;
         if !(x0 < x1 && y0 < y1) || entry.head_box_xyxy.iter().any(|v| !v.is_finite()) {

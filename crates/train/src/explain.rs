@@ -173,7 +173,15 @@ fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
         });
     }
     let paths = if input.is_dir() {
-        images::photos_under(input)?
+        // Not the output directory, when it lies inside the input (a second run would
+        // explain the first one's overlays).
+        let out = args.out_dir.canonicalize().ok();
+        let mut paths = images::photos_under(input)?;
+        paths.retain(|p| match (&out, p.canonicalize()) {
+            (Some(out), Ok(p)) => !p.starts_with(out),
+            _ => true,
+        });
+        paths
     } else if input.is_file() {
         vec![input.clone()]
     } else {
@@ -197,6 +205,17 @@ fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
     if photos.is_empty() {
         bail!("--input {}: no readable photos", input.display());
     }
+    let mut seen = std::collections::HashMap::new();
+    for (name, path) in names.iter().zip(&kept) {
+        if let Some(earlier) = seen.insert(name.clone(), path) {
+            bail!(
+                "--input {}: {} and {} would both be written as {name}.png (rename one)",
+                input.display(),
+                display(earlier),
+                display(path)
+            );
+        }
+    }
     let batch = images::to_tensor(&photos, device);
     Ok(Inputs {
         batch,
@@ -204,6 +223,12 @@ fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
         names,
         paths: kept,
     })
+}
+
+fn display(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// A photo's output name: its path under `--input` without the extension, folders joined by
@@ -309,6 +334,11 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         );
     }
     let inputs = load_inputs(args, &device)?;
+    // The boxes file is read and matched before any map is computed.
+    let annotations = match &args.boxes {
+        Some(boxes) => Some(crate::explain_boxes::annotations_for(boxes, &inputs.paths)?),
+        None => None,
+    };
     let [n, _, height, width] = inputs.batch.dims();
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create --out-dir {}", args.out_dir.display()))?;
@@ -368,11 +398,11 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         );
     }
     let maps_path = args.out_dir.join("maps.safetensors");
-    if let Some(boxes) = &args.boxes {
+    if let Some(annotations) = &annotations {
         let method = args.method.to_string();
         let plane = [height, width];
         let out = crate::explain_boxes::score(
-            boxes,
+            annotations,
             &method,
             &maps,
             plane,

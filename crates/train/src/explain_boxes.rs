@@ -2,36 +2,75 @@
 //! and, where the file has them, the animal's outline, beside the centre baseline; writes
 //! `localization.json` to the output directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use callbacks::localization::Map;
-use callbacks::localization_report::{centre_baseline, LocalizationReport, LocalizationSummary};
+use callbacks::localization_report::{
+    centre_baseline, Annotation, LocalizationReport, LocalizationSummary,
+};
 
 use crate::images;
 
+/// Annotations by file name, as the boxes file gives them.
+pub type Annotations = HashMap<String, Annotation>;
+
+/// Read `boxes` and check it can be matched to the photos `paths`: photos (not a tensor file),
+/// no two with one file name (entries are matched by file name), at least one with an entry.
+pub fn annotations_for(boxes: &Path, paths: &[Option<PathBuf>]) -> Result<Annotations> {
+    let annotations = crate::data::read_annotations(boxes)
+        .with_context(|| format!("--boxes {}", boxes.display()))?;
+    let mut names: HashMap<String, &Path> = HashMap::new();
+    for path in paths {
+        let Some(path) = path else {
+            bail!("--boxes needs photos (boxes are matched by file name), not a tensor file");
+        };
+        let name = file_name(path);
+        if let Some(earlier) = names.insert(name.clone(), path) {
+            bail!(
+                "--boxes {}: {} and {} share the file name `{name}`, and entries are matched by \
+                 file name",
+                boxes.display(),
+                earlier.display(),
+                path.display()
+            );
+        }
+    }
+    if !names.keys().any(|n| annotations.contains_key(n)) {
+        bail!(
+            "--boxes {}: none of the {} photos has an entry (entries are matched by file name)",
+            boxes.display(),
+            paths.len()
+        );
+    }
+    Ok(annotations)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Score `maps` ([N, H, W], normalised, at the network's input size) of the photos `paths`
-/// against the annotations in `boxes`, as `method`; photos without an entry are skipped and
-/// counted. Returns the path of the JSON written to `out_dir`.
+/// against `annotations` (see [`annotations_for`]), as `method`; photos without an entry are
+/// skipped and counted. Returns the path of the JSON written to `out_dir`.
 pub fn score(
-    boxes: &Path,
+    annotations: &Annotations,
     method: &str,
     maps: &[f32],
     [height, width]: [usize; 2],
     paths: &[Option<PathBuf>],
     out_dir: &Path,
 ) -> Result<PathBuf> {
-    let annotations = crate::data::read_annotations(boxes)
-        .with_context(|| format!("--boxes {}", boxes.display()))?;
     let (mut ours, mut centre) = (LocalizationReport::default(), LocalizationReport::default());
     let mut skipped = 0;
     for (i, path) in paths.iter().enumerate() {
         let Some(path) = path else {
             bail!("--boxes needs photos (boxes are matched by file name), not a tensor file");
         };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let Some(truth) = name.and_then(|n| annotations.get(&n)) else {
+        let Some(truth) = annotations.get(&file_name(path)) else {
             skipped += 1;
             continue;
         };
@@ -57,13 +96,6 @@ pub fn score(
         ours.add(&map, &truth);
         centre.add(&centre_baseline(w as usize, h as usize), &truth);
     }
-    if ours.summary().images == 0 {
-        bail!(
-            "--boxes {}: none of the {} photos has an entry (entries are matched by file name)",
-            boxes.display(),
-            paths.len()
-        );
-    }
     let mut report: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     for (key, summary) in [
         (method, ours.summary()),
@@ -74,10 +106,7 @@ pub fn score(
     }
     report.insert("photos_without_entry".into(), skipped.into());
     if skipped > 0 {
-        println!(
-            "{skipped} photos have no entry in {} (skipped)",
-            boxes.display()
-        );
+        println!("{skipped} photos have no entry in the boxes file (skipped)");
     }
     let out = out_dir.join("localization.json");
     let text = serde_json::to_string_pretty(&report)?;

@@ -470,3 +470,36 @@ fn boxes_score_the_maps_beside_the_centre_baseline() {
     ));
     assert!(stderr.contains("--boxes scores maps"), "{stderr}");
 }
+
+/// Two photos with one file name cannot be told apart by a boxes file; an output directory
+/// inside the input is not explained again.
+#[test]
+fn boxes_refuse_shared_file_names_and_the_output_dir_is_not_an_input() {
+    let photos = tempfile::tempdir().unwrap();
+    let photo = shared_dir().join("data/catdog/val/cat/cat.4001.jpg");
+    for folder in ["cat", "dog"] {
+        std::fs::create_dir_all(photos.path().join(folder)).unwrap();
+        std::fs::copy(&photo, photos.path().join(folder).join("x.jpg")).unwrap();
+    }
+    let boxes = photos.path().join("boxes.json");
+    std::fs::write(
+        &boxes,
+        r#"{"images": [{"file": "x.jpg", "head_box_xyxy": [1, 1, 50, 50]}]}"#,
+    )
+    .unwrap();
+    let input = photos.path().to_str().unwrap();
+    let out = photos.path().join("explained");
+    let stderr = failure(&explain(
+        &["--input", input, "--boxes", boxes.to_str().unwrap()],
+        "gap-dense",
+        &out,
+    ));
+    assert!(stderr.contains("share the file name `x.jpg`"), "{stderr}");
+    // Without --boxes both are explained, as cat_x and dog_x; a second run into the same
+    // output directory (inside the input) explains the same two photos, not the overlays.
+    for _ in 0..2 {
+        ok(&explain(&["--input", input], "gap-dense", &out));
+        assert_eq!(shape(&out, "maps"), [2, 224, 224]);
+    }
+    assert!(out.join("cat_x.png").exists() && out.join("dog_x.png").exists());
+}
