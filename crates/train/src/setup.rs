@@ -115,6 +115,16 @@ pub fn localization_set(
         true => Some(extractor.inputs(&with_box, 0)?.0),
         false => None,
     };
+    if spec.kind == callbacks::Method::ScoreCam {
+        let channels = extractor.backbone.channels(extractor.backbone.kind().layer(&spec.layer)?);
+        println!(
+            "{}: localization on {} images costs {} whole-network passes per drawing (one per \
+             channel per image); lower localization_images or raise every if that is too slow",
+            spec.kind,
+            with_box.len(),
+            with_box.len() * channels
+        );
+    }
     let mut set = LocalizationSet {
         activations,
         inputs,
