@@ -116,7 +116,9 @@ pub fn localization_set(
         false => None,
     };
     if spec.kind == callbacks::Method::ScoreCam {
-        let channels = extractor.backbone.channels(extractor.backbone.kind().layer(&spec.layer)?);
+        let channels = extractor
+            .backbone
+            .channels(extractor.backbone.kind().layer(&spec.layer)?);
         println!(
             "{}: localization on {} images costs {} whole-network passes per drawing (one per \
              channel per image); lower localization_images or raise every if that is too slow",
