@@ -50,6 +50,45 @@ pub fn quantise(map: &[f32]) -> Vec<u8> {
         .collect()
 }
 
+/// 8-connected neighbours (foreground regions).
+const EIGHT_NEIGHBOURS: [(i64, i64); 8] = [
+    (-1, -1),
+    (0, -1),
+    (1, -1),
+    (-1, 0),
+    (1, 0),
+    (-1, 1),
+    (0, 1),
+    (1, 1),
+];
+/// 4-connected neighbours (background regions).
+const FOUR_NEIGHBOURS: [(i64, i64); 4] = [(0, -1), (-1, 0), (1, 0), (0, 1)];
+
+fn neighbours(eight: bool) -> &'static [(i64, i64)] {
+    if eight {
+        &EIGHT_NEIGHBOURS
+    } else {
+        &FOUR_NEIGHBOURS
+    }
+}
+
+/// The reference's box of a region with inclusive bounds `b`: right and bottom are one past
+/// the region (`x + w`, `y + h`), clipped to width − 1 and height − 1.
+fn reference_box([x0, y0, x1, y1]: [i64; 4], width: usize, height: usize) -> PixelBox {
+    [
+        x0,
+        y0,
+        (x1 + 1).min(width as i64 - 1),
+        (y1 + 1).min(height as i64 - 1),
+    ]
+}
+
+/// The box of the contour around a hole with inclusive bounds `b`: the border pixels around a
+/// hole extend one pixel beyond it on every side.
+fn hole_box([x0, y0, x1, y1]: [i64; 4], width: usize, height: usize) -> PixelBox {
+    reference_box([x0 - 1, y0 - 1, x1 + 1, y1 + 1], width, height)
+}
+
 /// The boxes of every contour of `binary` (row-major, `width × height`), with the reference's
 /// right/bottom convention; `[[0, 0, 0, 0]]` when there is no contour.
 pub fn contour_boxes(binary: &[bool], width: usize, height: usize) -> Vec<PixelBox> {
@@ -59,26 +98,14 @@ pub fn contour_boxes(binary: &[bool], width: usize, height: usize) -> Vec<PixelB
         "binary map must be width × height"
     );
     let mut boxes = Vec::new();
-    let clip = |b: [i64; 4]| {
-        // x1 = x + w (one past), clipped to width − 1; y likewise.
-        let [x0, y0, x_last, y_last] = b;
-        [
-            x0,
-            y0,
-            (x_last + 1).min(width as i64 - 1),
-            (y_last + 1).min(height as i64 - 1),
-        ]
-    };
     // Outer borders: 8-connected foreground regions.
     for (region, _) in regions(width, height, |i| binary[i], true) {
-        boxes.push(clip(region));
+        boxes.push(reference_box(region, width, height));
     }
-    // Hole borders: 4-connected background regions that do not touch the edge; the border
-    // pixels around a hole extend one pixel beyond it on every side.
+    // Hole borders: 4-connected background regions that do not touch the edge.
     for (region, touches_edge) in regions(width, height, |i| !binary[i], false) {
         if !touches_edge {
-            let [x0, y0, x1, y1] = region;
-            boxes.push(clip([x0 - 1, y0 - 1, x1 + 1, y1 + 1]));
+            boxes.push(hole_box(region, width, height));
         }
     }
     if boxes.is_empty() {
@@ -98,20 +125,7 @@ fn regions(
     let mut seen = vec![false; width * height];
     let mut out = Vec::new();
     let mut stack = Vec::new();
-    let steps: &[(i64, i64)] = if eight {
-        &[
-            (-1, -1),
-            (0, -1),
-            (1, -1),
-            (-1, 0),
-            (1, 0),
-            (-1, 1),
-            (0, 1),
-            (1, 1),
-        ]
-    } else {
-        &[(0, -1), (-1, 0), (1, 0), (0, 1)]
-    };
+    let steps = neighbours(eight);
     for start in 0..width * height {
         if seen[start] || !inside(start) {
             continue;
@@ -168,14 +182,6 @@ pub fn best_iou_per_threshold(
             .flat_map(|b| truth.iter().map(move |t| iou(b, *t)))
             .fold(0.0, f64::max)
     };
-    let clip = |[x0, y0, x1, y1]: [i64; 4]| {
-        [
-            x0,
-            y0,
-            (x1 + 1).min(width as i64 - 1),
-            (y1 + 1).min(height as i64 - 1),
-        ]
-    };
     let mut best = vec![0.0f64; THRESHOLDS];
     let mut any_foreground = [false; THRESHOLDS];
     // Foreground: value > cut, thresholds from the highest cut down.
@@ -189,10 +195,13 @@ pub fn best_iou_per_threshold(
             }
         }
         any_foreground[i] = !regions.roots.is_empty();
-        best[i] = best_of(&mut regions.boxes().map(|(b, _)| clip(b)));
+        best[i] = best_of(
+            &mut regions
+                .boxes()
+                .map(|(b, _)| reference_box(b, width, height)),
+        );
     }
-    // Holes: background (value ≤ cut) regions off the edge, thresholds from the lowest cut up;
-    // a hole's border runs one pixel outside it.
+    // Holes: background (value ≤ cut) regions off the edge, thresholds from the lowest cut up.
     let mut regions = Regions::new(width, height, false);
     let mut level = 0usize;
     for i in 0..THRESHOLDS {
@@ -203,7 +212,7 @@ pub fn best_iou_per_threshold(
             level += 1;
         }
         let holes = regions.boxes().filter(|(_, edge)| !edge);
-        let grown = holes.map(|([x0, y0, x1, y1], _)| clip([x0 - 1, y0 - 1, x1 + 1, y1 + 1]));
+        let grown = holes.map(|(b, _)| hole_box(b, width, height));
         best[i] = best[i].max(best_of(&mut grown.into_iter()));
         if !any_foreground[i] {
             // No contour at all: the reference's box [0, 0, 0, 0].
@@ -254,20 +263,7 @@ impl Regions {
         let edge = x == 0 || y == 0 || x == w - 1 || y == h - 1;
         self.bounds[p] = ([x, y, x, y], edge);
         self.roots.push(p);
-        let steps: &[(i64, i64)] = if self.eight {
-            &[
-                (-1, -1),
-                (0, -1),
-                (1, -1),
-                (-1, 0),
-                (1, 0),
-                (-1, 1),
-                (0, 1),
-                (1, 1),
-            ]
-        } else {
-            &[(0, -1), (-1, 0), (1, 0), (0, 1)]
-        };
+        let steps = neighbours(self.eight);
         for (dx, dy) in steps {
             let (nx, ny) = (x + dx, y + dy);
             if nx < 0 || ny < 0 || nx >= w || ny >= h {
