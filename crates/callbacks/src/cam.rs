@@ -149,14 +149,9 @@ pub fn explain_with(
     method: Method,
     options: Options,
 ) -> Result<Explanation, ExplainError> {
-    let [n, _, height, width] = images.dims();
-    if n == 0 {
-        return Err(ExplainError::Empty);
-    }
-    Classifier::check_input_size(height, width)?;
+    let size = check_images(&images)?;
     let index = check_method(model, layer, method)?;
     let images = images.without_autodiff();
-    let size = [height, width];
     let activations = model.activations(images.clone(), index);
     let plain = Options {
         aug_smooth: false,
@@ -177,10 +172,15 @@ pub fn explain_with(
     }
     // pytorch-grad-cam's aug_smooth: HorizontalFlip × Multiply(0.9, 1, 1.1); each map flipped
     // back, the 6 averaged (no renormalisation). Every copy explains the un-augmented target.
+    // The un-flipped copy at brightness 1 is the plain pass above: its maps are reused.
     let targets = target_weights(out.logits.clone(), options.target);
     let mut sum = out.maps.zeros_like();
     for flip in [false, true] {
         for factor in [0.9, 1.0, 1.1] {
+            if !flip && factor == 1.0 {
+                sum = sum + out.maps.clone();
+                continue;
+            }
             let flipped = if flip {
                 images.clone().flip([3])
             } else {
@@ -206,6 +206,25 @@ pub fn explain_with(
         maps: sum / 6.0,
         ..out
     })
+}
+
+/// Check a batch of images [N, 3, H, W]: not empty, a size the backbone takes; its [H, W].
+pub(crate) fn check_images(images: &Tensor<4>) -> Result<[usize; 2], ExplainError> {
+    let [n, _, height, width] = images.dims();
+    if n == 0 {
+        return Err(ExplainError::Empty);
+    }
+    Classifier::check_input_size(height, width)?;
+    Ok([height, width])
+}
+
+/// Check that `target` names a class of `model`'s head (a single logit has 2).
+pub(crate) fn check_target(model: &Classifier, target: Target) -> Result<(), ExplainError> {
+    let classes = model.head.num_classes().max(2);
+    match target {
+        Target::Class(class) if class >= classes => Err(ExplainError::BadClass { class, classes }),
+        _ => Ok(()),
+    }
 }
 
 /// Check that `method` can explain `layer` of `model`; the layer's index.
@@ -290,15 +309,7 @@ fn pipeline(
         });
     }
     let index = check_method(model, layer, method)?;
-    let classes = model.head.num_classes();
-    if let Target::Class(class) = options.target {
-        if class >= classes.max(2) {
-            return Err(ExplainError::BadClass {
-                class,
-                classes: classes.max(2),
-            });
-        }
-    }
+    check_target(model, options.target)?;
     let implementation = method.implementation();
     if implementation.needs_images() && images.is_none() {
         return Err(ExplainError::NeedsImages {

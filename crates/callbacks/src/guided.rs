@@ -17,7 +17,10 @@ use burn::tensor::{Int, Tensor};
 use model::vgg16::{Op, VGG16_LAYERS};
 use model::{Backbone, Classifier};
 
-use crate::cam::{explain_with, target_classes, target_weights, ExplainError, Options, Target};
+use crate::cam::{
+    check_images, check_target, explain_with, target_classes, target_weights, ExplainError,
+    Options, Target,
+};
 use crate::methods::Method;
 
 /// Guided backpropagation of a batch.
@@ -37,11 +40,9 @@ pub fn guided_backprop(
     images: Tensor<4>,
     target: Target,
 ) -> Result<GuidedExplanation, ExplainError> {
-    let [n, _, height, width] = images.dims();
-    if n == 0 {
-        return Err(ExplainError::Empty);
-    }
-    Classifier::check_input_size(height, width)?;
+    check_images(&images)?;
+    check_target(model, target)?;
+    let n = images.dims()[0];
     let model = model.clone().valid();
     let head_input = model.head_input();
     // Each layer's input, forward (no autodiff: the fast path).
@@ -55,12 +56,6 @@ pub fn guided_backprop(
     let pooled = model::global_average_pool(features);
     let logits = model.head.forward_pooled(pooled.clone());
     let targets = target_weights(logits.clone(), target);
-    if let Target::Class(class) = target {
-        let classes = model.head.num_classes().max(2);
-        if class >= classes {
-            return Err(ExplainError::BadClass { class, classes });
-        }
-    }
     // The head by hand: logits = fc2(ReLU(fc1(p))) or fc1(p); burn's Linear weight is [in, out].
     let grad_pooled = match &model.head.fc2 {
         Some(fc2) => {
