@@ -19,18 +19,29 @@ fn explain(extra: &[&str], head: &str, out: &Path) -> Output {
         "dense_head.safetensors"
     };
     let weights = fixture("vgg16_features_legacy.pth");
-    let head_weights = fixture(head_file);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
-    cmd.arg("explain")
+    explain_files(&weights, head, &fixture(head_file), extra, out)
+}
+
+/// `train explain` with these backbone and head weight files.
+fn explain_files(
+    weights: &Path,
+    head: &str,
+    head_weights: &Path,
+    extra: &[&str],
+    out: &Path,
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .arg("explain")
         .arg("--weights")
-        .arg(&weights)
+        .arg(weights)
         .args(["--head", head])
         .arg("--head-weights")
-        .arg(&head_weights)
+        .arg(head_weights)
         .arg("--out-dir")
         .arg(out)
-        .args(extra);
-    cmd.output().expect("run train")
+        .args(extra)
+        .output()
+        .expect("run train")
 }
 
 fn failure(output: &Output) -> String {
@@ -185,32 +196,26 @@ fn bad_arguments_are_clear_errors() {
         );
     }
     // A head file of the other architecture: the error names the missing tensor.
-    let output = Command::new(env!("CARGO_BIN_EXE_train"))
-        .arg("explain")
-        .arg("--weights")
-        .arg(fixture("vgg16_features.pth"))
-        .args(["--head", "gap-linear", "--input", photo])
-        .arg("--head-weights")
-        .arg(fixture("dense_head.safetensors"))
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let output = explain_files(
+        &fixture("vgg16_features.pth"),
+        "gap-linear",
+        &fixture("dense_head.safetensors"),
+        &["--input", photo],
+        out.path(),
+    );
     let stderr = failure(&output);
     assert!(
         stderr.contains("--head-weights") && stderr.contains("no tensor `weight`"),
         "{stderr}"
     );
     // A weights file that is not there: the error names the script that fetches it.
-    let output = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(["explain", "--weights", "data/weights/vgg16-397923af.pth"])
-        .args(["--head", "gap-linear", "--input", photo])
-        .arg("--head-weights")
-        .arg(fixture("cam_head.safetensors"))
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let output = explain_files(
+        Path::new("data/weights/vgg16-397923af.pth"),
+        "gap-linear",
+        &fixture("cam_head.safetensors"),
+        &["--input", photo],
+        out.path(),
+    );
     let stderr = failure(&output);
     assert!(
         stderr.contains("no such file (get it with `scripts/fetch-weights.sh vgg16`)"),
