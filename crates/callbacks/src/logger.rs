@@ -14,7 +14,11 @@ use crate::cam::{
 };
 use crate::evolution::MapHistory;
 use crate::faithfulness::{self, Baseline, CurveCache, FaithfulnessScores};
-use crate::localization::{self, BoxXyxy, LocalizationScores, Map};
+use crate::localization::Map;
+use crate::localization_report::{
+    score_photos, Annotation, Baseline as LocalizationBaseline, LocalizationReport,
+    LocalizationSummary,
+};
 use crate::render::{overlay, OverlayStyle};
 use crate::sink::{each_sink, Sink, SinkError};
 
@@ -128,14 +132,53 @@ pub struct LocalizationSet {
     pub activations: Tensor<4>,
     /// The network's input size [H, W] (the maps' size before resizing to the photos).
     pub input_size: [usize; 2],
-    /// Each image's box, in its original pixels.
-    pub boxes: Vec<BoxXyxy>,
-    /// Each image's original (width, height).
+    /// Each image's head box and (when the boxes file has it) outline, in its upright pixels.
+    pub annotations: Vec<Annotation>,
+    /// Each image's upright (width, height).
     pub sizes: Vec<(usize, usize)>,
     /// The normalised images, as [`ExplainedImages::inputs`].
     pub inputs: Option<Tensor<4>>,
     /// Threshold of the box-IoU region (CAM paper 0.2, Grad-CAM paper 0.15).
     pub threshold: f32,
+    /// The baselines' scores on this set (see [`LocalizationSet::score_baselines`]), logged
+    /// beside the method's at every drawing.
+    pub baselines: Vec<(LocalizationBaseline, LocalizationSummary)>,
+}
+
+impl LocalizationSet {
+    /// Whether some image has an outline (then the whole-animal scores are computed).
+    pub fn has_outlines(&self) -> bool {
+        self.annotations.iter().any(|a| a.body.is_some())
+    }
+
+    /// An empty report with this set's settings.
+    fn report(&self) -> LocalizationReport {
+        LocalizationReport::with_box_iou(self.threshold)
+    }
+
+    /// Score `baselines` on the set once (they do not depend on the model), into
+    /// [`baselines`](Self::baselines).
+    pub fn score_baselines(&mut self, baselines: &[LocalizationBaseline]) {
+        self.baselines = baselines
+            .iter()
+            .map(|&b| {
+                let report = score_photos(&self.report(), &self.annotations, |i| {
+                    b.map(self.sizes[i].0, self.sizes[i].1)
+                });
+                (b, report.summary())
+            })
+            .collect();
+    }
+
+    /// The names of the scores a drawing logs (see [`LocalizationSummary::scores`]).
+    fn score_names(&self) -> Vec<&'static str> {
+        let mut names = LocalizationSummary::HEAD_SCORES.to_vec();
+        names.push("box_iou");
+        if self.has_outlines() {
+            names.extend(LocalizationSummary::OUTLINE_SCORES);
+        }
+        names
+    }
 }
 
 /// Faithfulness scoring of a logger's first `images` images each epoch (see
@@ -169,8 +212,10 @@ pub struct CamLogger {
     pub style: OverlayStyle,
     /// The images.
     pub images: ExplainedImages,
-    /// Images with boxes: pointing game, energy in box and box IoU each epoch, logged as
-    /// `<method>/pointing_game`, `<method>/energy_in_box`, `<method>/box_iou`.
+    /// Images with boxes: each epoch the scores of [`LocalizationSummary::scores`] (pointing
+    /// game strict and within 15 px, energy in box, box IoU; with outlines MaxBoxAccV2, its
+    /// three levels and PxAP), logged as `<method>/<score>`, with the set's baselines beside
+    /// them (see [`Sink::series_scalar`]).
     pub localization: Option<LocalizationSet>,
     /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
     /// logged as `<method>/<score>`.
@@ -187,8 +232,8 @@ impl CamLogger {
     /// Names of the scalars this logger writes each epoch (tags `<method>/<name>`).
     fn scalar_names(&self) -> Vec<&'static str> {
         let mut names = vec!["drift", "drift_from_start"];
-        if self.localization.is_some() {
-            names.extend(LOCALIZATION_NAMES);
+        if let Some(set) = &self.localization {
+            names.extend(set.score_names());
         }
         if self.faithfulness.is_some() {
             names.extend(FaithfulnessScores::NAMES);
@@ -196,14 +241,15 @@ impl CamLogger {
         names
     }
 
+    /// The maps' localization scores on `set`, in [`LocalizationSummary::scores`]' order.
     fn localize(
         &self,
         model: &Classifier,
         set: &LocalizationSet,
-    ) -> Result<LocalizationScores, CallbackError> {
-        let n = set.boxes.len();
+    ) -> Result<Vec<(&'static str, f64)>, CallbackError> {
+        let n = set.annotations.len();
         let [h, w] = set.input_size;
-        let mut sums = LocalizationScores::default();
+        let mut report = set.report();
         let chunk = 64;
         for start in (0..n).step_by(chunk) {
             let len = chunk.min(n - start);
@@ -211,30 +257,19 @@ impl CamLogger {
             let cached = set.activations.clone().narrow(0, start, len);
             let out = self.explain(model, cached, inputs, [h, w])?;
             let values = to_vec(out.maps, "maps")?;
-            let maps: Vec<Map> = values
-                .chunks(h * w)
-                .map(|v| Map {
+            let truths = &set.annotations[start..start + len];
+            let chunk_report = score_photos(&set.report(), truths, |i| {
+                let (width, height) = set.sizes[start + i];
+                Map {
                     width: w,
                     height: h,
-                    values: v.to_vec(),
-                })
-                .collect();
-            let s = localization::score(
-                &maps,
-                &set.boxes[start..start + len],
-                &set.sizes[start..start + len],
-                set.threshold,
-            );
-            sums.pointing_game += s.pointing_game * len as f32;
-            sums.energy_in_box += s.energy_in_box * len as f32;
-            sums.box_iou += s.box_iou * len as f32;
+                    values: values[i * h * w..(i + 1) * h * w].to_vec(),
+                }
+                .resize(width, height)
+            });
+            report.merge(&chunk_report);
         }
-        let n = n.max(1) as f32;
-        Ok(LocalizationScores {
-            pointing_game: sums.pointing_game / n,
-            energy_in_box: sums.energy_in_box / n,
-            box_iou: sums.box_iou / n,
-        })
+        Ok(report.summary().scores())
     }
 }
 
@@ -344,12 +379,19 @@ impl CamLogger {
             scalars.push(("drift_from_start", d));
         }
         if let Some(set) = &self.localization {
-            let s = self.localize(ctx.model, set)?;
-            scalars.extend(LOCALIZATION_NAMES.into_iter().zip([
-                s.pointing_game,
-                s.energy_in_box,
-                s.box_iou,
-            ]));
+            for (name, value) in self.localize(ctx.model, set)? {
+                scalars.push((name, value as f32));
+            }
+            // Each baseline beside each score: in TensorBoard a second run-like series in the
+            // score's chart; in metrics.csv `baseline_<kind>_<score>`.
+            for (baseline, summary) in &set.baselines {
+                for (name, value) in summary.scores() {
+                    let tag = format!("{method}/{name}");
+                    each_sink(ctx.sinks, |s| {
+                        s.series_scalar(baseline.name(), &tag, value as f32, step)
+                    })?;
+                }
+            }
         }
         if let Some(settings) = self.faithfulness {
             let n = settings.images.min(self.images.photos.len());
@@ -382,9 +424,6 @@ impl CamLogger {
         Ok(())
     }
 }
-
-/// Names of the localization scores.
-const LOCALIZATION_NAMES: [&str; 3] = ["pointing_game", "energy_in_box", "box_iou"];
 
 fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
     t.into_data()
@@ -455,10 +494,19 @@ impl Callback for CamLogger {
 
     fn scalar_tags(&self) -> Vec<String> {
         let method = self.method.name();
-        self.scalar_names()
+        let mut tags: Vec<String> = self
+            .scalar_names()
             .into_iter()
             .map(|name| format!("{method}/{name}"))
-            .collect()
+            .collect();
+        if let Some(set) = &self.localization {
+            for (baseline, summary) in &set.baselines {
+                for (name, _) in summary.scores() {
+                    tags.push(format!("{}/{name}", baseline.name()));
+                }
+            }
+        }
+        tags
     }
 
     fn on_train_start(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {

@@ -29,6 +29,19 @@ pub trait Sink {
     fn images(&mut self, tag: &str, images: &[RgbImage], step: i64) -> Result<(), SinkError>;
     /// Markdown text.
     fn text(&mut self, tag: &str, markdown: &str, step: i64) -> Result<(), SinkError>;
+    /// A reference series' value for the scalar `tag` (`<method>/<score>`), e.g. a baseline's
+    /// score beside a method's. By default it is the scalar `<series>/<score>`; TensorBoard
+    /// draws it in `tag`'s own chart, as a run-like series.
+    fn series_scalar(
+        &mut self,
+        series: &str,
+        tag: &str,
+        value: f32,
+        step: i64,
+    ) -> Result<(), SinkError> {
+        let score = tag.split_once('/').map_or(tag, |(_, score)| score);
+        self.scalar(&format!("{series}/{score}"), value, step)
+    }
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
     /// The run's hyperparameters and the metrics to compare them by (TensorBoard's HParams
@@ -46,10 +59,32 @@ pub trait Sink {
     }
 }
 
-/// TensorBoard event files.
+/// TensorBoard event files: the run's, and one sub-directory per reference series (e.g.
+/// `baseline_centre/`), which TensorBoard lists as a run of its own and draws in the same charts.
 pub struct TensorBoardSink {
-    /// The writer.
+    /// The run's event file.
     pub writer: EventWriter,
+    run_dir: PathBuf,
+    /// `Some(step)`: a resumed run, whose series files are cut back to `step` when opened.
+    resume_through: Option<i64>,
+    series: std::collections::BTreeMap<String, EventWriter>,
+}
+
+impl TensorBoardSink {
+    /// A sink writing into `run_dir`: a new event file, or with `resume_through` the newest one
+    /// cut back to that step (see [`EventWriter::resume`]); series files are opened likewise.
+    pub fn open(run_dir: &Path, resume_through: Option<i64>) -> Result<Self, SinkError> {
+        let writer = match resume_through {
+            Some(step) => EventWriter::resume(run_dir, step)?,
+            None => EventWriter::create(run_dir)?,
+        };
+        Ok(Self {
+            writer,
+            run_dir: run_dir.to_path_buf(),
+            resume_through,
+            series: Default::default(),
+        })
+    }
 }
 
 impl Sink for TensorBoardSink {
@@ -62,7 +97,29 @@ impl Sink for TensorBoardSink {
     fn text(&mut self, tag: &str, markdown: &str, step: i64) -> Result<(), SinkError> {
         Ok(self.writer.add_text(tag, markdown, step)?)
     }
+    fn series_scalar(
+        &mut self,
+        series: &str,
+        tag: &str,
+        value: f32,
+        step: i64,
+    ) -> Result<(), SinkError> {
+        let writer = match self.series.entry(series.to_string()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let dir = self.run_dir.join(series);
+                e.insert(match self.resume_through {
+                    Some(step) => EventWriter::resume(dir, step)?,
+                    None => EventWriter::create(dir)?,
+                })
+            }
+        };
+        Ok(writer.add_scalar(tag, value, step)?)
+    }
     fn flush(&mut self) -> Result<(), SinkError> {
+        for writer in self.series.values_mut() {
+            writer.flush()?;
+        }
         Ok(self.writer.flush()?)
     }
     fn hparams(
@@ -169,4 +226,96 @@ pub fn each_sink(
         f(sink.as_mut())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensorboard::proto::{EventWhat, SummaryValueKind};
+
+    /// (step, tag, value) of every scalar in the event files of `dir`.
+    fn scalars(dir: &Path) -> Vec<(i64, String, f32)> {
+        let mut out = Vec::new();
+        for file in tensorboard::read::event_files(dir).unwrap() {
+            for event in tensorboard::read::read_event_file(&file).unwrap().events {
+                let Some(EventWhat::Summary(summary)) = event.what else {
+                    continue;
+                };
+                for v in summary.value {
+                    if let Some(SummaryValueKind::SimpleValue(x)) = v.value {
+                        out.push((event.step, v.tag, x));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_series_is_a_run_like_sub_directory_with_the_methods_tag_and_resumes_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = TensorBoardSink::open(dir.path(), None).unwrap();
+        sink.scalar("cam/pointing_game", 0.75, 1).unwrap();
+        for step in [1, 2] {
+            sink.series_scalar("baseline_centre", "cam/pointing_game", 0.5, step)
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        let series = dir.path().join("baseline_centre");
+        assert_eq!(
+            scalars(dir.path()),
+            [(1, "cam/pointing_game".to_string(), 0.75)]
+        );
+        assert_eq!(
+            scalars(&series),
+            [
+                (1, "cam/pointing_game".to_string(), 0.5),
+                (2, "cam/pointing_game".to_string(), 0.5)
+            ]
+        );
+        drop(sink);
+        // Resumed after step 1: the series' step 2 is cut and written once again.
+        let mut sink = TensorBoardSink::open(dir.path(), Some(1)).unwrap();
+        sink.series_scalar("baseline_centre", "cam/pointing_game", 0.25, 2)
+            .unwrap();
+        sink.flush().unwrap();
+        assert_eq!(
+            scalars(&series),
+            [
+                (1, "cam/pointing_game".to_string(), 0.5),
+                (2, "cam/pointing_game".to_string(), 0.25)
+            ]
+        );
+    }
+
+    /// A sink that only records scalars.
+    #[derive(Default)]
+    struct Recorder(Vec<(String, f32, i64)>);
+
+    impl Sink for Recorder {
+        fn scalar(&mut self, tag: &str, value: f32, step: i64) -> Result<(), SinkError> {
+            self.0.push((tag.to_string(), value, step));
+            Ok(())
+        }
+        fn images(&mut self, _: &str, _: &[RgbImage], _: i64) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn text(&mut self, _: &str, _: &str, _: i64) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn elsewhere_a_series_value_is_the_scalar_series_slash_score() {
+        let mut sink = Recorder::default();
+        sink.series_scalar("baseline_centre", "gradcam++/maxboxacc_0.5", 0.5, 3)
+            .unwrap();
+        assert_eq!(
+            sink.0,
+            [("baseline_centre/maxboxacc_0.5".to_string(), 0.5, 3)]
+        );
+    }
 }

@@ -337,6 +337,16 @@ impl MaxBoxAcc {
     pub fn images(&self) -> usize {
         self.images
     }
+
+    /// Add another set's images (the result is as if they had been added one by one).
+    pub fn merge(&mut self, other: &MaxBoxAcc) {
+        for (mine, theirs) in self.hits.iter_mut().zip(&other.hits) {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
+        self.images += other.images;
+    }
 }
 
 /// Bins of PxAP's histograms: [0, 0.01), …, [0.99, 1), [1, 2), [2, 3].
@@ -392,6 +402,16 @@ impl PxAp {
                 };
                 hist[bin] += 1;
             }
+        }
+    }
+
+    /// Add another set's pixels (the result is as if they had been added one by one).
+    pub fn merge(&mut self, other: &PxAp) {
+        for (a, b) in self.positives.iter_mut().zip(&other.positives) {
+            *a += b;
+        }
+        for (a, b) in self.negatives.iter_mut().zip(&other.negatives) {
+            *a += b;
         }
     }
 

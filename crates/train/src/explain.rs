@@ -82,9 +82,22 @@ pub struct ExplainArgs {
     /// centre baseline; writes localization.json to --out-dir.
     #[arg(long)]
     pub boxes: Option<PathBuf>,
+    /// With --boxes: also score the uniform baseline (a constant map: each score's chance
+    /// level), beside the centre baseline.
+    #[arg(long, requires = "boxes")]
+    pub baselines: bool,
     /// Compute device: cpu (or cuda / cuda:N in a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// The baselines scored beside a method: the centre one always, the uniform one on request.
+pub fn localization_baselines(uniform: bool) -> Vec<callbacks::localization_report::Baseline> {
+    use callbacks::localization_report::Baseline;
+    match uniform {
+        true => vec![Baseline::Centre, Baseline::Uniform],
+        false => vec![Baseline::Centre],
+    }
 }
 
 /// What `--method` names: a map method of the engine, or one of the guided ones.
@@ -407,6 +420,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
             &maps,
             plane,
             &inputs.paths,
+            &localization_baselines(args.baselines),
             &args.out_dir,
         )?;
         println!("wrote {}", out.display());

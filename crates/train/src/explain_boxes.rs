@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use callbacks::localization::Map;
 use callbacks::localization_report::{
-    centre_baseline, Annotation, LocalizationReport, LocalizationSummary,
+    score_photos, Annotation, Baseline, LocalizationReport, LocalizationSummary,
 };
 
 use crate::images;
@@ -54,17 +54,20 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Score `maps` ([N, H, W], normalised, at the network's input size) of the photos `paths`
-/// against `annotations` (see [`annotations_for`]), as `method`; photos without an entry are
-/// skipped and counted. Returns the path of the JSON written to `out_dir`.
+/// against `annotations` (see [`annotations_for`]), as `method`, beside each of `baselines`;
+/// photos without an entry are skipped and counted. Returns the path of the JSON written to
+/// `out_dir`.
 pub fn score(
     annotations: &Annotations,
     method: &str,
     maps: &[f32],
     [height, width]: [usize; 2],
     paths: &[Option<PathBuf>],
+    baselines: &[Baseline],
     out_dir: &Path,
 ) -> Result<PathBuf> {
-    let (mut ours, mut centre) = (LocalizationReport::default(), LocalizationReport::default());
+    // (map index, annotation and size in the upright photo's pixels) of each scored photo.
+    let mut scored: Vec<(usize, Annotation, (usize, usize))> = Vec::new();
     let mut skipped = 0;
     for (i, path) in paths.iter().enumerate() {
         let Some(path) = path else {
@@ -74,33 +77,31 @@ pub fn score(
             skipped += 1;
             continue;
         };
-        // The annotations are in the stored file's pixels; the maps follow the upright photo.
-        let (stored, orientation) = images::stored_size_and_orientation(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let (w, h) = images::upright_size(stored, orientation);
-        let size = (stored.0 as f32, stored.1 as f32);
-        let mut truth = truth.clone();
-        truth.head = images::upright_box(truth.head, stored, orientation);
-        if let Some(outline) = &mut truth.body {
-            for point in outline.iter_mut() {
-                *point = images::upright_point(*point, size, orientation);
-            }
-        }
-        let plane = height * width;
-        let map = Map {
+        let (truth, size) = images::upright_annotation(path, truth)?;
+        scored.push((i, truth, size));
+    }
+    let truths: Vec<Annotation> = scored.iter().map(|(_, t, _)| t.clone()).collect();
+    let plane = height * width;
+    let ours = score_photos(&LocalizationReport::default(), &truths, |k| {
+        let (i, _, (w, h)) = scored[k];
+        Map {
             width,
             height,
             values: maps[i * plane..(i + 1) * plane].to_vec(),
         }
-        .resize(w as usize, h as usize);
-        ours.add(&map, &truth);
-        centre.add(&centre_baseline(w as usize, h as usize), &truth);
-    }
+        .resize(w, h)
+    });
     let mut report: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for (key, summary) in [
-        (method, ours.summary()),
-        ("baseline_centre", centre.summary()),
-    ] {
+    let mut summaries = vec![(method, ours.summary())];
+    for baseline in baselines {
+        let summary = score_photos(&LocalizationReport::default(), &truths, |k| {
+            let (w, h) = scored[k].2;
+            baseline.map(w, h)
+        })
+        .summary();
+        summaries.push((baseline.name(), summary));
+    }
+    for (key, summary) in summaries {
         print_summary(key, &summary);
         report.insert(key.to_string(), serde_json::to_value(summary)?);
     }

@@ -201,6 +201,28 @@ pub fn upright_box(b: [f32; 4], size: (u32, u32), orientation: Orientation) -> [
     [ax.min(bx), ay.min(by), ax.max(bx), ay.max(by)]
 }
 
+/// An annotation given in the stored file's pixels (as Oxford-IIIT Pet's are), taken into the
+/// upright photo's pixels (`read_rgb` applies the EXIF orientation, and the maps follow the
+/// upright photo): the head box and the outline are turned with it. Also the upright
+/// (width, height).
+pub fn upright_annotation(
+    path: &Path,
+    truth: &callbacks::localization_report::Annotation,
+) -> Result<(callbacks::localization_report::Annotation, (usize, usize))> {
+    let (stored, orientation) = stored_size_and_orientation(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let (w, h) = upright_size(stored, orientation);
+    let size = (stored.0 as f32, stored.1 as f32);
+    let mut truth = truth.clone();
+    truth.head = upright_box(truth.head, stored, orientation);
+    if let Some(outline) = &mut truth.body {
+        for point in outline.iter_mut() {
+            *point = upright_point(*point, size, orientation);
+        }
+    }
+    Ok((truth, (w as usize, h as usize)))
+}
+
 /// Resize to `[height, width]` with an antialiased bilinear filter.
 pub fn resize(image: &RgbImage, [height, width]: [usize; 2]) -> RgbImage {
     if image.dimensions() == (width as u32, height as u32) {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use callbacks::localization_report::Baseline;
 use callbacks::{Method, Sink, SinkError};
 use image::RgbImage;
 
@@ -18,7 +19,9 @@ pub enum Metric {
     Loss(String),
     /// `accuracy/<set>` ↔ `<set>_accuracy`.
     Accuracy(String),
-    /// `<method>/<score>` ↔ `<method>_<score>` (localization and faithfulness scores).
+    /// `<method>/<score>` ↔ `<method>_<score>` (localization and faithfulness scores; the
+    /// localization baselines' scores too, with `baseline_centre` or `baseline_uniform` as the
+    /// method).
     Score {
         /// The method's name.
         method: String,
@@ -35,6 +38,9 @@ pub enum Metric {
     /// `seconds/<part>` ↔ `<part>_seconds` (train, head, callback, epoch).
     Seconds(String),
 }
+
+/// The localization baselines, whose scores are columns as a method's.
+const BASELINES: [Baseline; 2] = [Baseline::Centre, Baseline::Uniform];
 
 /// The agreement measures.
 const AGREEMENT_MEASURES: [&str; 2] = ["spearman", "top20_iou"];
@@ -74,6 +80,7 @@ impl Metric {
         }
         // Longest method name first: `gradcam++_x` is not `gradcam` + `++_x`.
         let mut methods: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        methods.extend(BASELINES.map(|b| b.name()));
         methods.sort_by_key(|n| std::cmp::Reverse(n.len()));
         for method in methods {
             if let Some(score) = column
@@ -213,9 +220,11 @@ impl MetricsCsv {
             .collect::<Result<Vec<_>>>()?;
         let rows = if through > 0 {
             let table = MetricsTable::read(&path)?;
-            if table.columns != columns {
+            // A run started by an older version may lack newer scores' columns: their cells
+            // stay empty for the epochs it wrote.
+            if table.columns.iter().any(|c| !columns.contains(c)) {
                 bail!(
-                    "{}: its columns differ from this run's ({:?} vs {:?})",
+                    "{}: it has columns this run does not write ({:?} vs {:?})",
                     path.display(),
                     table.columns,
                     columns
@@ -299,6 +308,12 @@ mod tests {
             ("accuracy/oxford", "oxford_accuracy"),
             ("gradcam++/pointing_game", "gradcam++_pointing_game"),
             ("gradcam/box_iou", "gradcam_box_iou"),
+            ("cam/maxboxacc_0.5", "cam_maxboxacc_0.5"),
+            (
+                "baseline_centre/pointing_game_15px",
+                "baseline_centre_pointing_game_15px",
+            ),
+            ("baseline_uniform/pxap", "baseline_uniform_pxap"),
             (
                 "agreement/cam_vs_gradcam++/top20_iou",
                 "cam_vs_gradcam++_top20_iou",
@@ -339,5 +354,18 @@ mod tests {
         assert_eq!(table.best("train_loss"), Some((1, 0.5)));
         // A tag without a column is an error.
         assert!(resumed.scalar("cam/unknown", 1.0, 3).is_err());
+        // A run resumed by a version with more scores: the old epochs' new cells stay empty.
+        let more: Vec<String> = ["loss/train", "cam/box_iou", "cam/pxap"]
+            .map(String::from)
+            .to_vec();
+        let mut newer = MetricsCsv::open(path.clone(), &more, 2).unwrap();
+        newer.scalar("cam/pxap", 0.75, 3).unwrap();
+        newer.flush().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "epoch,train_loss,cam_box_iou,cam_pxap\n1,0.5,,\n2,0.25,0.125,\n3,,,0.75\n"
+        );
+        // One that drops a column it had written is refused.
+        assert!(MetricsCsv::open(path.clone(), &tags[..1], 2).is_err());
     }
 }

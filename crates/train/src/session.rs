@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use callbacks::{Agreement, Callback, CallbackContext, PngSink, Sink, SinkError, TensorBoardSink};
 use model::{Backbone, Classifier, WeightFile};
-use tensorboard::{EventWriter, SessionStatus};
+use tensorboard::SessionStatus;
 
 use crate::config::Config;
 use crate::data;
@@ -101,7 +101,7 @@ impl Session {
             .data
             .boxes
             .as_deref()
-            .map(data::read_boxes)
+            .map(read_annotations_saying_what_scores)
             .transpose()?;
 
         let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
@@ -433,7 +433,12 @@ fn open_sinks(
     for (name, _) in sets.named() {
         tags.extend([format!("loss/{name}"), format!("accuracy/{name}")]);
     }
-    tags.extend(callbacks.iter().flat_map(|c| c.scalar_tags()));
+    // Loggers scoring the same set log the same baseline tags: one column each.
+    for tag in callbacks.iter().flat_map(|c| c.scalar_tags()) {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
     tags.extend(SECONDS_TAGS.map(String::from));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(MetricsCsv::open(
         run_dir.join("metrics.csv"),
@@ -441,18 +446,40 @@ fn open_sinks(
         start_epoch,
     )?)];
     if config.logging.tensorboard {
-        let writer = match resume_dir {
+        let resume_through = match resume_dir {
             // Before the first checkpoint nothing is kept: the step-0 records are written again.
-            Some(_) if start_epoch == 0 => EventWriter::resume(run_dir, -1)?,
-            Some(_) => EventWriter::resume(run_dir, start_epoch as i64)?,
-            None => EventWriter::create(run_dir)?,
+            Some(_) if start_epoch == 0 => Some(-1),
+            Some(_) => Some(start_epoch as i64),
+            None => None,
         };
-        sinks.push(Box::new(TensorBoardSink { writer }));
+        sinks.push(Box::new(TensorBoardSink::open(run_dir, resume_through)?));
     }
     if config.logging.png {
         sinks.push(Box::new(PngSink::new(run_dir.join("images"))));
     }
     Ok(sinks)
+}
+
+/// `[data] boxes`, saying once which localization scores it allows: without outlines only the
+/// head-box ones.
+fn read_annotations_saying_what_scores(path: &Path) -> Result<crate::explain_boxes::Annotations> {
+    let annotations = data::read_annotations(path)?;
+    let outlined = annotations.values().filter(|a| a.body.is_some()).count();
+    if outlined == 0 {
+        println!(
+            "[data] boxes: {} has no body_polygon_xy outlines: only the head-box scores are \
+             computed (pointing game, energy in box, box IoU), not MaxBoxAcc or PxAP",
+            path.display()
+        );
+    } else if outlined < annotations.len() {
+        println!(
+            "[data] boxes: {outlined} of {} entries in {} have an outline: MaxBoxAcc and PxAP \
+             are scored on those",
+            annotations.len(),
+            path.display()
+        );
+    }
+    Ok(annotations)
 }
 
 /// The timing scalars of every epoch: the training pass alone, training and evaluation (`head`),

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use callbacks::localization_report::Baseline;
 use callbacks::{CamLogger, ExplainedImages, LocalizationSet};
+
+use crate::explain_boxes::Annotations;
 use image::RgbImage;
 
 use crate::config::{CallbackConfig, Config};
@@ -83,15 +86,17 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
 
 /// The validation images that have boxes (up to `localization_images`), with the input of layer
 /// `input_of` (the logger's layer + 1, or the cut when the logger's layer trains).
-/// Boxes are given in the stored file's pixels (see [`data::read_boxes`]); the set holds them in
-/// the upright photo's pixels, with the upright sizes, as the maps are made from the upright
-/// photo (an EXIF-rotated photo's box is turned with it).
+/// Boxes and outlines are given in the stored file's pixels (see [`data::read_annotations`]); the set
+/// holds them in the upright photo's pixels, with the upright sizes, as the maps are made from
+/// the upright photo (an EXIF-rotated photo's annotation is turned with it). `baselines` are
+/// scored on the set once.
 pub fn localization_set(
     extractor: &Extractor,
     val: &Dataset,
-    boxes: &std::collections::HashMap<String, [f32; 4]>,
+    boxes: &Annotations,
     spec: &CallbackConfig,
     input_of: usize,
+    baselines: &[Baseline],
 ) -> Result<(Option<LocalizationSet>, f64)> {
     let with_box: Vec<&crate::data::Sample> = val
         .samples
@@ -131,9 +136,10 @@ pub fn localization_set(
         activations,
         inputs,
         input_size: extractor.size,
-        boxes: Vec::new(),
+        annotations: Vec::new(),
         sizes: Vec::new(),
         threshold: spec.localization_threshold(),
+        baselines: Vec::new(),
     };
     for s in with_box {
         let name = s
@@ -141,19 +147,14 @@ pub fn localization_set(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Boxes are in the stored file's pixels, while the maps are made from the upright photo
-        // (`images::read_rgb` applies the EXIF orientation): both the box and the size are
-        // taken into the upright frame.
-        let (stored, orientation) = images::stored_size_and_orientation(&s.path)
-            .with_context(|| format!("cannot read {}", s.path.display()))?;
-        let Some(&stored_box) = boxes.get(&name) else {
+        let Some(truth) = boxes.get(&name) else {
             bail!("no box for {}", s.path.display());
         };
-        let (w, h) = images::upright_size(stored, orientation);
-        set.boxes
-            .push(images::upright_box(stored_box, stored, orientation));
-        set.sizes.push((w as usize, h as usize));
+        let (truth, size) = images::upright_annotation(&s.path, truth)?;
+        set.annotations.push(truth);
+        set.sizes.push(size);
     }
+    set.score_baselines(baselines);
     Ok((Some(set), seconds))
 }
 
@@ -177,9 +178,10 @@ pub fn cam_loggers(
     extractor: &Extractor,
     sets: &FeatureSets,
     class_names: &[String],
-    boxes: Option<&std::collections::HashMap<String, [f32; 4]>>,
+    boxes: Option<&Annotations>,
     cut: Option<usize>,
 ) -> Result<Loggers> {
+    let baselines = crate::explain::localization_baselines(config.data.uniform_baseline);
     let readable = Dataset {
         classes: class_names.to_vec(),
         samples: sets.val.samples.clone(),
@@ -230,7 +232,7 @@ pub fn cam_loggers(
                         .extend(e.features.samples.iter().cloned());
                 }
                 let (set, seconds) =
-                    localization_set(extractor, &candidates, boxes, spec, input_of)?;
+                    localization_set(extractor, &candidates, boxes, spec, input_of, &baselines)?;
                 out.map_seconds += seconds;
                 set
             }

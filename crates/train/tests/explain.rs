@@ -431,6 +431,7 @@ fn boxes_score_the_maps_beside_the_centre_baseline() {
             photos.path().to_str().unwrap(),
             "--boxes",
             boxes.to_str().unwrap(),
+            "--baselines",
         ],
         "gap-dense",
         out.path(),
@@ -443,7 +444,7 @@ fn boxes_score_the_maps_beside_the_centre_baseline() {
     let text = std::fs::read_to_string(out.path().join("localization.json")).unwrap();
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(report["photos_without_entry"], 1, "{text}");
-    for key in ["gradcam", "baseline_centre"] {
+    for key in ["gradcam", "baseline_centre", "baseline_uniform"] {
         let scores = &report[key];
         assert_eq!(scores["images"], 1, "{text}");
         for score in [
@@ -460,6 +461,20 @@ fn boxes_score_the_maps_beside_the_centre_baseline() {
     }
     // The centre of the photo is in the head box: the centre baseline points at it.
     assert_eq!(report["baseline_centre"]["pointing_game"], 1.0, "{text}");
+    // A constant map points nowhere; its PxAP is the share of outline pixels (the prior).
+    assert_eq!(report["baseline_uniform"]["pointing_game"], 0.0, "{text}");
+    let pxap = report["baseline_uniform"]["pxap"].as_f64().unwrap();
+    assert!(
+        (0.25..0.5).contains(&pxap),
+        "triangle of 0.8 x 0.8 / 2 = 0.32 of the photo: {text}"
+    );
+    // --baselines only adds to --boxes.
+    let stderr = failure(&explain(
+        &["--input", photos.path().to_str().unwrap(), "--baselines"],
+        "gap-dense",
+        out.path(),
+    ));
+    assert!(stderr.contains("--boxes"), "{stderr}");
     // Gradients cannot be scored as maps.
     let stderr = failure(&explain(
         &[

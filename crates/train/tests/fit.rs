@@ -435,19 +435,118 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
     let runs = tmp.path().join("runs");
     let config = tmp.path().join("c.toml");
     write_config(&config, &data, &runs, "oxford", "gap-linear", "cam", 2);
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "image_size = [160, 192]",
-        &format!("image_size = [160, 192]\nboxes = \"{}\"", oxford.display()),
-    );
-    std::fs::write(&config, text).unwrap();
-    let out = ok(&train(&["--config", config.to_str().unwrap()]));
+    let with_boxes = |boxes: &Path, extra: &str| {
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "image_size = [160, 192]",
+            &format!(
+                "image_size = [160, 192]\nboxes = \"{}\"{extra}",
+                boxes.display()
+            ),
+        );
+        let path = tmp.path().join("with-boxes.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let out = ok(&train(&[
+        "--config",
+        with_boxes(&oxford, "\nuniform_baseline = true")
+            .to_str()
+            .unwrap(),
+    ]));
     assert!(
         out.contains("cam (last epoch): drift ") && out.contains(", pointing game"),
         "{out}"
     );
+    // The baselines are in the summary beside the method.
+    assert!(
+        out.contains("baseline_centre (last epoch): pointing game ")
+            && out.contains("baseline_uniform (last epoch): pointing game 0.000"),
+        "{out}"
+    );
+    assert!(!out.contains("no body_polygon_xy"), "{out}");
     let run = run_dirs(&runs).remove(0);
-    let header = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert!(header.starts_with(
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,cam_pointing_game,cam_energy_in_box,cam_box_iou,train_seconds,head_seconds"
-    ), "{header}");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let scores = "pointing_game,{m}_pointing_game_15px,{m}_energy_in_box,{m}_box_iou,\
+                  {m}_maxboxacc_v2,{m}_maxboxacc_0.3,{m}_maxboxacc_0.5,{m}_maxboxacc_0.7,{m}_pxap";
+    let header = format!(
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,\
+         cam_{},baseline_centre_{},baseline_uniform_{},train_seconds,head_seconds",
+        scores.replace("{m}", "cam"),
+        scores.replace("{m}", "baseline_centre"),
+        scores.replace("{m}", "baseline_uniform"),
+    );
+    assert!(csv.starts_with(&header), "{csv}\nexpected {header}");
+    // In TensorBoard each baseline is a run-like series beside the run, under the method's
+    // own tags (so it is drawn in the method's charts), with the CSV's values.
+    let table = train::metrics::MetricsTable::read(&run.join("metrics.csv")).unwrap();
+    for (baseline, score) in [
+        ("baseline_centre", "pointing_game"),
+        ("baseline_centre", "maxboxacc_v2"),
+        ("baseline_uniform", "pxap"),
+    ] {
+        let files = tensorboard::read::event_files(&run.join(baseline)).unwrap();
+        assert_eq!(files.len(), 1, "{baseline}");
+        let logged: Vec<(i64, f32)> = tensorboard::read::read_event_file(&files[0])
+            .unwrap()
+            .events
+            .iter()
+            .filter_map(|e| match &e.what {
+                Some(tensorboard::proto::EventWhat::Summary(s)) => s
+                    .value
+                    .iter()
+                    .find(|v| v.tag == format!("cam/{score}"))
+                    .map(|v| (e.step, scalar_value(v))),
+                _ => None,
+            })
+            .collect();
+        let column = format!("{baseline}_{score}");
+        let expected: Vec<(i64, f32)> = table
+            .rows
+            .iter()
+            .filter_map(|r| Some((r.epoch as i64, *r.values.get(&column)?)))
+            .collect();
+        assert_eq!(logged.len(), 3, "steps 0, 1, 2 of {column}: {logged:?}");
+        assert!(expected.len() >= 2, "{column}: {expected:?}");
+        for row in &expected {
+            assert!(logged.contains(row), "{column}: {row:?} not in {logged:?}");
+            assert!((0.0..=1.0).contains(&row.1), "{column}");
+        }
+    }
+
+    // Head boxes alone: the run says so once and logs the head-box scores only.
+    let text = std::fs::read_to_string(&oxford).unwrap();
+    let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for entry in file["images"].as_array_mut().unwrap() {
+        entry.as_object_mut().unwrap().remove("body_polygon_xy");
+    }
+    let heads_only = tmp.path().join("heads.json");
+    std::fs::write(&heads_only, file.to_string()).unwrap();
+    let out = ok(&train(&[
+        "--config",
+        with_boxes(&heads_only, "").to_str().unwrap(),
+    ]));
+    assert_eq!(
+        out.matches("has no body_polygon_xy outlines").count(),
+        1,
+        "{out}"
+    );
+    let run = run_dirs(&runs).into_iter().find(|r| r != &run).unwrap();
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        csv.starts_with(
+            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,\
+             cam_pointing_game,cam_pointing_game_15px,cam_energy_in_box,cam_box_iou,\
+             baseline_centre_pointing_game,baseline_centre_pointing_game_15px,\
+             baseline_centre_energy_in_box,baseline_centre_box_iou,train_seconds"
+        ),
+        "{csv}"
+    );
+}
+
+/// A summary value's scalar (the simple_value field).
+fn scalar_value(v: &tensorboard::proto::SummaryValue) -> f32 {
+    match &v.value {
+        Some(tensorboard::proto::SummaryValueKind::SimpleValue(x)) => *x,
+        other => panic!("{} is not a scalar: {other:?}", v.tag),
+    }
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -238,7 +237,8 @@ fn outlines_are_read_and_malformed_ones_are_errors() {
                 "body_polygon_xy": {bad}}}]}}"#
         );
         std::fs::write(&path, text).unwrap();
-        // Training reads the head boxes alone: a bad outline does not stop it.
+        // The head boxes alone still read; training reads the outlines too (`[data] boxes`), so
+        // a bad one stops a run at its start with this message.
         assert_eq!(data::read_boxes(&path).unwrap().len(), 1);
         let error = format!("{:#}", data::read_annotations(&path).unwrap_err());
         assert!(
@@ -368,7 +368,12 @@ fn boxes_of_exif_rotated_photos_are_scored_in_the_upright_frame() {
         let class = if exif % 2 == 0 { "cat" } else { "dog" };
         let file = format!("{class}/exif{exif}.jpg");
         write_jpeg_with_orientation(&stored.to_rgb8(), exif, &val_dir.join(&file));
-        entries.push(serde_json::json!({"file": file, "head_box_xyxy": stored_box}));
+        // The outline: the box's corners, which must turn with the photo as the box does.
+        let [x0, y0, x1, y1] = stored_box;
+        entries.push(
+            serde_json::json!({"file": file, "head_box_xyxy": stored_box,
+            "body_polygon_xy": [x0, y0, x1, y0, x1, y1, x0, y1]}),
+        );
     }
     let boxes_path = dir.path().join("boxes.json");
     std::fs::write(
@@ -376,7 +381,7 @@ fn boxes_of_exif_rotated_photos_are_scored_in_the_upright_frame() {
         serde_json::json!({ "images": entries }).to_string(),
     )
     .unwrap();
-    let boxes: HashMap<String, [f32; 4]> = data::read_boxes(&boxes_path).unwrap();
+    let boxes = data::read_annotations(&boxes_path).unwrap();
     let val = data::scan(&val_dir, "val").unwrap();
 
     let config = train::config::Config::parse(
@@ -403,9 +408,11 @@ layer = "block5_conv3"
     let backbone = backbone();
     let ex = extractor(&backbone, None);
     // The input of the layer after block5_conv3 (16) = its activations.
-    let (set, _) = train::setup::localization_set(&ex, &val, &boxes, spec, 17).unwrap();
+    let baselines = [callbacks::localization_report::Baseline::Centre];
+    let (set, _) = train::setup::localization_set(&ex, &val, &boxes, spec, 17, &baselines).unwrap();
     let set = set.expect("a localization set");
-    assert_eq!(set.boxes.len(), 8);
+    assert_eq!(set.annotations.len(), 8);
+    assert_eq!(set.baselines.len(), 1);
     assert_eq!(set.activations.dims()[0], 8);
     for (i, sample) in val.samples.iter().enumerate() {
         let name = sample.path.file_name().unwrap().to_string_lossy();
@@ -417,11 +424,27 @@ layer = "block5_conv3"
             (w as usize, h as usize),
             "{name}: scored at the stored size, not the upright one"
         );
-        let scored = set.boxes[i];
+        let scored = set.annotations[i].head;
         assert!(
             scored.iter().zip(head).all(|(a, b)| (a - b).abs() < 1e-3),
             "{name}: box {scored:?} scored, {head:?} expected (stored {:?})",
-            boxes[&*name]
+            boxes[&*name].head
+        );
+        let outline = set.annotations[i].body.as_deref().unwrap();
+        let xs = outline.iter().map(|p| p.0);
+        let ys = outline.iter().map(|p| p.1);
+        let outline_box = [
+            xs.clone().fold(f32::MAX, f32::min),
+            ys.clone().fold(f32::MAX, f32::min),
+            xs.fold(f32::MIN, f32::max),
+            ys.fold(f32::MIN, f32::max),
+        ];
+        assert!(
+            outline_box
+                .iter()
+                .zip(head)
+                .all(|(a, b)| (a - b).abs() < 1e-3),
+            "{name}: outline {outline:?} not turned with the photo (box {head:?})"
         );
         // On the same content: the upright photo inside the scored box is the original photo
         // inside its box (up to JPEG's loss).

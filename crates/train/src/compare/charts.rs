@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::html::{escape, file_safe};
 use super::Run;
 use crate::metrics::Metric;
-use crate::plot::{LineChart, Series, YAxis};
+use crate::plot::{LineChart, Rule, Series, YAxis};
 
 /// A metric column's chart key and series label: method-specific columns of different runs
 /// share a chart (`cam_pointing_game` and `gradcam_pointing_game` → `pointing_game`).
@@ -23,10 +23,12 @@ pub fn chart_key(column: &str) -> (String, Option<String>) {
 }
 
 /// Scores (chart keys) in [0, 1]: localization, faithfulness, map drift (prefixes).
-const UNIT_SCORES: [&str; 9] = [
+const UNIT_SCORES: [&str; 11] = [
     "pointing_game",
     "energy_in_box",
     "box_iou",
+    "maxboxacc",
+    "pxap",
     "drift",
     "average_drop",
     "increase_in_confidence",
@@ -51,12 +53,21 @@ pub fn y_axis(key: &str) -> YAxis {
 /// One chart: its key and its series as (legend name, run index, column).
 pub type Group = (String, Vec<(String, usize, String)>);
 
-/// The charts, in order of first appearance of their keys.
+/// Whether a chart label names a localization baseline (drawn as a rule, not a curve).
+fn is_baseline(label: &str) -> bool {
+    label.starts_with("baseline_")
+}
+
+/// The charts, in order of first appearance of their keys (baselines' columns excepted: see
+/// [`baseline_rules`]).
 pub fn groups(runs: &[Run]) -> Vec<Group> {
     let mut out: Vec<Group> = Vec::new();
     for (ri, r) in runs.iter().enumerate() {
         for c in &r.metrics.columns {
             let (key, label) = chart_key(c);
+            if label.as_deref().is_some_and(is_baseline) {
+                continue;
+            }
             let name = match label {
                 Some(l) => format!("{} {l}", r.label),
                 None => r.label.clone(),
@@ -69,6 +80,43 @@ pub fn groups(runs: &[Run]) -> Vec<Group> {
         }
     }
     out
+}
+
+/// The baselines' scores on chart `key`, as horizontal lines: each run's last value of each
+/// `baseline_<kind>_<key>` column; runs with the same value share one line, which names its
+/// runs unless it is every run's.
+pub fn baseline_rules(runs: &[Run], key: &str) -> Vec<Rule> {
+    let mut rules: Vec<(String, f32, Vec<&str>)> = Vec::new();
+    for r in runs {
+        for c in &r.metrics.columns {
+            let (k, Some(baseline)) = chart_key(c) else {
+                continue;
+            };
+            if k != key || !is_baseline(&baseline) {
+                continue;
+            }
+            let Some((_, value)) = r.metrics.last(c) else {
+                continue;
+            };
+            match rules
+                .iter_mut()
+                .find(|(b, v, _)| *b == baseline && *v == value)
+            {
+                Some((_, _, labels)) => labels.push(&r.label),
+                None => rules.push((baseline, value, vec![&r.label])),
+            }
+        }
+    }
+    rules
+        .into_iter()
+        .map(|(baseline, value, labels)| Rule {
+            value: f64::from(value),
+            label: match labels.len() == runs.len() {
+                true => format!("{baseline} {value:.3}"),
+                false => format!("{baseline} {value:.3} ({})", labels.join(", ")),
+            },
+        })
+        .collect()
 }
 
 /// The charts section; SVG files in `plots_dir`.
@@ -100,7 +148,7 @@ pub fn section(runs: &[Run], plots_dir: &Path) -> Result<String> {
                 x_names: None,
                 series,
                 y_axis: y_axis(&key),
-                rules: vec![],
+                rules: baseline_rules(runs, &key),
             },
             (600, 400),
             &plots_dir.join(&file),
@@ -149,6 +197,57 @@ mod tests {
     }
 
     #[test]
+    fn baselines_are_rules_on_their_scores_chart_not_curves() {
+        let columns = [
+            "cam_pointing_game",
+            "baseline_centre_pointing_game",
+            "baseline_uniform_pxap",
+            "cam_pxap",
+        ];
+        let mut frozen = run_with("frozen-20250101-120000", &columns, &[]);
+        let tuned = run_with("finetune-20250101-130000", &columns[..2], &[]);
+        let names = |runs: &[Run], key: &str| -> Vec<String> {
+            let g = groups(runs);
+            let g = g.iter().find(|g| g.0 == key).unwrap();
+            g.1.iter().map(|s| s.0.clone()).collect()
+        };
+        let runs = [frozen, tuned];
+        assert_eq!(
+            names(&runs, "pointing_game"),
+            ["frozen cam", "finetune cam"]
+        );
+        // Same value in both runs (run_with writes 0.5 everywhere): one rule.
+        let rules = baseline_rules(&runs, "pointing_game");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            (rules[0].value, rules[0].label.as_str()),
+            (0.5, "baseline_centre 0.500")
+        );
+        let rules = baseline_rules(&runs, "pxap");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].label, "baseline_uniform 0.500 (frozen)");
+        // Different values: one rule per run.
+        let [f, t] = runs;
+        frozen = f;
+        for row in &mut frozen.metrics.rows {
+            row.values
+                .insert("baseline_centre_pointing_game".into(), 0.25);
+        }
+        let runs = [frozen, t];
+        let labels: Vec<String> = baseline_rules(&runs, "pointing_game")
+            .into_iter()
+            .map(|r| r.label)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "baseline_centre 0.250 (frozen)",
+                "baseline_centre 0.500 (finetune)"
+            ]
+        );
+    }
+
+    #[test]
     fn bounded_scores_get_unit_axes() {
         let unit = YAxis::Within(0.0, 1.0);
         for key in [
@@ -157,6 +256,10 @@ mod tests {
             "pointing_game",
             "energy_in_box",
             "box_iou",
+            "pointing_game_15px",
+            "maxboxacc_v2",
+            "maxboxacc_0.5",
+            "pxap",
             "drift",
             "drift_from_start",
             "deletion_auc",
@@ -216,6 +319,7 @@ mod tests {
             ["frozen cam", "frozen gradcam", "finetune cam"]
         );
         assert_eq!(names("val_accuracy"), ["frozen", "finetune"]);
+        assert!(baseline_rules(&runs, "pointing_game").is_empty());
 
         let dir = tempfile::tempdir().unwrap();
         let html = section(&runs, dir.path()).unwrap();

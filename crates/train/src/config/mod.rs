@@ -82,9 +82,15 @@ pub struct DataConfig {
     #[serde(default)]
     pub synthetic: Option<SyntheticConfig>,
     /// Ground-truth boxes of (validation) images, JSON as `oxford_loc.json`: `images[]` with
-    /// `file` (matched by file name) and `head_box_xyxy`. Enables localization metrics.
+    /// `file` (matched by file name), `head_box_xyxy` and optionally `body_polygon_xy` (the whole
+    /// animal's outline, for MaxBoxAcc and PxAP). Enables localization metrics.
     #[serde(default)]
     pub boxes: Option<PathBuf>,
+    /// Also score the uniform baseline (a constant map: each localization score's chance
+    /// level) beside every method, as `baseline_uniform/<score>`; the centre baseline is always
+    /// scored (default false).
+    #[serde(default)]
+    pub uniform_baseline: bool,
     /// Validation images; when absent, `val_fraction` of the training images (seeded split).
     #[serde(default)]
     pub val_dir: Option<PathBuf>,
