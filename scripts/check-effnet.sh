@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run configs/effnet-cam.toml (real photos in ../shared, real EfficientNet-Lite0 weights) into a
 # temporary runs dir and check its figures against the PyTorch reference: val accuracy >= 0.985, Oxford accuracy
-# >= 0.95, CAM pointing game >= 0.70 and energy in box >= 0.43 on the Oxford head boxes; then
+# >= 0.95, CAM pointing game >= 0.70 and energy in box >= 0.43 on the Oxford head boxes, the
+# field's scores (15 px, MaxBoxAcc, PxAP) and the centre baseline (0.60) in metrics.csv; then
 # `train explain --boxes` on the Oxford photos (localization.json, centre baseline 0.60).
 # Needs the release build and ../shared (or $SHARED_DIR); uses data/weights or copies the weights
 # from the shared dir, verifying the sha256 either way.
@@ -23,6 +24,15 @@ figures = {k: float(last[k]) for k in ["val_accuracy", "oxford_accuracy", "cam_p
 print("effnet-cam:", ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 limits = {"val_accuracy": 0.985, "oxford_accuracy": 0.95, "cam_pointing_game": 0.70, "cam_energy_in_box": 0.43}
 failed = [f"{k} {figures[k]:.4f} < {v}" for k, v in limits.items() if figures[k] < v]
+# The per-epoch scores of the field, with the centre baseline beside them (it depends only on the
+# 240 Oxford boxes: 0.60).
+for k in ["cam_pointing_game_15px", "cam_maxboxacc_v2", "cam_maxboxacc_0.5", "cam_pxap",
+          "baseline_centre_maxboxacc_v2", "baseline_centre_pxap"]:
+    if not 0.0 <= float(last[k] or "nan") <= 1.0:
+        failed.append(f"{k} = {last[k]!r}")
+centre = float(last["baseline_centre_pointing_game"])
+if abs(centre - 0.60) > 0.01:
+    failed.append(f"baseline_centre_pointing_game {centre:.3f}, expected 0.60 ± 0.01")
 if failed:
     sys.exit("EFFNET FIGURES FAILED: " + ", ".join(failed))
 print("EFFNET FIGURES OK")

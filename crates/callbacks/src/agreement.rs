@@ -177,6 +177,7 @@ mod tests {
             },
             localization: None,
             faithfulness: None,
+            road_images: 0,
             recompute_from: None,
             history: Default::default(),
         }

@@ -21,6 +21,7 @@ pub mod logger;
 pub mod methods;
 pub mod projection;
 pub mod render;
+pub mod road;
 pub mod sanity;
 pub mod sink;
 pub mod wsol;

@@ -20,6 +20,7 @@ use crate::localization_report::{
     LocalizationSummary,
 };
 use crate::render::{overlay, OverlayStyle};
+use crate::road::RoadSummary;
 use crate::sink::{each_sink, Sink, SinkError};
 
 /// An error from a callback.
@@ -34,6 +35,9 @@ pub enum CallbackError {
     /// Scoring faithfulness failed.
     #[error("faithfulness: {0}")]
     Faithfulness(String),
+    /// Scoring ROAD failed.
+    #[error(transparent)]
+    Road(#[from] crate::road::RoadError),
     /// A saved state could not be restored.
     #[error("cannot restore the saved state: {0}")]
     State(String),
@@ -220,6 +224,9 @@ pub struct CamLogger {
     /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
     /// logged as `<method>/<score>`.
     pub faithfulness: Option<FaithfulnessSettings>,
+    /// Score ROAD ([`crate::road`]) on this many of the images each drawing (0: off), logged
+    /// as `<method>/road_morf`, `road_lerf`, `road_combined`.
+    pub road_images: usize,
     /// `Some(cut)` when the backbone trains from layer `cut` up to (at least) the logger's
     /// layer: the cached activations are the input of layer `cut`, and each drawing runs them
     /// through the current weights to the logger's layer.
@@ -237,6 +244,9 @@ impl CamLogger {
         }
         if self.faithfulness.is_some() {
             names.extend(FaithfulnessScores::NAMES);
+        }
+        if self.road_images > 0 {
+            names.extend(RoadSummary::NAMES);
         }
         names
     }
@@ -410,6 +420,20 @@ impl CamLogger {
             )
             .map_err(CallbackError::Faithfulness)?;
             scalars.extend(FaithfulnessScores::NAMES.into_iter().zip(scores.values()));
+        }
+        if self.road_images > 0 {
+            let n = self.road_images.min(self.images.photos.len());
+            let classes: Vec<usize> = (0..n)
+                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
+                .collect();
+            let scores = crate::road::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                &self.images.activations.device(),
+            )?;
+            scalars.extend(RoadSummary::NAMES.into_iter().zip(scores.values()));
         }
         for (name, value) in scalars {
             let tag = format!("{method}/{name}");

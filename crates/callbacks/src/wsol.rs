@@ -222,63 +222,94 @@ pub fn best_iou_per_threshold(
     best
 }
 
-/// A union-find over the pixels added so far, with each region's bounding box and whether it
-/// touches the image's edge.
+/// A union-find over the pixels added so far (union by size, path halving), with each region's
+/// bounding box and whether it touches the image's edge. One node per pixel holds all of it, so
+/// a root's data is one cache line away.
 struct Regions {
     width: usize,
     height: usize,
     eight: bool,
-    parent: Vec<usize>,
-    added: Vec<bool>,
-    bounds: Vec<([i64; 4], bool)>,
+    nodes: Vec<Node>,
     /// The current roots (a root leaves the list lazily, when found merged).
     roots: Vec<usize>,
 }
 
+/// A pixel's union-find node.
+#[derive(Clone, Copy)]
+struct Node {
+    parent: u32,
+    /// Pixels in the region when this is a root; 0 for a pixel not added yet.
+    size: u32,
+    /// Inclusive bounding box of the region (when a root).
+    bounds: [i32; 4],
+    /// Whether the region touches the image's edge (when a root).
+    edge: bool,
+}
+
 impl Regions {
     fn new(width: usize, height: usize, eight: bool) -> Self {
+        let node = |p: usize| Node {
+            parent: p as u32,
+            size: 0,
+            bounds: [0; 4],
+            edge: false,
+        };
         Self {
             width,
             height,
             eight,
-            parent: (0..width * height).collect(),
-            added: vec![false; width * height],
-            bounds: vec![([0; 4], false); width * height],
+            nodes: (0..width * height).map(node).collect(),
             roots: Vec::new(),
         }
     }
 
     fn find(&mut self, mut i: usize) -> usize {
-        while self.parent[i] != i {
-            self.parent[i] = self.parent[self.parent[i]];
-            i = self.parent[i];
+        while self.nodes[i].parent as usize != i {
+            let grandparent = self.nodes[self.nodes[i].parent as usize].parent;
+            self.nodes[i].parent = grandparent;
+            i = grandparent as usize;
         }
         i
     }
 
     fn add(&mut self, p: usize) {
-        let (x, y) = ((p % self.width) as i64, (p / self.width) as i64);
-        let (w, h) = (self.width as i64, self.height as i64);
-        self.added[p] = true;
-        let edge = x == 0 || y == 0 || x == w - 1 || y == h - 1;
-        self.bounds[p] = ([x, y, x, y], edge);
+        let (x, y) = ((p % self.width) as i32, (p / self.width) as i32);
+        let (w, h) = (self.width as i32, self.height as i32);
+        self.nodes[p].size = 1;
+        self.nodes[p].bounds = [x, y, x, y];
+        self.nodes[p].edge = x == 0 || y == 0 || x == w - 1 || y == h - 1;
         self.roots.push(p);
-        let steps = neighbours(self.eight);
-        for (dx, dy) in steps {
-            let (nx, ny) = (x + dx, y + dy);
+        // The root of p's region, kept across the merges.
+        let mut a = p;
+        for &(dx, dy) in neighbours(self.eight) {
+            let (nx, ny) = (x + dx as i32, y + dy as i32);
             if nx < 0 || ny < 0 || nx >= w || ny >= h {
                 continue;
             }
             let q = (ny * w + nx) as usize;
-            if !self.added[q] {
+            if self.nodes[q].size == 0 {
                 continue;
             }
-            let (a, b) = (self.find(p), self.find(q));
+            let b = self.find(q);
             if a != b {
-                let ([a0, a1, a2, a3], ea) = self.bounds[a];
-                let ([b0, b1, b2, b3], eb) = self.bounds[b];
-                self.parent[b] = a;
-                self.bounds[a] = ([a0.min(b0), a1.min(b1), a2.max(b2), a3.max(b3)], ea || eb);
+                // The smaller region goes under the larger one's root.
+                let (big, small) = match self.nodes[a].size >= self.nodes[b].size {
+                    true => (a, b),
+                    false => (b, a),
+                };
+                let s = self.nodes[small];
+                let root = &mut self.nodes[big];
+                let r = root.bounds;
+                root.bounds = [
+                    r[0].min(s.bounds[0]),
+                    r[1].min(s.bounds[1]),
+                    r[2].max(s.bounds[2]),
+                    r[3].max(s.bounds[3]),
+                ];
+                root.edge |= s.edge;
+                root.size += s.size;
+                self.nodes[small].parent = big as u32;
+                a = big;
             }
         }
     }
@@ -286,9 +317,11 @@ impl Regions {
     /// The current regions' bounding boxes and edge flags.
     fn boxes(&mut self) -> impl Iterator<Item = ([i64; 4], bool)> + '_ {
         let mut roots = std::mem::take(&mut self.roots);
-        roots.retain(|&r| self.parent[r] == r);
+        roots.retain(|&r| self.nodes[r].parent as usize == r);
         self.roots = roots;
-        self.roots.iter().map(|&r| self.bounds[r])
+        self.roots
+            .iter()
+            .map(|&r| (self.nodes[r].bounds.map(i64::from), self.nodes[r].edge))
     }
 }
 

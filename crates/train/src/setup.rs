@@ -241,6 +241,7 @@ pub fn cam_loggers(
         out.loggers.push(CamLogger {
             localization,
             faithfulness: spec.faithfulness(),
+            road_images: spec.road_images,
             recompute_from,
             history: Default::default(),
             method: spec.kind,

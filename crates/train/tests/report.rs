@@ -83,6 +83,7 @@ fn scores_sanity_and_compare_report_in_chromium() {
 kind = "cam"
 num_images = 4
 faithfulness_images = 2
+road_images = 2
 
 [[callbacks]]
 kind = "gradcam"
@@ -117,6 +118,27 @@ faithfulness_steps = 10
             "{name}: {values:?}"
         );
     }
+    // ROAD (opt-in): probability changes in [-1, 1] at every drawing; combined is
+    // (LeRF - MoRF) / 2 of the means.
+    let (morf, lerf) = (
+        column(&run_a, "cam_road_morf"),
+        column(&run_a, "cam_road_lerf"),
+    );
+    let combined = column(&run_a, "cam_road_combined");
+    assert_eq!(combined.len(), 4, "step 0 and 3 epochs");
+    for i in 0..4 {
+        assert!(
+            [morf[i], lerf[i]].iter().all(|v| (-1.0..=1.0).contains(v)),
+            "{morf:?} {lerf:?}"
+        );
+        assert!(
+            (combined[i] - (lerf[i] - morf[i]) / 2.0).abs() < 1e-5,
+            "{combined:?}"
+        );
+    }
+    assert!(!std::fs::read_to_string(run_a.join("metrics.csv"))
+        .unwrap()
+        .contains("gradcam_road"));
     for rho in column(&run_a, "cam_vs_gradcam_spearman") {
         assert!(rho > 0.99, "CAM vs Grad-CAM Spearman {rho}");
     }
@@ -306,6 +328,10 @@ fn bad_inputs_are_clear_errors() {
         (
             "kind = \"cam\"\nnum_images = 2\nfaithfulness_images = 3",
             "faithfulness_images (3) must be at most num_images (2)",
+        ),
+        (
+            "kind = \"cam\"\nnum_images = 2\nroad_images = 3",
+            "road_images (3) must be at most num_images (2)",
         ),
         (
             "kind = \"cam\"\nfaithfulness_images = 1\nfaithfulness_baseline = \"gray\"",

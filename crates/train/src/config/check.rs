@@ -35,6 +35,13 @@ impl CallbackConfig {
                 self.num_images
             );
         }
+        if self.road_images > self.num_images {
+            bail!(
+                "road_images ({}) must be at most num_images ({})",
+                self.road_images,
+                self.num_images
+            );
+        }
         Ok(())
     }
 }

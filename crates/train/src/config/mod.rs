@@ -225,6 +225,11 @@ pub struct CallbackConfig {
     /// Deletion/insertion steps (20 as in RISE).
     #[serde(default = "default_faithfulness_steps")]
     pub faithfulness_steps: usize,
+    /// How many of the callback's images are scored with ROAD each epoch (MoRF, LeRF and
+    /// combined over percentiles 10…90, noise-free linear imputation); 0 = off. Each image
+    /// costs 18 imputations and 19 backbone passes per epoch.
+    #[serde(default)]
+    pub road_images: usize,
 }
 
 /// `[logging]`.
