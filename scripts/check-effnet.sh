@@ -14,7 +14,10 @@ mkdir -p data/weights
 scripts/fetch-weights.sh efficientnet-lite0
 runs=$(mktemp -d)
 trap 'rm -rf "$runs"' EXIT
-sed -e "s#^runs_dir = .*#runs_dir = \"$runs\"#" -e "s#\.\./shared#$shared#g" configs/effnet-cam.toml > "$runs/effnet-cam.toml"
+# Maps every 5 epochs (0, 5, …, 20) instead of every epoch: the localization scores at photo size
+# (MaxBoxAcc, PxAP on 240 photos) cost ~4.5 s a drawing on 2 cores; the checked figures are epoch 20's.
+sed -e "s#^runs_dir = .*#runs_dir = \"$runs\"#" -e "s#\.\./shared#$shared#g" \
+  -e 's#^kind = "cam"#kind = "cam"\nevery = 5#' configs/effnet-cam.toml > "$runs/effnet-cam.toml"
 ./target/release/train --config "$runs/effnet-cam.toml" | grep -v "backbone images" | tee "$runs/log.txt"
 run_dir=$(sed -n 's/^run dir: //p' "$runs/log.txt" | head -1)
 python3 - "$run_dir/metrics.csv" <<'PY'
