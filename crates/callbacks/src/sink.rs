@@ -286,6 +286,15 @@ mod tests {
                 (2, "cam/pointing_game".to_string(), 0.25)
             ]
         );
+        // A run killed before its first series value resumes into a new series directory.
+        let mut sink = TensorBoardSink::open(dir.path(), Some(1)).unwrap();
+        sink.series_scalar("baseline_uniform", "cam/pxap", 0.125, 2)
+            .unwrap();
+        sink.flush().unwrap();
+        assert_eq!(
+            scalars(&dir.path().join("baseline_uniform")),
+            [(2, "cam/pxap".to_string(), 0.125)]
+        );
     }
 
     /// A sink that only records scalars.

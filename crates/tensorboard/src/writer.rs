@@ -126,13 +126,17 @@ impl EventWriter {
     /// records of later steps, written after
     /// the last checkpoint, and any record cut short are removed), and append to it. Older
     /// event files of the run are trimmed the same way, so no step is ever duplicated. With no
-    /// event file, a new one is created.
+    /// event file (or no directory), a new one is created.
     pub fn resume(run_dir: impl AsRef<Path>, through_step: i64) -> Result<Self, TbError> {
         let dir = run_dir.as_ref();
         let io = |path: &Path, cause| TbError::Io {
             path: path.to_path_buf(),
             cause,
         };
+        if !dir.exists() {
+            // Nothing was written before the crash (not even the directory).
+            return Self::create(dir);
+        }
         let files = crate::read::event_files(dir).map_err(|e| io(dir, e))?;
         let Some(newest) = files.last().cloned() else {
             return Self::create(dir);

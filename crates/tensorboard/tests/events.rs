@@ -365,3 +365,15 @@ fn resume_before_any_checkpoint_keeps_only_the_version_record() {
         Some(EventWhat::FileVersion("brain.Event:2".into()))
     );
 }
+
+#[test]
+fn resume_into_a_directory_never_written_creates_it() {
+    // A run killed before a sub-run (e.g. a baseline series) wrote anything.
+    let dir = tempfile::tempdir().unwrap();
+    let series = dir.path().join("baseline_centre");
+    let mut log = EventWriter::resume(&series, 3).unwrap();
+    log.add_scalar("cam/pointing_game", 0.5, 4).unwrap();
+    log.flush().unwrap();
+    let events = events_of(&series);
+    assert_eq!(events.len(), 2, "version record + the scalar");
+}
