@@ -22,6 +22,7 @@ pub mod methods;
 pub mod projection;
 pub mod render;
 pub mod road;
+mod road_solver;
 pub mod sanity;
 pub mod sink;
 pub mod wsol;

@@ -74,6 +74,11 @@ impl LocalizationReport {
 
     /// Add another report's photos (same settings), as if they had been added one by one.
     pub fn merge(&mut self, other: &LocalizationReport) {
+        debug_assert_eq!(
+            self.box_iou.map(|(t, _)| t),
+            other.box_iou.map(|(t, _)| t),
+            "merging reports with different box-IoU settings"
+        );
         self.strict_hits += other.strict_hits;
         self.tolerant_hits += other.tolerant_hits;
         self.energy += other.energy;

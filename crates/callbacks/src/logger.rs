@@ -395,7 +395,7 @@ impl CamLogger {
             // Each baseline beside each score: in TensorBoard a second run-like series in the
             // score's chart; in metrics.csv `baseline_<kind>_<score>`.
             for (baseline, summary) in &set.baselines {
-                for (name, value) in summary.scores() {
+                for (name, value) in baseline_scores(summary) {
                     let tag = format!("{method}/{name}");
                     each_sink(ctx.sinks, |s| {
                         s.series_scalar(baseline.name(), &tag, value as f32, step)
@@ -447,6 +447,14 @@ impl CamLogger {
         });
         Ok(())
     }
+}
+
+/// The scores a baseline is logged with: all but `box_iou`, whose region threshold is each
+/// method's own (so a baseline's value would depend on which callback logged it).
+fn baseline_scores(summary: &LocalizationSummary) -> Vec<(&'static str, f64)> {
+    let mut scores = summary.scores();
+    scores.retain(|(name, _)| *name != "box_iou");
+    scores
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
@@ -525,7 +533,7 @@ impl Callback for CamLogger {
             .collect();
         if let Some(set) = &self.localization {
             for (baseline, summary) in &set.baselines {
-                for (name, _) in summary.scores() {
+                for (name, _) in baseline_scores(summary) {
                     tags.push(format!("{}/{name}", baseline.name()));
                 }
             }

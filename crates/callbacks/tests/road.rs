@@ -16,8 +16,8 @@ use common::{to_vec, Fixture};
 use model::HeadKind;
 use safetensors::SafeTensors;
 
-const IMPUTE_TOL: f32 = 1e-4;
-const SCORE_TOL: f32 = 1e-4;
+const IMPUTE_TOL: f32 = 1e-6;
+const SCORE_TOL: f32 = 1e-6;
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/road")

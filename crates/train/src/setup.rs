@@ -259,5 +259,24 @@ pub fn cam_loggers(
             },
         });
     }
+    // The baselines' metrics.csv columns are shared by the callbacks: say so when their sets
+    // differ (TensorBoard draws each method's own beside it).
+    let sets: Vec<(&CamLogger, &LocalizationSet)> = out
+        .loggers
+        .iter()
+        .filter_map(|l| Some((l, l.localization.as_ref()?)))
+        .collect();
+    if let Some((first, set)) = sets.first() {
+        for (logger, other) in &sets[1..] {
+            if other.baselines != set.baselines {
+                println!(
+                    "note: {} and {} score different localization sets (localization_images): \
+                     metrics.csv's baseline_* columns hold the last callback's baseline; \
+                     TensorBoard shows each method's own",
+                    first.method, logger.method
+                );
+            }
+        }
+    }
     Ok(out)
 }
