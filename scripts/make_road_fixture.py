@@ -48,14 +48,15 @@ from pytorch_grad_cam.metrics.perturbation_confidence import (AveragerAcrossThre
                                                               RemoveMostRelevantFirst)
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
+# The fixture network's definition (its weights are loaded from that fixture's files).
+from make_methods_fixture import Net, features
+
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ROOT / "crates/callbacks/tests/fixtures/vgg16-w16-methods"
 OUT = ROOT / "crates/callbacks/tests/fixtures/road"
 SEED, C, H, W = 11, 3, 24, 32
 PERCENTILES = [10, 50, 90]
 MODEL_PERCENTILES = [10, 20, 30, 40, 50, 60, 70, 80, 90]
-CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-DIVISOR = 16
 
 
 class Capturing(NoisyLinearImputer):
@@ -73,28 +74,6 @@ class Capturing(NoisyLinearImputer):
 def smooth(rng, shape, sigma):
     x = scipy.ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
     return x / np.abs(x).max()
-
-
-def features():
-    layers, c = [], 3
-    for v in CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c, v // DIVISOR, 3, padding=1), nn.ReLU(inplace=False)]
-            c = v // DIVISOR
-    return nn.Sequential(*layers), c
-
-
-class Net(nn.Module):
-    """make_methods_fixture.py's network, gap-linear: block5_conv3 (ReLU'd), GAP, linear."""
-
-    def __init__(self, feats, head):
-        super().__init__()
-        self.features, self.head = feats, head
-
-    def forward(self, x):
-        return self.head(self.features[:30](x).mean((2, 3)))
 
 
 class SignedProbability:
@@ -162,7 +141,7 @@ def model_cases(out, meta):
                            for k, v in load_file(METHODS / "vgg16_features.safetensors").items()})
     head = nn.Linear(c, 1)
     head.load_state_dict(load_file(METHODS / "cam_head.safetensors"))
-    model = Net(feats, head).eval()
+    model = Net(feats, head, 30).eval()  # gap-linear: block5_conv3 (ReLU'd), GAP, linear
     x = fixture["input"]
     with torch.no_grad():
         logits = model(x)[:, 0]

@@ -485,21 +485,30 @@ fn probabilities(
         let mut values = chunk.concat();
         model::imagenet_normalize(&mut values, plane);
         let batch = Tensor::<4>::from_data(TensorData::new(values, [chunk.len(), 3, h, w]), device);
-        let logits = model.forward(batch);
-        let n = logits.dims()[1];
-        let logits: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .map_err(|e| format!("cannot read logits: {e:?}"))?;
-        out.extend(
-            logits
-                .chunks(n)
-                .zip(chunk_classes)
-                .map(|(row, &class)| class_probability(row, class)),
-        );
+        out.extend(class_probabilities(model, batch, chunk_classes)?);
     }
     Ok(out)
+}
+
+/// The classifier's probability of `classes[i]` for each image i of a normalised `batch`
+/// [N, 3, H, W] (see [`class_probability`]).
+pub(crate) fn class_probabilities(
+    model: &Classifier,
+    batch: Tensor<4>,
+    classes: &[usize],
+) -> Result<Vec<f32>, String> {
+    let logits = model.forward(batch);
+    let n = logits.dims()[1];
+    let logits: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| format!("cannot read logits: {e:?}"))?;
+    Ok(logits
+        .chunks(n)
+        .zip(classes)
+        .map(|(row, &class)| class_probability(row, class))
+        .collect())
 }
 
 #[cfg(test)]

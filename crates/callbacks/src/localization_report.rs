@@ -222,6 +222,9 @@ pub enum Baseline {
 }
 
 impl Baseline {
+    /// Every baseline.
+    pub const ALL: [Baseline; 2] = [Baseline::Centre, Baseline::Uniform];
+
     /// The name its scores are logged under (`baseline_centre/<score>`).
     pub fn name(self) -> &'static str {
         match self {

@@ -377,18 +377,7 @@ pub fn evaluate(
     model::imagenet_normalize(&mut images, h * w);
     let probability = |batch: &[f32], k: usize| -> Result<Vec<f32>, String> {
         let x = Tensor::<4>::from_data(TensorData::new(batch.to_vec(), [k, 3, h, w]), device);
-        let logits = model.forward(x);
-        let width = logits.dims()[1];
-        let logits: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .map_err(|e| format!("cannot read logits: {e:?}"))?;
-        Ok(logits
-            .chunks(width)
-            .zip(classes)
-            .map(|(row, &class)| crate::faithfulness::class_probability(row, class))
-            .collect())
+        crate::faithfulness::class_probabilities(model, x, classes)
     };
     let maps = maps.get(..n * h * w).ok_or(RoadError::Shape {
         what: "maps",

@@ -12,7 +12,7 @@ use burn::tensor::{Tensor, TensorData};
 use callbacks::road::{
     impute, percentile, removal_keep_mask, road_scores, Imputer, Order, RoadError, PERCENTILES,
 };
-use common::{to_vec, Fixture};
+use common::{max_abs_diff, to_vec, Fixture};
 use model::HeadKind;
 use safetensors::SafeTensors;
 
@@ -65,19 +65,6 @@ impl Reference {
     }
 }
 
-/// max |a − b|, a NaN counting as infinite.
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).fold(0.0, |m, (x, y)| {
-        let d = (x - y).abs();
-        if d.is_nan() {
-            f32::INFINITY
-        } else {
-            m.max(d)
-        }
-    })
-}
-
 const ORDERS: [(&str, Order); 2] = [
     ("morf", Order::MostRelevantFirst),
     ("lerf", Order::LeastRelevantFirst),
@@ -101,7 +88,7 @@ fn keep_masks_and_imputations_match_pytorch_grad_cam() {
                     failures.push(format!("{key}: {wrong} mask pixels differ"));
                 }
                 let ours = impute(&image, c, h, w, &expected).expect("impute");
-                let err = max_abs(&ours, &r.floats(&format!("{key}/imputed")).1);
+                let err = max_abs_diff(&ours, &r.floats(&format!("{key}/imputed")).1);
                 println!(
                     "{key}: removed {}, max |Δ| {err:.2e}",
                     keep.iter().filter(|k| !**k).count()
@@ -115,7 +102,7 @@ fn keep_masks_and_imputations_match_pytorch_grad_cam() {
     for name in r.names("mask_cases") {
         let keep = r.keep(&format!("masks/{name}/keep"));
         let ours = impute(&image, c, h, w, &keep).expect("impute");
-        let err = max_abs(&ours, &r.floats(&format!("masks/{name}/imputed")).1);
+        let err = max_abs_diff(&ours, &r.floats(&format!("masks/{name}/imputed")).1);
         println!("mask case {name}: max |Δ| {err:.2e}");
         worst = worst.max(err);
     }
@@ -148,7 +135,7 @@ fn full_model_road_scores_match_pytorch_grad_cam() {
             .collect()
     };
     let original = probability(&images, n);
-    let err = max_abs(&original, &r.floats("model/probability").1);
+    let err = max_abs_diff(&original, &r.floats("model/probability").1);
     println!("original probabilities {original:?}: max |Δ| {err:.2e}");
     assert!(err <= SCORE_TOL);
     let sets: Vec<String> = r.meta["model"]["map_sets"]
@@ -176,7 +163,7 @@ fn full_model_road_scores_match_pytorch_grad_cam() {
             ("combined", scores.combined.clone()),
         ] {
             let expected = r.floats(&format!("model/{set}/{name}")).1;
-            let err = max_abs(&ours, &expected);
+            let err = max_abs_diff(&ours, &expected);
             println!("{set} {name}: max |Δ| {err:.2e}\n  ours {ours:?}\n  ref  {expected:?}");
             worst = worst.max(err);
         }
@@ -194,7 +181,7 @@ fn full_model_road_scores_match_pytorch_grad_cam() {
         let image = &images[i * c * h * w..(i + 1) * c * h * w];
         ours.extend(impute(image, c, h, w, &keep).expect("impute"));
     }
-    let err = max_abs(&ours, &expected);
+    let err = max_abs_diff(&ours, &expected);
     println!("photos, MoRF-10 imputation: max |Δ| {err:.2e}");
     assert!(err <= IMPUTE_TOL, "photo imputation off by {err}");
     assert!(worst <= SCORE_TOL, "ROAD scores off by {worst}");
@@ -313,16 +300,22 @@ fn noise_is_seeded_and_only_on_imputed_pixels() {
     }
 }
 
+/// exp(−d² / `spread`), d the distance from the centre of an h × w grid.
+fn centred_gaussian(h: usize, w: usize, spread: f32) -> Vec<f32> {
+    let (cr, cc) = ((h as f32 - 1.0) / 2.0, (w as f32 - 1.0) / 2.0);
+    (0..h * w)
+        .map(|i| {
+            let (r, q) = ((i / w) as f32 - cr, (i % w) as f32 - cc);
+            (-(r * r + q * q) / spread).exp()
+        })
+        .collect()
+}
+
 #[test]
 fn the_solver_reports_non_convergence() {
     let (h, w) = (64, 64);
     let img = image(h, w);
-    let map: Vec<f32> = (0..h * w)
-        .map(|i| {
-            let (r, q) = ((i / w) as f32 - 31.5, (i % w) as f32 - 31.5);
-            (-(r * r + q * q) / 800.0).exp()
-        })
-        .collect();
+    let map = centred_gaussian(h, w, 800.0);
     let keep = removal_keep_mask(&map, 10.0, Order::MostRelevantFirst);
     let capped = Imputer {
         max_iterations: 1,
@@ -439,12 +432,7 @@ fn road_scores_follow_the_combined_formula() {
 fn imputation_time_at_224() {
     let (h, w) = (224, 224);
     let img = image(h, w);
-    let blob: Vec<f32> = (0..h * w)
-        .map(|i| {
-            let (r, q) = ((i / w) as f32 - 111.5, (i % w) as f32 - 111.5);
-            (-(r * r + q * q) / 5000.0).exp()
-        })
-        .collect();
+    let blob = centred_gaussian(h, w, 5000.0);
     let mut state = 12345u64;
     let scattered: Vec<f32> = (0..h * w)
         .map(|_| {

@@ -39,9 +39,6 @@ pub enum Metric {
     Seconds(String),
 }
 
-/// The localization baselines, whose scores are columns as a method's.
-const BASELINES: [Baseline; 2] = [Baseline::Centre, Baseline::Uniform];
-
 /// The agreement measures.
 const AGREEMENT_MEASURES: [&str; 2] = ["spearman", "top20_iou"];
 
@@ -80,7 +77,8 @@ impl Metric {
         }
         // Longest method name first: `gradcam++_x` is not `gradcam` + `++_x`.
         let mut methods: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-        methods.extend(BASELINES.map(|b| b.name()));
+        // The localization baselines' scores are columns as a method's.
+        methods.extend(Baseline::ALL.map(|b| b.name()));
         methods.sort_by_key(|n| std::cmp::Reverse(n.len()));
         for method in methods {
             if let Some(score) = column

@@ -125,6 +125,20 @@ pub fn relative_error<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) ->
     diff / scale.max(f32::MIN_POSITIVE)
 }
 
+/// max |a − b| over equal-length slices, a NaN counting as an infinite error (f32::max would
+/// skip it).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| {
+        let d = (x - y).abs();
+        if d.is_nan() {
+            f32::INFINITY
+        } else {
+            m.max(d)
+        }
+    })
+}
+
 /// The image [N, ...] with the largest error and that error: max |a − b| over the image,
 /// divided by max |b| over the whole batch when `relative` (so the worst image's error is
 /// [`relative_error`], or [`max_abs_error`] when not `relative`, except that a NaN counts
@@ -147,17 +161,7 @@ pub fn worst_image<const D: usize>(
     let per_image = a.len() / n;
     a.chunks(per_image)
         .zip(b.chunks(per_image))
-        .map(|(a, b)| {
-            // A NaN counts as an infinite error (f32::max would skip it).
-            a.iter().zip(b).fold(0.0f32, |m, (x, y)| {
-                let d = (x - y).abs();
-                if d.is_nan() {
-                    f32::INFINITY
-                } else {
-                    m.max(d)
-                }
-            }) / scale
-        })
+        .map(|(a, b)| max_abs_diff(a, b) / scale)
         .enumerate()
         .fold(
             (0, 0.0f32),
