@@ -72,17 +72,33 @@ pub struct TensorBoardSink {
 
 impl TensorBoardSink {
     /// A sink writing into `run_dir`: a new event file, or with `resume_through` the newest one
-    /// cut back to that step (see [`EventWriter::resume`]); series files are opened likewise.
-    pub fn open(run_dir: &Path, resume_through: Option<i64>) -> Result<Self, SinkError> {
+    /// cut back to that step (see [`EventWriter::resume`]). Series files are opened likewise
+    /// when first written; on a resume, those of the `series` a run may write that exist are cut
+    /// back at once, so a series the resumed run no longer writes keeps no record past the
+    /// checkpoint either.
+    pub fn open(
+        run_dir: &Path,
+        resume_through: Option<i64>,
+        series: &[&str],
+    ) -> Result<Self, SinkError> {
         let writer = match resume_through {
             Some(step) => EventWriter::resume(run_dir, step)?,
             None => EventWriter::create(run_dir)?,
         };
+        let mut opened = std::collections::BTreeMap::new();
+        if let Some(step) = resume_through {
+            for name in series.iter().filter(|n| run_dir.join(n).is_dir()) {
+                opened.insert(
+                    name.to_string(),
+                    EventWriter::resume(run_dir.join(name), step)?,
+                );
+            }
+        }
         Ok(Self {
             writer,
             run_dir: run_dir.to_path_buf(),
             resume_through,
-            series: Default::default(),
+            series: opened,
         })
     }
 }
@@ -254,7 +270,7 @@ mod tests {
     #[test]
     fn a_series_is_a_run_like_sub_directory_with_the_methods_tag_and_resumes_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = TensorBoardSink::open(dir.path(), None).unwrap();
+        let mut sink = TensorBoardSink::open(dir.path(), None, &[]).unwrap();
         sink.scalar("cam/pointing_game", 0.75, 1).unwrap();
         for step in [1, 2] {
             sink.series_scalar("baseline_centre", "cam/pointing_game", 0.5, step)
@@ -274,8 +290,15 @@ mod tests {
             ]
         );
         drop(sink);
-        // Resumed after step 1: the series' step 2 is cut and written once again.
-        let mut sink = TensorBoardSink::open(dir.path(), Some(1)).unwrap();
+        // Resumed after step 1, a run that no longer writes the series: its step 2 is cut all
+        // the same.
+        drop(TensorBoardSink::open(dir.path(), Some(1), &["baseline_centre"]).unwrap());
+        assert_eq!(
+            scalars(&series),
+            [(1, "cam/pointing_game".to_string(), 0.5)]
+        );
+        // Resumed after step 1 again: step 2 is written once again.
+        let mut sink = TensorBoardSink::open(dir.path(), Some(1), &["baseline_centre"]).unwrap();
         sink.series_scalar("baseline_centre", "cam/pointing_game", 0.25, 2)
             .unwrap();
         sink.flush().unwrap();
@@ -287,7 +310,7 @@ mod tests {
             ]
         );
         // A run killed before its first series value resumes into a new series directory.
-        let mut sink = TensorBoardSink::open(dir.path(), Some(1)).unwrap();
+        let mut sink = TensorBoardSink::open(dir.path(), Some(1), &["baseline_uniform"]).unwrap();
         sink.series_scalar("baseline_uniform", "cam/pxap", 0.125, 2)
             .unwrap();
         sink.flush().unwrap();

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use callbacks::road::{
-    impute, percentile, removal_keep_mask, road_scores, Imputer, Order, RoadError, PERCENTILES,
+    self, impute, percentile, removal_keep_mask, road_scores, Imputer, Order, RoadError,
+    RoadSummary, PERCENTILES,
 };
 use common::{max_abs_diff, to_vec, Fixture};
 use model::HeadKind;
@@ -185,6 +186,90 @@ fn full_model_road_scores_match_pytorch_grad_cam() {
     println!("photos, MoRF-10 imputation: max |Δ| {err:.2e}");
     assert!(err <= IMPUTE_TOL, "photo imputation off by {err}");
     assert!(worst <= SCORE_TOL, "ROAD scores off by {worst}");
+}
+
+/// `road::evaluate` (the loggers' entry: 8-bit photos, a class per photo) equals
+/// `road_scores` on the photos normalised by hand with ImageNet's mean and std and the
+/// probability of each photo's predicted class.
+#[test]
+fn evaluate_normalises_the_photos_and_scores_the_given_classes() {
+    let fx = Fixture::local("vgg16-w16-methods");
+    let model = fx.classifier(HeadKind::GapLinear);
+    let input = fx.tensor::<4>("input");
+    let [n, c, h, w] = input.dims();
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let values = to_vec(input);
+    let photos: Vec<image::RgbImage> = (0..n)
+        .map(|i| {
+            image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                image::Rgb(std::array::from_fn(|k| {
+                    let v = values[((i * c + k) * h + y as usize) * w + x as usize];
+                    ((v * std[k] + mean[k]) * 255.0).round().clamp(0.0, 255.0) as u8
+                }))
+            })
+        })
+        .collect();
+    let by_hand: Vec<f32> = photos
+        .iter()
+        .flat_map(|p| {
+            (0..c).flat_map(move |k| {
+                p.pixels()
+                    .map(move |px| (f32::from(px.0[k]) / 255.0 - mean[k]) / std[k])
+            })
+        })
+        .collect();
+    let device = fx.device.clone();
+    let forward = |batch: &[f32], k: usize| {
+        let x = Tensor::<4>::from_data(TensorData::new(batch.to_vec(), [k, c, h, w]), &device);
+        to_vec(model.forward(x))
+    };
+    let logits = forward(&by_hand, n);
+    let classes: Vec<usize> = logits.iter().map(|&z| usize::from(z >= 0.0)).collect();
+    let maps = to_vec(fx.tensor::<3>("gradcam"));
+    let expected = road_scores(
+        &by_hand,
+        [n, c, h, w],
+        &maps,
+        &PERCENTILES,
+        &Imputer::default(),
+        |batch: &[f32], k: usize| {
+            Ok(forward(batch, k)
+                .iter()
+                .zip(&classes)
+                .map(|(z, &class)| {
+                    let signed = if class == 1 { *z } else { -z };
+                    1.0 / (1.0 + (-signed).exp())
+                })
+                .collect())
+        },
+    )
+    .unwrap();
+    let mean_of = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+    let ours = road::evaluate(&model, &photos, &maps, &classes, &device).unwrap();
+    let want = [
+        mean_of(&expected.morf.concat()),
+        mean_of(&expected.lerf.concat()),
+        mean_of(&expected.combined),
+    ];
+    for ((name, got), want) in RoadSummary::NAMES.iter().zip(ours.values()).zip(want) {
+        assert!(
+            (f64::from(got) - want).abs() < 1e-6,
+            "{name}: {got} vs {want}"
+        );
+    }
+    // The class matters: the other class's probability moves the other way.
+    let flipped: Vec<usize> = classes.iter().map(|c| 1 - c).collect();
+    let other = road::evaluate(&model, &photos, &maps, &flipped, &device).unwrap();
+    assert!(
+        (other.morf - ours.morf).abs() > 1e-3,
+        "{other:?} vs {ours:?}"
+    );
+    // Maps shorter than the photos are an error, not a panic.
+    let short = road::evaluate(&model, &photos, &maps[..h * w], &classes, &device);
+    assert!(
+        matches!(short, Err(RoadError::Shape { what: "maps", .. })),
+        "{short:?}"
+    );
 }
 
 /// A smooth 3×h×w test image.

@@ -452,7 +452,12 @@ fn open_sinks(
             Some(_) => Some(start_epoch as i64),
             None => None,
         };
-        sinks.push(Box::new(TensorBoardSink::open(run_dir, resume_through)?));
+        let series = callbacks::localization_report::Baseline::ALL.map(|b| b.name());
+        sinks.push(Box::new(TensorBoardSink::open(
+            run_dir,
+            resume_through,
+            &series,
+        )?));
     }
     if config.logging.png {
         sinks.push(Box::new(PngSink::new(run_dir.join("images"))));
