@@ -8,7 +8,7 @@
 # ignored, with the database revision they were reviewed against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --version 0.20.2 --locked
+scripts/install-cargo-deny.sh
 
 # Update the copy on disk, or clone it. (cargo-deny exits 0 when an update fails but a copy
 # exists, so the revision printed below is what tells how fresh the check is.)
