@@ -1,43 +1,29 @@
 //! Explanations of a classifier's decisions, and the per-epoch loggers that record them.
 //!
-//! - [`cam`]: the engine — one batched pipeline with pytorch-grad-cam's normalisation, its
-//!   options (eigen_smooth, aug_smooth); [`methods`]: CAM, Grad-CAM, Grad-CAM++, LayerCAM,
-//!   HiResCAM, XGradCAM, GradCAM-ElementWise, EigenCAM, EigenGradCAM, Score-CAM, Ablation-CAM
-//!   and a random baseline, each a few lines; [`projection`]: the principal-component maps;
-//!   [`guided`]: guided backpropagation and Guided Grad-CAM (raw [N, 3, H, W] tensors).
+//! - [`engine`]: one batched pipeline with pytorch-grad-cam's normalisation and options
+//!   (eigen_smooth, aug_smooth); CAM, Grad-CAM, Grad-CAM++, LayerCAM, HiResCAM, XGradCAM,
+//!   GradCAM-ElementWise, EigenCAM, EigenGradCAM, Score-CAM, Ablation-CAM and a random
+//!   baseline, each a few lines; guided backpropagation and Guided Grad-CAM.
+//! - [`scores`]: localization (pointing game, WSOL scores), faithfulness, ROAD, sanity.
+//! - [`logging`]: the [`Callback`] trait, [`CamLogger`], agreement, drift, sinks.
 //! - [`render`]: colormaps (OpenCV's JET exactly, Turbo, Viridis) and overlays.
-//! - [`logger`]: the [`Callback`] trait and [`CamLogger`]; [`sink`]: where results go.
-//! - [`localization`], [`faithfulness`], [`agreement`]: the scores logged with the maps.
 
-pub mod agreement;
-pub mod cam;
-pub mod evolution;
-pub mod explain_error;
-pub mod faithfulness;
-pub mod guided;
-pub mod localization;
-pub mod localization_report;
-pub mod logger;
-pub mod methods;
-pub mod projection;
+pub mod engine;
+pub mod logging;
 pub mod render;
-pub mod road;
-mod road_solver;
-pub mod sanity;
-pub mod sink;
-pub mod wsol;
+pub mod scores;
 
-pub use agreement::Agreement;
-pub use cam::{
+pub use engine::guided::{guided_backprop, guided_gradcam, GuidedExplanation};
+pub use engine::method::Method;
+pub use engine::methods::{CamMethod, Reduction};
+pub use engine::pipeline::{
     check_method, explain, explain_activations, explain_activations_with, explain_with,
     normalize_maps, ExplainError, Explanation, Options, Target,
 };
-pub use evolution::MapHistory;
-pub use guided::{guided_backprop, guided_gradcam, GuidedExplanation};
-pub use logger::{
-    Callback, CallbackContext, CallbackError, CamLogger, ExplainedImages, FaithfulnessSettings,
-    LocalizationSet, RenderedMaps,
-};
-pub use methods::{CamMethod, Method, Reduction};
+pub use logging::agreement::Agreement;
+pub use logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
+pub use logging::cam_logger::CamLogger;
+pub use logging::evolution::MapHistory;
+pub use logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
+pub use logging::sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};
 pub use render::{colorize, guided_beside_photo, overlay, Colormap, OverlayStyle};
-pub use sink::{each_sink, PngSink, Sink, SinkError, TensorBoardSink};

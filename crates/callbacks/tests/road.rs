@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
-use callbacks::road::{
+use callbacks::scores::road::{
     self, impute, percentile, removal_keep_mask, road_scores, Imputer, Order, RoadError,
     RoadSummary, PERCENTILES,
 };

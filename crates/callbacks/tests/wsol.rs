@@ -2,7 +2,7 @@
 //! (`tests/fixtures/wsol/expected.json`, made by `scripts/make_wsol_fixture.py`): blobs, a
 //! ring with a hole, noise, regions on the border, values on bin edges, an all-zero map.
 
-use callbacks::wsol::{best_iou_per_threshold, MaxBoxAcc, PixelBox, PxAp};
+use callbacks::scores::wsol::{best_iou_per_threshold, MaxBoxAcc, PixelBox, PxAp};
 use serde_json::Value;
 
 fn fixture() -> Value {

@@ -11,7 +11,7 @@ pub fn logged_images(run_dir: &Path, prefix: &str) -> Result<Vec<(String, i64, i
         .with_context(|| format!("cannot read the event files in {}", run_dir.display()))?;
     let mut out: Vec<(String, i64, image::RgbImage)> = Vec::new();
     for image in logged {
-        let decoded = crate::images::decode_rgb(
+        let decoded = crate::data::images::decode_rgb(
             &image.png,
             &format!(
                 "{}: image {} step {}",

@@ -15,7 +15,7 @@ pub fn config_text(data: &[u8]) -> bool {
 
 /// Photo bytes of any supported format, as the data loader decodes them.
 pub fn image_bytes(data: &[u8]) -> bool {
-    crate::images::decode_rgb(data, "fuzz input").is_ok()
+    crate::data::images::decode_rgb(data, "fuzz input").is_ok()
 }
 
 /// The most elements the weights target reads a tensor at: more than any tensor our backbones

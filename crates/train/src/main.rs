@@ -7,7 +7,7 @@
 //! - `train sanity --run runs/<run>`: do the run's maps depend on the weights? (randomisation)
 //! - `train compare runs/<a> runs/<b> --out DIR`: an HTML report of runs side by side.
 
-use train::{bench, compare, config, explain, fit, pretrain, sanity, synth};
+use train::{commands::bench, commands::compare, config, commands::explain, run::fit, commands::pretrain, commands::sanity, data::synth};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

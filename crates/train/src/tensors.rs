@@ -126,7 +126,7 @@ fn write_as(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    crate::files::write_atomic(path, &serialized)?;
+    crate::run::files::write_atomic(path, &serialized)?;
     Ok(serialized.len() as u64)
 }
 

@@ -8,8 +8,8 @@
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use model::{Backbone, HeadKind, Vgg16};
-use train::cut_cache::CutActivations;
-use train::top_training::TopTraining;
+use train::features::cut::CutActivations;
+use train::learn::top::TopTraining;
 
 mod common;
 

@@ -484,7 +484,7 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
     assert!(csv.starts_with(&header), "{csv}\nexpected {header}");
     // In TensorBoard each baseline is a run-like series beside the run, under the method's
     // own tags (so it is drawn in the method's charts), with the CSV's values.
-    let table = train::metrics::MetricsTable::read(&run.join("metrics.csv")).unwrap();
+    let table = train::run::metrics::MetricsTable::read(&run.join("metrics.csv")).unwrap();
     for (baseline, score) in [
         ("baseline_centre", "pointing_game"),
         ("baseline_centre", "maxboxacc_v2"),

@@ -320,7 +320,7 @@ fn boxes_of_exif_rotated_photos_are_scored_in_the_upright_frame() {
         .map(|v| v.as_f64().unwrap() as f32)
         .collect();
     let head = [head[0], head[1], head[2], head[3]];
-    let original = train::images::read_rgb(&catdog.join(entry["file"].as_str().unwrap())).unwrap();
+    let original = train::data::images::read_rgb(&catdog.join(entry["file"].as_str().unwrap())).unwrap();
     let (w, h) = original.dimensions();
     assert_eq!((w, h), (335, 500));
     let mask = GrayImage::from_fn(w, h, |x, y| {
@@ -408,8 +408,8 @@ layer = "block5_conv3"
     let backbone = backbone();
     let ex = extractor(&backbone, None);
     // The input of the layer after block5_conv3 (16) = its activations.
-    let baselines = [callbacks::localization_report::Baseline::Centre];
-    let (set, _) = train::setup::localization_set(&ex, &val, &boxes, spec, 17, &baselines).unwrap();
+    let baselines = [callbacks::scores::localization_report::Baseline::Centre];
+    let (set, _) = train::run::setup::localization_set(&ex, &val, &boxes, spec, 17, &baselines).unwrap();
     let set = set.expect("a localization set");
     assert_eq!(set.annotations.len(), 8);
     assert_eq!(set.baselines.len(), 1);
@@ -417,7 +417,7 @@ layer = "block5_conv3"
     for (i, sample) in val.samples.iter().enumerate() {
         let name = sample.path.file_name().unwrap().to_string_lossy();
         // The decoder turns the photo upright: the maps are the upright photo's.
-        let upright = train::images::read_rgb(&sample.path).unwrap();
+        let upright = train::data::images::read_rgb(&sample.path).unwrap();
         assert_eq!(upright.dimensions(), (w, h), "{name}");
         assert_eq!(
             set.sizes[i],

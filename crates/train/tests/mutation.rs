@@ -109,7 +109,7 @@ fn image_decoding_never_panics() {
         photo.write_to(&mut bytes, format).unwrap();
         let bytes = bytes.into_inner();
         campaign(&format!("{format:?}"), &bytes, 5000, 256, |input| {
-            train::images::decode_rgb(input, "mutated").is_ok()
+            train::data::images::decode_rgb(input, "mutated").is_ok()
         });
     }
 }

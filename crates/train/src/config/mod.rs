@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use callbacks::faithfulness::Baseline;
+use callbacks::scores::faithfulness::Baseline;
 use callbacks::{Colormap, FaithfulnessSettings, Method, Options, OverlayStyle, Target};
 use model::{BackboneKind, HeadKind};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,376 @@
+//! Per-epoch callbacks: [`Callback`] and the [`CamLogger`] that renders heatmaps of a fixed set
+//! of validation images after every `every` epochs (the seed blog's `CamLogger` /
+//! `GRADCamLogger`, batched, for each image's predicted class).
+
+use burn::tensor::Tensor;
+use image::RgbImage;
+use model::Classifier;
+
+use std::collections::HashMap;
+
+use crate::engine::pipeline::{
+    check_method, explain_activations_with, explain_with, Explanation, Method, Options,
+};
+use crate::logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
+use crate::logging::evolution::MapHistory;
+use crate::logging::grid::{grid, grid_with_columns};
+use crate::logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
+use crate::logging::sink::each_sink;
+use crate::render::{overlay, OverlayStyle};
+use crate::scores::faithfulness::{self, FaithfulnessScores};
+use crate::scores::localization::Map;
+use crate::scores::localization_report::{score_photos, LocalizationSummary};
+use crate::scores::probabilities::prediction;
+use crate::scores::road::RoadSummary;
+
+/// Renders `method` heatmaps of fixed validation images before training (step 0) and every
+/// `every` epochs: one TensorBoard image tag per image (`<method>/<name>`, step = epoch), a grid
+/// (`<method>/grid`), a caption table (`<method>/captions`: true class, predicted class,
+/// probability), the drifts (`<method>/drift`, `<method>/drift_from_start`) and, at the end,
+/// each image's evolution strip (`<method>/evolution/<name>`).
+pub struct CamLogger {
+    /// The method.
+    pub method: Method,
+    /// The engine's options (eigen_smooth, aug_smooth, the random baseline's seed); the target
+    /// is always each image's predicted class.
+    pub options: Options,
+    /// The explained layer.
+    pub layer: String,
+    /// Run every this many epochs.
+    pub every: usize,
+    /// Overlay colours.
+    pub style: OverlayStyle,
+    /// The images.
+    pub images: ExplainedImages,
+    /// Images with boxes: each epoch the scores of [`LocalizationSummary::scores`] (pointing
+    /// game strict and within 15 px, energy in box, box IoU; with outlines MaxBoxAccV2, its
+    /// three levels and PxAP), logged as `<method>/<score>`, with the set's baselines beside
+    /// them (see [`Sink::series_scalar`]).
+    pub localization: Option<LocalizationSet>,
+    /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
+    /// logged as `<method>/<score>`.
+    pub faithfulness: Option<FaithfulnessSettings>,
+    /// Score ROAD ([`crate::scores::road`]) on this many of the images each drawing (0: off), logged
+    /// as `<method>/road_morf`, `road_lerf`, `road_combined`.
+    pub road_images: usize,
+    /// `Some(cut)` when the backbone trains from layer `cut` up to (at least) the logger's
+    /// layer: the cached activations are the input of layer `cut`, and each drawing runs them
+    /// through the current weights to the logger's layer.
+    pub recompute_from: Option<usize>,
+    /// The maps drawn so far (drifts, evolution strip).
+    pub history: MapHistory,
+}
+
+impl CamLogger {
+    /// Names of the scalars this logger writes each epoch (tags `<method>/<name>`).
+    fn scalar_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["drift", "drift_from_start"];
+        if let Some(set) = &self.localization {
+            names.extend(set.score_names());
+        }
+        if self.faithfulness.is_some() {
+            names.extend(FaithfulnessScores::NAMES);
+        }
+        if self.road_images > 0 {
+            names.extend(RoadSummary::NAMES);
+        }
+        names
+    }
+
+    /// The maps' localization scores on `set`, in [`LocalizationSummary::scores`]' order.
+    fn localize(
+        &self,
+        model: &Classifier,
+        set: &LocalizationSet,
+    ) -> Result<Vec<(&'static str, f64)>, CallbackError> {
+        let n = set.annotations.len();
+        let [h, w] = set.input_size;
+        let mut report = set.report();
+        let chunk = 64;
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            let inputs = set.inputs.as_ref().map(|x| x.clone().narrow(0, start, len));
+            let cached = set.activations.clone().narrow(0, start, len);
+            let out = self.explain(model, cached, inputs, [h, w])?;
+            let values = to_vec(out.maps, "maps")?;
+            let truths = &set.annotations[start..start + len];
+            let chunk_report = score_photos(&set.report(), truths, |i| {
+                let (width, height) = set.sizes[start + i];
+                Map {
+                    width: w,
+                    height: h,
+                    values: values[i * h * w..(i + 1) * h * w].to_vec(),
+                }
+                .resize(width, height)
+            });
+            report.merge(&chunk_report);
+        }
+        Ok(report.summary().scores())
+    }
+}
+
+impl CamLogger {
+    /// The maps of a batch: from the images when the logger has them (Score-CAM, aug_smooth),
+    /// else from the cached activations; `size` is the images' [H, W].
+    fn explain(
+        &self,
+        model: &Classifier,
+        cached: Tensor<4>,
+        inputs: Option<Tensor<4>>,
+        size: [usize; 2],
+    ) -> Result<Explanation, CallbackError> {
+        let options = self.options;
+        Ok(match inputs {
+            Some(inputs) => explain_with(model, inputs, &self.layer, self.method, options)?,
+            None => {
+                let acts = self.current(model, cached)?;
+                explain_activations_with(model, &self.layer, acts, size, self.method, options)?
+            }
+        })
+    }
+
+    /// The activations at the logger's layer from the cached ones (see `recompute_from`).
+    fn current(&self, model: &Classifier, cached: Tensor<4>) -> Result<Tensor<4>, CallbackError> {
+        match self.recompute_from {
+            None => Ok(cached),
+            Some(cut) => {
+                let layer = check_method(model, &self.layer, self.method)?;
+                Ok(model.backbone.run(cached, cut, layer))
+            }
+        }
+    }
+
+    /// Draw the maps of `ctx.epoch` (0: before training) and log them with their scores.
+    fn draw(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        if self.images.names.is_empty() {
+            return Ok(());
+        }
+        let (width, height) = self.images.photos[0].dimensions();
+        let size = [height as usize, width as usize];
+        let out = self.explain(
+            ctx.model,
+            self.images.activations.clone(),
+            self.images.inputs.clone(),
+            size,
+        )?;
+        let num_logits = out.logits.dims()[1];
+        let maps = to_vec(out.maps, "maps")?;
+        let logits = to_vec(out.logits, "logits")?;
+        let plane = size[0] * size[1];
+        let step = ctx.epoch as i64;
+        let method = self.method.name();
+        let mut overlays = Vec::with_capacity(self.images.names.len());
+        let mut captions = format!(
+            "epoch {step}, {method} at `{}`\n\n| image | true | predicted | p |\n|---|---|---|---|\n",
+            self.layer
+        );
+        let class_name = |c: usize| {
+            self.images
+                .class_names
+                .get(c)
+                .cloned()
+                .unwrap_or(c.to_string())
+        };
+        for (i, name) in self.images.names.iter().enumerate() {
+            let picture = overlay(
+                &maps[i * plane..(i + 1) * plane],
+                &self.images.photos[i],
+                &self.style,
+            );
+            let (predicted, p) = prediction(&logits[i * num_logits..(i + 1) * num_logits]);
+            let label = self.images.labels[i];
+            captions.push_str(&format!(
+                "| {name} | {} | {}{} | {p:.3} |\n",
+                class_name(label),
+                class_name(predicted),
+                if predicted == label { "" } else { " ✗" }
+            ));
+            each_sink(ctx.sinks, |s| {
+                s.images(
+                    &format!("{method}/{name}"),
+                    std::slice::from_ref(&picture),
+                    step,
+                )
+            })?;
+            overlays.push(picture);
+        }
+        let tiled = grid(&overlays);
+        each_sink(ctx.sinks, |s| {
+            s.images(
+                &format!("{method}/grid"),
+                std::slice::from_ref(&tiled),
+                step,
+            )
+        })?;
+        each_sink(ctx.sinks, |s| {
+            s.text(&format!("{method}/captions"), &captions, step)
+        })?;
+        // (name, value): a drift is absent at the first drawing (nothing to compare with).
+        let mut scalars: Vec<(&str, f32)> = Vec::new();
+        let drift = self.history.record(ctx.epoch, &maps, plane);
+        if let Some(d) = drift.drift {
+            scalars.push(("drift", d));
+        }
+        if let Some(d) = drift.from_start {
+            scalars.push(("drift_from_start", d));
+        }
+        if let Some(set) = &self.localization {
+            for (name, value) in self.localize(ctx.model, set)? {
+                scalars.push((name, value as f32));
+            }
+            // Each baseline beside each score: in TensorBoard a second run-like series in the
+            // score's chart; in metrics.csv `baseline_<kind>_<score>`.
+            for (baseline, summary) in &set.baselines {
+                for (name, value) in baseline_scores(summary) {
+                    let tag = format!("{method}/{name}");
+                    each_sink(ctx.sinks, |s| {
+                        s.series_scalar(baseline.name(), &tag, value as f32, step)
+                    })?;
+                }
+            }
+        }
+        if let Some(settings) = self.faithfulness {
+            let n = settings.images.min(self.images.photos.len());
+            let classes: Vec<usize> = (0..n)
+                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
+                .collect();
+            let scores = faithfulness::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                settings.baseline,
+                settings.steps,
+                &self.images.activations.device(),
+                ctx.curves,
+            )
+            .map_err(CallbackError::Faithfulness)?;
+            scalars.extend(FaithfulnessScores::NAMES.into_iter().zip(scores.values()));
+        }
+        if self.road_images > 0 {
+            let n = self.road_images.min(self.images.photos.len());
+            let classes: Vec<usize> = (0..n)
+                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
+                .collect();
+            let scores = crate::scores::road::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                &self.images.activations.device(),
+            )?;
+            scalars.extend(RoadSummary::NAMES.into_iter().zip(scores.values()));
+        }
+        for (name, value) in scalars {
+            let tag = format!("{method}/{name}");
+            each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
+        }
+        ctx.rendered.push(RenderedMaps {
+            callback: self.name(),
+            names: self.images.names.clone(),
+            size,
+            maps,
+        });
+        Ok(())
+    }
+}
+
+/// The scores a baseline is logged with: all but `box_iou`, whose region threshold is each
+/// method's own (so a baseline's value would depend on which callback logged it).
+fn baseline_scores(summary: &LocalizationSummary) -> Vec<(&'static str, f64)> {
+    let mut scores = summary.scores();
+    scores.retain(|(name, _)| *name != "box_iou");
+    scores
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .map_err(|e| CallbackError::Data {
+            what,
+            cause: format!("{e:?}"),
+        })
+}
+
+impl Callback for CamLogger {
+    fn name(&self) -> String {
+        format!("{}@{}", self.method, self.layer)
+    }
+
+    fn scalar_tags(&self) -> Vec<String> {
+        let method = self.method.name();
+        let mut tags: Vec<String> = self
+            .scalar_names()
+            .into_iter()
+            .map(|name| format!("{method}/{name}"))
+            .collect();
+        if let Some(set) = &self.localization {
+            for (baseline, summary) in &set.baselines {
+                for (name, _) in baseline_scores(summary) {
+                    tags.push(format!("{}/{name}", baseline.name()));
+                }
+            }
+        }
+        tags
+    }
+
+    fn on_train_start(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        self.draw(ctx)
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        if self.every == 0 || !ctx.epoch.is_multiple_of(self.every) {
+            return Ok(());
+        }
+        self.draw(ctx)
+    }
+
+    /// Each image's evolution strip: its overlays at the kept steps, left to right.
+    fn on_train_end(&mut self, ctx: &mut CallbackContext) -> Result<(), CallbackError> {
+        let frames = self.history.frames();
+        let Some(&(last, _)) = frames.last() else {
+            return Ok(());
+        };
+        let plane = self.images.photos.first().map_or(0, |p| p.len() / 3);
+        let method = self.method.name();
+        for (i, name) in self.images.names.iter().enumerate() {
+            let overlays: Vec<RgbImage> = frames
+                .iter()
+                .filter_map(|(_, maps)| maps.get(i * plane..(i + 1) * plane))
+                .map(|m| {
+                    let map: Vec<f32> = m.iter().map(|&v| f32::from(v) / 255.0).collect();
+                    overlay(&map, &self.images.photos[i], &self.style)
+                })
+                .collect();
+            let strip = grid_with_columns(&overlays, overlays.len());
+            each_sink(ctx.sinks, |s| {
+                s.images(
+                    &format!("{method}/evolution/{name}"),
+                    std::slice::from_ref(&strip),
+                    last as i64,
+                )
+            })?;
+        }
+        let steps: Vec<String> = frames.iter().map(|(s, _)| s.to_string()).collect();
+        let text = format!(
+            "{method} evolution strips (`{method}/evolution/<image>`): steps {} left to right \
+             (0 = before training)",
+            steps.join(", ")
+        );
+        each_sink(ctx.sinks, |s| {
+            s.text(&format!("{method}/evolution"), &text, last as i64)
+        })?;
+        Ok(())
+    }
+
+    fn save_state(&self) -> Vec<(String, Vec<u8>)> {
+        self.history.save()
+    }
+
+    fn load_state(&mut self, blobs: &HashMap<String, Vec<u8>>) -> Result<(), CallbackError> {
+        self.history = MapHistory::load(blobs).map_err(CallbackError::State)?;
+        Ok(())
+    }
+}
+

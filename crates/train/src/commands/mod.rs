@@ -1,0 +1,8 @@
+//! The subcommands besides training: `train explain`, `sanity`, `compare`, `bench`, `pretrain`.
+
+pub mod bench;
+pub mod compare;
+pub mod explain;
+pub mod explain_boxes;
+pub mod pretrain;
+pub mod sanity;
