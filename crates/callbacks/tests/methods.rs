@@ -8,7 +8,9 @@
 mod common;
 
 use burn::tensor::{Device, Tensor};
-use callbacks::{explain_activations_with, explain_with, ExplainError, Explanation, Method, Options, Target};
+use callbacks::{
+    explain_activations_with, explain_with, ExplainError, Explanation, Method, Options, Target,
+};
 use common::{to_vec, Fixture};
 use model::{Classifier, HeadKind};
 

@@ -7,7 +7,10 @@
 //! - `train sanity --run runs/<run>`: do the run's maps depend on the weights? (randomisation)
 //! - `train compare runs/<a> runs/<b> --out DIR`: an HTML report of runs side by side.
 
-use train::{commands::bench, commands::compare, config, commands::explain, run::fit, commands::pretrain, commands::sanity, data::synth};
+use train::{
+    commands::bench, commands::compare, commands::explain, commands::pretrain, commands::sanity,
+    config, data::synth, run::fit,
+};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

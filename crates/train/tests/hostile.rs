@@ -349,3 +349,47 @@ fn paths_outside_the_project_are_read_but_never_written() {
         );
     }
 }
+
+/// An `[[data.eval]]` set whose name collides with a built-in set, a method, a baseline, a
+/// column that reads back as another metric, or another eval set is a config error naming the
+/// key, and no run directory is made (a set named `val` used to overwrite the validation
+/// figures in metrics.csv).
+#[test]
+fn eval_set_names_that_collide_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::synth_data(tmp.path(), 4, 4);
+    let runs = tmp.path().join("runs");
+    let config = tmp.path().join("c.toml");
+    let eval = |name: &str| {
+        format!(
+            "[[data.eval]]\nname = \"{name}\"\ndir = \"{}/val\"\n",
+            data.display()
+        )
+    };
+    for (sets, needle) in [
+        (eval("val"), "is the built-in val set"),
+        (eval("train"), "is the built-in train set"),
+        (eval("cam"), "is a method's name"),
+        (eval("random"), "is a method's name"),
+        (eval("baseline_centre"), "is a localization baseline's name"),
+        (eval("cam_extra"), "would read as another metric's"),
+        (
+            format!("{}{}", eval("other"), eval("other")),
+            "the name of #1 too",
+        ),
+    ] {
+        write_config(&config, &data, &runs, &sets, "epochs = 1");
+        let output = train(&["--config", config.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{sets}: accepted");
+        assert!(stderr.contains("[[data.eval]] #"), "{sets}: {stderr}");
+        assert!(stderr.contains(needle), "{sets}: {stderr}");
+        assert!(
+            !runs.exists() || std::fs::read_dir(&runs).unwrap().count() == 0,
+            "{sets}: a refused config made a run"
+        );
+    }
+    // A plain name is accepted (checked without training: the config loads).
+    write_config(&config, &data, &runs, &eval("holdout"), "epochs = 1");
+    train::config::Config::load(&config).expect("an eval set named `holdout` is accepted");
+}

@@ -185,7 +185,7 @@ fn duplicate_box_entries_are_an_error_unless_identical() {
         ]}"#,
     )
     .unwrap();
-    let error = format!("{:#}", data::read_boxes(&path).unwrap_err());
+    let error = format!("{:#}", data::read_annotations(&path).unwrap_err());
     for needle in [
         "a.jpg",
         "cat/a.jpg",
@@ -204,9 +204,9 @@ fn duplicate_box_entries_are_an_error_unless_identical() {
         ]}"#,
     )
     .unwrap();
-    let boxes = data::read_boxes(&path).unwrap();
+    let boxes = data::read_annotations(&path).unwrap();
     assert_eq!(boxes.len(), 2);
-    assert_eq!(boxes["a.jpg"], [1.0, 2.0, 30.0, 40.0]);
+    assert_eq!(boxes["a.jpg"].head, [1.0, 2.0, 30.0, 40.0]);
 }
 
 /// Outlines (`body_polygon_xy`) are read with the boxes; a malformed one names the file and
@@ -237,9 +237,8 @@ fn outlines_are_read_and_malformed_ones_are_errors() {
                 "body_polygon_xy": {bad}}}]}}"#
         );
         std::fs::write(&path, text).unwrap();
-        // The head boxes alone still read; training reads the outlines too (`[data] boxes`), so
-        // a bad one stops a run at its start with this message.
-        assert_eq!(data::read_boxes(&path).unwrap().len(), 1);
+        // Training reads the outlines too (`[data] boxes`), so a bad one stops a run at its
+        // start with this message.
         let error = format!("{:#}", data::read_annotations(&path).unwrap_err());
         assert!(
             error.contains("body_polygon_xy of cat/a.jpg must be at least 3 finite x, y pairs"),
@@ -320,7 +319,8 @@ fn boxes_of_exif_rotated_photos_are_scored_in_the_upright_frame() {
         .map(|v| v.as_f64().unwrap() as f32)
         .collect();
     let head = [head[0], head[1], head[2], head[3]];
-    let original = train::data::images::read_rgb(&catdog.join(entry["file"].as_str().unwrap())).unwrap();
+    let original =
+        train::data::images::read_rgb(&catdog.join(entry["file"].as_str().unwrap())).unwrap();
     let (w, h) = original.dimensions();
     assert_eq!((w, h), (335, 500));
     let mask = GrayImage::from_fn(w, h, |x, y| {
@@ -409,7 +409,8 @@ layer = "block5_conv3"
     let ex = extractor(&backbone, None);
     // The input of the layer after block5_conv3 (16) = its activations.
     let baselines = [callbacks::scores::localization_report::Baseline::Centre];
-    let (set, _) = train::run::setup::localization_set(&ex, &val, &boxes, spec, 17, &baselines).unwrap();
+    let (set, _) =
+        train::run::setup::localization_set(&ex, &val, &boxes, spec, 17, &baselines).unwrap();
     let set = set.expect("a localization set");
     assert_eq!(set.annotations.len(), 8);
     assert_eq!(set.baselines.len(), 1);

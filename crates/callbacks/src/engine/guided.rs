@@ -17,11 +17,11 @@ use burn::tensor::{Int, Tensor};
 use model::vgg16::{Op, VGG16_LAYERS};
 use model::{Backbone, Classifier};
 
+use crate::engine::method::Method;
 use crate::engine::pipeline::{
     check_images, check_target, explain_with, target_classes, target_weights, ExplainError,
     Options, Target,
 };
-use crate::engine::method::Method;
 
 /// Guided backpropagation of a batch.
 pub struct GuidedExplanation {

@@ -10,10 +10,10 @@ use model::{Classifier, HeadKind};
 use rayon::prelude::*;
 
 use crate::engine::pipeline::Method;
-use crate::scores::ranks::{spearman, top_fraction_iou};
 use crate::logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
 use crate::logging::cam_logger::CamLogger;
 use crate::logging::sink::each_sink;
+use crate::scores::ranks::{spearman, top_fraction_iou};
 
 /// The fraction of pixels compared by the top-region IoU.
 pub const TOP_FRACTION: f32 = 0.2;

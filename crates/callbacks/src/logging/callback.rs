@@ -95,4 +95,3 @@ pub trait Callback {
         Ok(())
     }
 }
-

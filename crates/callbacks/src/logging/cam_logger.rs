@@ -15,7 +15,7 @@ use crate::logging::callback::{Callback, CallbackContext, CallbackError, Rendere
 use crate::logging::evolution::MapHistory;
 use crate::logging::grid::{grid, grid_with_columns};
 use crate::logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
-use crate::logging::sink::each_sink;
+use crate::logging::sink::{each_sink, Sink};
 use crate::render::{overlay, OverlayStyle};
 use crate::scores::faithfulness::{self, FaithfulnessScores};
 use crate::scores::localization::Map;
@@ -159,6 +159,73 @@ impl CamLogger {
         let plane = size[0] * size[1];
         let step = ctx.epoch as i64;
         let method = self.method.name();
+        self.log_overlays(ctx.sinks, &maps, &logits, num_logits, plane, step)?;
+        // (name, value): a drift is absent at the first drawing (nothing to compare with).
+        let mut scalars: Vec<(&str, f32)> = Vec::new();
+        let drift = self.history.record(ctx.epoch, &maps, plane);
+        if let Some(d) = drift.drift {
+            scalars.push(("drift", d));
+        }
+        if let Some(d) = drift.from_start {
+            scalars.push(("drift_from_start", d));
+        }
+        if let Some(set) = &self.localization {
+            scalars.extend(self.localization_scalars(ctx, set, step)?);
+        }
+        if let Some(settings) = self.faithfulness {
+            let n = settings.images.min(self.images.photos.len());
+            let classes = predicted_classes(&logits, num_logits, n);
+            let scores = faithfulness::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                settings.baseline,
+                settings.steps,
+                &self.images.activations.device(),
+                ctx.curves,
+            )
+            .map_err(CallbackError::Faithfulness)?;
+            scalars.extend(FaithfulnessScores::NAMES.into_iter().zip(scores.values()));
+        }
+        if self.road_images > 0 {
+            let n = self.road_images.min(self.images.photos.len());
+            let classes = predicted_classes(&logits, num_logits, n);
+            let scores = crate::scores::road::evaluate(
+                ctx.model,
+                &self.images.photos[..n],
+                &maps[..n * plane],
+                &classes,
+                &self.images.activations.device(),
+            )?;
+            scalars.extend(RoadSummary::NAMES.into_iter().zip(scores.values()));
+        }
+        for (name, value) in scalars {
+            let tag = format!("{method}/{name}");
+            each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
+        }
+        ctx.rendered.push(RenderedMaps {
+            callback: self.name(),
+            names: self.images.names.clone(),
+            size,
+            maps,
+        });
+        Ok(())
+    }
+
+    /// Log each image's overlay of its map (`<method>/<name>`), their grid (`<method>/grid`)
+    /// and the caption table (`<method>/captions`) at `step`; `maps` are [N·plane], `logits`
+    /// [N·num_logits].
+    fn log_overlays(
+        &self,
+        sinks: &mut [Box<dyn Sink>],
+        maps: &[f32],
+        logits: &[f32],
+        num_logits: usize,
+        plane: usize,
+        step: i64,
+    ) -> Result<(), CallbackError> {
+        let method = self.method.name();
         let mut overlays = Vec::with_capacity(self.images.names.len());
         let mut captions = format!(
             "epoch {step}, {method} at `{}`\n\n| image | true | predicted | p |\n|---|---|---|---|\n",
@@ -185,7 +252,7 @@ impl CamLogger {
                 class_name(predicted),
                 if predicted == label { "" } else { " ✗" }
             ));
-            each_sink(ctx.sinks, |s| {
+            each_sink(sinks, |s| {
                 s.images(
                     &format!("{method}/{name}"),
                     std::slice::from_ref(&picture),
@@ -195,84 +262,51 @@ impl CamLogger {
             overlays.push(picture);
         }
         let tiled = grid(&overlays);
-        each_sink(ctx.sinks, |s| {
+        each_sink(sinks, |s| {
             s.images(
                 &format!("{method}/grid"),
                 std::slice::from_ref(&tiled),
                 step,
             )
         })?;
-        each_sink(ctx.sinks, |s| {
+        each_sink(sinks, |s| {
             s.text(&format!("{method}/captions"), &captions, step)
         })?;
-        // (name, value): a drift is absent at the first drawing (nothing to compare with).
-        let mut scalars: Vec<(&str, f32)> = Vec::new();
-        let drift = self.history.record(ctx.epoch, &maps, plane);
-        if let Some(d) = drift.drift {
-            scalars.push(("drift", d));
-        }
-        if let Some(d) = drift.from_start {
-            scalars.push(("drift_from_start", d));
-        }
-        if let Some(set) = &self.localization {
-            for (name, value) in self.localize(ctx.model, set)? {
-                scalars.push((name, value as f32));
-            }
-            // Each baseline beside each score: in TensorBoard a second run-like series in the
-            // score's chart; in metrics.csv `baseline_<kind>_<score>`.
-            for (baseline, summary) in &set.baselines {
-                for (name, value) in baseline_scores(summary) {
-                    let tag = format!("{method}/{name}");
-                    each_sink(ctx.sinks, |s| {
-                        s.series_scalar(baseline.name(), &tag, value as f32, step)
-                    })?;
-                }
-            }
-        }
-        if let Some(settings) = self.faithfulness {
-            let n = settings.images.min(self.images.photos.len());
-            let classes: Vec<usize> = (0..n)
-                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
-                .collect();
-            let scores = faithfulness::evaluate(
-                ctx.model,
-                &self.images.photos[..n],
-                &maps[..n * plane],
-                &classes,
-                settings.baseline,
-                settings.steps,
-                &self.images.activations.device(),
-                ctx.curves,
-            )
-            .map_err(CallbackError::Faithfulness)?;
-            scalars.extend(FaithfulnessScores::NAMES.into_iter().zip(scores.values()));
-        }
-        if self.road_images > 0 {
-            let n = self.road_images.min(self.images.photos.len());
-            let classes: Vec<usize> = (0..n)
-                .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
-                .collect();
-            let scores = crate::scores::road::evaluate(
-                ctx.model,
-                &self.images.photos[..n],
-                &maps[..n * plane],
-                &classes,
-                &self.images.activations.device(),
-            )?;
-            scalars.extend(RoadSummary::NAMES.into_iter().zip(scores.values()));
-        }
-        for (name, value) in scalars {
-            let tag = format!("{method}/{name}");
-            each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
-        }
-        ctx.rendered.push(RenderedMaps {
-            callback: self.name(),
-            names: self.images.names.clone(),
-            size,
-            maps,
-        });
         Ok(())
     }
+
+    /// The maps' localization scores on `set` (see [`localize`](Self::localize)), after
+    /// logging the set's baselines beside each score at `step`.
+    fn localization_scalars(
+        &self,
+        ctx: &mut CallbackContext,
+        set: &LocalizationSet,
+        step: i64,
+    ) -> Result<Vec<(&'static str, f32)>, CallbackError> {
+        let method = self.method.name();
+        let mut scalars = Vec::new();
+        for (name, value) in self.localize(ctx.model, set)? {
+            scalars.push((name, value as f32));
+        }
+        // Each baseline beside each score: in TensorBoard a second run-like series in the
+        // score's chart; in metrics.csv `baseline_<kind>_<score>`.
+        for (baseline, summary) in &set.baselines {
+            for (name, value) in baseline_scores(summary) {
+                let tag = format!("{method}/{name}");
+                each_sink(ctx.sinks, |s| {
+                    s.series_scalar(baseline.name(), &tag, value as f32, step)
+                })?;
+            }
+        }
+        Ok(scalars)
+    }
+}
+
+/// The predicted class of each of the first `n` images, from logits [N·num_logits].
+fn predicted_classes(logits: &[f32], num_logits: usize, n: usize) -> Vec<usize> {
+    (0..n)
+        .map(|i| prediction(&logits[i * num_logits..(i + 1) * num_logits]).0)
+        .collect()
 }
 
 /// The scores a baseline is logged with: all but `box_iou`, whose region threshold is each
@@ -373,4 +407,3 @@ impl Callback for CamLogger {
         Ok(())
     }
 }
-

@@ -41,7 +41,6 @@ pub fn grid_with_gap(images: &[RgbImage], columns: usize, gap: u32) -> RgbImage 
 mod tests {
     use super::*;
 
-
     #[test]
     fn grid_layout() {
         let images = vec![RgbImage::from_pixel(4, 3, Rgb([1, 2, 3])); 5];

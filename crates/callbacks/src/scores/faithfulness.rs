@@ -268,25 +268,11 @@ pub fn evaluate_with(
         let x = planes(photo);
         let order = saliency_order(map);
         let counts = step_counts(plane, steps);
-        // The images depend on the order only through which step removes (inserts) each
-        // pixel: two maps that differ by rounding inside a step share them.
-        let mut step_of = vec![0u64; plane];
-        for (j, window) in counts.windows(2).enumerate() {
-            for &p in &order[window[0]..window[1]] {
-                step_of[p] = j as u64;
-            }
-        }
+        let step_of = pixel_steps(&order, &counts, plane);
         let tag = *tags.get(i).ok_or("fewer tags than photos")?;
-        let key = hash_words(
-            0xcbf2_9ce4_8422_2325,
-            [tag, steps as u64, baseline as u64, w as u64, h as u64]
-                .into_iter()
-                .chain(
-                    photo
-                        .as_raw()
-                        .chunks(8)
-                        .map(|c| c.iter().fold(0u64, |v, &b| (v << 8) | b as u64)),
-                ),
+        let key = photo_key(
+            photo,
+            [tag, steps as u64, baseline as u64, w as u64, h as u64],
         );
         let steps_hash = hash_words(0xcbf2_9ce4_8422_2325, step_of);
         // x, baseline, deletion 1..steps−1, insertion 1..steps−1: functions of the order.
@@ -296,30 +282,9 @@ pub fn evaluate_with(
                 curve
             }
             None => {
-                let b = baseline.of(photo);
-                let mut batch: Vec<Vec<f32>> = Vec::with_capacity(2 * steps);
-                batch.push(x.clone());
-                batch.push(b.clone());
-                for (from, onto) in [(&b, &x), (&x, &b)] {
-                    for &count in &counts[1..steps] {
-                        // The `count` most salient pixels taken from `from`, the rest from `onto`.
-                        let mut image = onto.clone();
-                        for &p in &order[..count] {
-                            for c in 0..3 {
-                                image[c * plane + p] = from[c * plane + p];
-                            }
-                        }
-                        batch.push(image);
-                    }
-                }
+                let batch = order_images(&x, &baseline.of(photo), &order, &counts[1..steps], plane);
                 let curve = probability(&vec![i; batch.len()], &batch, [h, w])?;
-                if curve.len() != batch.len() {
-                    return Err(format!(
-                        "{} probabilities for {} images",
-                        curve.len(),
-                        batch.len()
-                    ));
-                }
+                check_count(&curve, batch.len())?;
                 cache.curves.entry(key).or_default().push(CachedCurve {
                     steps_hash,
                     map: map.to_vec(),
@@ -338,13 +303,80 @@ pub fn evaluate_with(
     // x ⊙ map of every photo in one batch (one forward pass each would be batches of one).
     let owners: Vec<usize> = (0..photos.len()).collect();
     let p_maps = probability(&owners, &masked, [h, w])?;
-    if p_maps.len() != photos.len() {
+    check_count(&p_maps, photos.len())?;
+    Ok(scores(&curves, p_maps, steps))
+}
+
+/// The step (0-based) each of `plane` pixels is removed (inserted) in, the pixels taken in
+/// `order` at the `counts` boundaries. The images depend on the order only through this: two
+/// maps that differ by rounding inside a step share them.
+fn pixel_steps(order: &[usize], counts: &[usize], plane: usize) -> Vec<u64> {
+    let mut step_of = vec![0u64; plane];
+    for (j, window) in counts.windows(2).enumerate() {
+        for &p in &order[window[0]..window[1]] {
+            step_of[p] = j as u64;
+        }
+    }
+    step_of
+}
+
+/// The cache key of a photo: a hash of `words` (tag, steps, baseline, width, height) and the
+/// photo's bytes.
+fn photo_key(photo: &RgbImage, words: [u64; 5]) -> u64 {
+    hash_words(
+        0xcbf2_9ce4_8422_2325,
+        words.into_iter().chain(
+            photo
+                .as_raw()
+                .chunks(8)
+                .map(|c| c.iter().fold(0u64, |v, &b| (v << 8) | b as u64)),
+        ),
+    )
+}
+
+/// The images whose probabilities are the curves, all [3, H, W] planes: the photo `x`, the
+/// baseline `b`, then for deletion and for insertion one image per count in `counts` (steps
+/// 1..steps−1).
+fn order_images(
+    x: &[f32],
+    b: &[f32],
+    order: &[usize],
+    counts: &[usize],
+    plane: usize,
+) -> Vec<Vec<f32>> {
+    let mut batch: Vec<Vec<f32>> = Vec::with_capacity(counts.len() * 2 + 2);
+    batch.push(x.to_vec());
+    batch.push(b.to_vec());
+    for (from, onto) in [(b, x), (x, b)] {
+        for &count in counts {
+            // The `count` most salient pixels taken from `from`, the rest from `onto`.
+            let mut image = onto.to_vec();
+            for &p in &order[..count] {
+                for c in 0..3 {
+                    image[c * plane + p] = from[c * plane + p];
+                }
+            }
+            batch.push(image);
+        }
+    }
+    batch
+}
+
+/// An error unless there is one probability per image.
+fn check_count(probabilities: &[f32], images: usize) -> Result<(), String> {
+    if probabilities.len() != images {
         return Err(format!(
             "{} probabilities for {} images",
-            p_maps.len(),
-            photos.len()
+            probabilities.len(),
+            images
         ));
     }
+    Ok(())
+}
+
+/// The mean scores from each photo's `curves` (x, baseline, deletion and insertion steps) and
+/// its probability on x ⊙ map.
+fn scores(curves: &[Vec<f32>], p_maps: Vec<f32>, steps: usize) -> FaithfulnessScores {
     let (mut y, mut o, mut deletion, mut insertion) = (vec![], vec![], vec![], vec![]);
     for (curve, p_map) in curves.iter().zip(p_maps) {
         let (p_x, p_base) = (curve[0], curve[1]);
@@ -355,12 +387,12 @@ pub fn evaluate_with(
         insertion.push(auc(&[&[p_base], ins, &[p_x]].concat()));
     }
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
-    Ok(FaithfulnessScores {
+    FaithfulnessScores {
         average_drop: average_drop(&y, &o),
         increase_in_confidence: increase_in_confidence(&y, &o),
         deletion_auc: mean(&deletion),
         insertion_auc: mean(&insertion),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -397,7 +429,6 @@ mod tests {
         assert_eq!(step_counts(10, 4), vec![0, 3, 5, 8, 10]);
         assert_eq!(step_counts(3, 3), vec![0, 1, 2, 3]);
     }
-
 }
 
 #[cfg(test)]

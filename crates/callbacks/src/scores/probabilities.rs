@@ -19,7 +19,6 @@ pub fn class_probability(logits: &[f32], class: usize) -> f32 {
     logits.get(class).map_or(0.0, |v| (v - max).exp() / total)
 }
 
-
 /// Predicted class and its probability from one row of logits: a single sigmoid logit
 /// predicts class 1 when it is ≥ 0, several logits the arg-max (probabilities as
 /// [`class_probability`]).

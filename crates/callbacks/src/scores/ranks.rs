@@ -96,7 +96,6 @@ pub fn top_fraction_iou(a: &[f32], b: &[f32], fraction: f32) -> f32 {
     inter as f32 / union.max(1) as f32
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
-use callbacks::{explain_with, guided_backprop, guided_beside_photo, guided_gradcam, overlay, Colormap, Method, Options, OverlayStyle, Target};
+use callbacks::{
+    explain_with, guided_backprop, guided_beside_photo, guided_gradcam, overlay, Colormap, Method,
+    Options, OverlayStyle, Target,
+};
 use clap::Args;
 use image::RgbImage;
 use model::{BackboneKind, Classifier, HeadKind, WeightFile};
@@ -89,7 +92,9 @@ pub struct ExplainArgs {
 }
 
 /// The baselines scored beside a method: the centre one always, the uniform one on request.
-pub fn localization_baselines(uniform: bool) -> Vec<callbacks::scores::localization_report::Baseline> {
+pub fn localization_baselines(
+    uniform: bool,
+) -> Vec<callbacks::scores::localization_report::Baseline> {
     use callbacks::scores::localization_report::Baseline;
     match uniform {
         true => vec![Baseline::Centre, Baseline::Uniform],
@@ -346,7 +351,10 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     let inputs = load_inputs(args, &device)?;
     // The boxes file is read and matched before any map is computed.
     let annotations = match &args.boxes {
-        Some(boxes) => Some(crate::commands::explain_boxes::annotations_for(boxes, &inputs.paths)?),
+        Some(boxes) => Some(crate::commands::explain_boxes::annotations_for(
+            boxes,
+            &inputs.paths,
+        )?),
         None => None,
     };
     let [n, _, height, width] = inputs.batch.dims();

@@ -11,10 +11,7 @@ use callbacks::scores::localization_report::{
     score_photos, Annotation, Baseline, LocalizationReport, LocalizationSummary,
 };
 
-use crate::data::images;
-
-/// Annotations by file name, as the boxes file gives them.
-pub type Annotations = HashMap<String, Annotation>;
+use crate::data::Annotations;
 
 /// Read `boxes` and check it can be matched to the photos `paths`: photos (not a tensor file),
 /// no two with one file name (entries are matched by file name), at least one with an entry.
@@ -77,7 +74,7 @@ pub fn score(
             skipped += 1;
             continue;
         };
-        let (truth, size) = images::upright_annotation(path, truth)?;
+        let (truth, size) = crate::data::annotations::upright_annotation(path, truth)?;
         scored.push((i, truth, size));
     }
     let truths: Vec<Annotation> = scored.iter().map(|(_, t, _)| t.clone()).collect();

@@ -13,10 +13,10 @@ use burn::tensor::Device;
 use clap::Args;
 use model::{Backbone, Classifier, Head, HeadKind, Vgg16, VGG16_LAYERS};
 
-use crate::rng::SplitMix64;
-use crate::tensors::{to_vec, write_safetensors};
 use crate::data::{images, synth};
 use crate::learn::epoch::{correct, predictions, train_epoch};
+use crate::rng::SplitMix64;
+use crate::tensors::{to_vec, write_safetensors};
 
 /// Arguments of `train pretrain`.
 #[derive(Debug, Args)]

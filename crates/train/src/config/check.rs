@@ -51,22 +51,20 @@ impl Config {
     /// path that exists from the config file's project (its directory, or the one above for a
     /// config in `configs/`) is reported as a working-directory mistake, not a missing file.
     pub(super) fn check_inputs(&self, cwd: &Path, config_dir: &Path) -> Result<()> {
-        let data = "scripts/fetch-data.sh";
-        let weights = format!("scripts/fetch-weights.sh {}", self.model.backbone);
-        let mut inputs: Vec<(String, &Path, &str)> = Vec::new();
+        let mut inputs: Vec<(String, &Path)> = Vec::new();
         if let Some(dir) = &self.data.train_dir {
-            inputs.push(("[data] train_dir".into(), dir, data));
+            inputs.push(("[data] train_dir".into(), dir));
         }
         if let Some(dir) = &self.data.val_dir {
-            inputs.push(("[data] val_dir".into(), dir, data));
+            inputs.push(("[data] val_dir".into(), dir));
         }
         if let Some(boxes) = &self.data.boxes {
-            inputs.push(("[data] boxes".into(), boxes, "the data set's annotations"));
+            inputs.push(("[data] boxes".into(), boxes));
         }
         for e in &self.data.eval {
-            inputs.push((format!("[[data.eval]] {} dir", e.name), &e.dir, data));
+            inputs.push((format!("[[data.eval]] {} dir", e.name), &e.dir));
         }
-        inputs.push(("[model] weights".into(), &self.model.weights, &weights));
+        inputs.push(("[model] weights".into(), &self.model.weights));
         let projects: Vec<&Path> = [Some(config_dir), config_dir.parent()]
             .into_iter()
             .flatten()
@@ -74,8 +72,8 @@ impl Config {
             .collect();
         let missing: Vec<String> = inputs
             .iter()
-            .filter(|(_, path, _)| !path.exists())
-            .map(|(key, path, how)| {
+            .filter(|(_, path)| !path.exists())
+            .map(|(key, path)| {
                 let elsewhere = path.strip_prefix(cwd).ok().and_then(|relative| {
                     projects
                         .iter()
@@ -90,8 +88,9 @@ impl Config {
                         dir.display()
                     ),
                     None => format!(
-                        "{key}: {} does not exist (get it with `{how}`)",
-                        path.display()
+                        "{key}: {} does not exist{}",
+                        path.display(),
+                        self.how_to_get(cwd, path)
                     ),
                 }
             })
@@ -108,8 +107,46 @@ impl Config {
         Ok(())
     }
 
+    /// A hint for a missing input: the script that makes it when the path is where that script
+    /// writes, `SHARED_DIR` for a path under the shared folder, nothing for the user's own.
+    fn how_to_get(&self, cwd: &Path, path: &Path) -> String {
+        let shared = super::shared_dir();
+        let shared = if shared.is_relative() {
+            cwd.join(shared)
+        } else {
+            shared
+        };
+        let relative = path.strip_prefix(cwd).unwrap_or(path);
+        if path.starts_with(&shared) {
+            format!(
+                " (it is looked for under ${{SHARED_DIR}} = {}: set SHARED_DIR to the shared \
+                 data folder)",
+                shared.display()
+            )
+        } else if relative.starts_with("data/weights") {
+            format!(
+                " (get it with `scripts/fetch-weights.sh {}`)",
+                self.model.backbone
+            )
+        } else if relative.starts_with("data/cats_and_dogs_filtered") {
+            " (get it with `scripts/fetch-data.sh`)".into()
+        } else {
+            String::new()
+        }
+    }
+
     /// Check the values that need no file system.
     pub(super) fn check_values(&self) -> Result<()> {
+        self.check_run()?;
+        self.check_data()?;
+        self.check_eval_sets()?;
+        self.check_model()?;
+        self.check_train()?;
+        self.check_callbacks()
+    }
+
+    /// `[run]`.
+    fn check_run(&self) -> Result<()> {
         if self.run.name.is_empty()
             || self.run.name.contains(['/', '\\'])
             || self.run.name.starts_with('.')
@@ -121,6 +158,11 @@ impl Config {
         }
         model::device_from_name(&self.run.device)
             .map_err(|e| anyhow::anyhow!("[run] device: {e}"))?;
+        Ok(())
+    }
+
+    /// `[data]` but its eval sets.
+    fn check_data(&self) -> Result<()> {
         match (&self.data.train_dir, &self.data.synthetic) {
             (Some(_), None) => {}
             (None, Some(s)) => {
@@ -138,20 +180,6 @@ impl Config {
                 "[data] train_dir is missing (or give synthetic = {{ seed, train, val, size }})"
             ),
         }
-        for (i, e) in self.data.eval.iter().enumerate() {
-            if e.name.is_empty()
-                || !e
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                bail!(
-                    "[[data.eval]] #{}: name `{}` must be letters, digits, `_` or `-`",
-                    i + 1,
-                    e.name
-                );
-            }
-        }
         if let Some(f) = self.data.val_fraction {
             if self.data.val_dir.is_some() {
                 bail!("[data] give either val_dir or val_fraction, not both");
@@ -166,6 +194,37 @@ impl Config {
         if !(1..=256).contains(&self.data.backbone_batch_size) {
             bail!("[data] backbone_batch_size must be in 1..=256");
         }
+        Ok(())
+    }
+
+    /// `[[data.eval]]`: names of letters, digits, `_` and `-`, each naming its set alone in
+    /// tags and metrics.csv columns (not `train`, `val`, a method, a baseline, another set).
+    fn check_eval_sets(&self) -> Result<()> {
+        for (i, e) in self.data.eval.iter().enumerate() {
+            let at = format!("[[data.eval]] #{} name `{}`", i + 1, e.name);
+            if e.name.is_empty()
+                || !e
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bail!("{at}: must be letters, digits, `_` or `-`");
+            }
+            if let Some(why) = crate::run::metrics::set_name_clash(&e.name) {
+                bail!("{at}: {why}; choose another name");
+            }
+            if let Some(first) = self.data.eval[..i].iter().position(|o| o.name == e.name) {
+                bail!(
+                    "{at}: the name of #{} too; each set needs its own",
+                    first + 1
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `[model]` and `train_from`.
+    fn check_model(&self) -> Result<()> {
         if let Some(name) = &self.model.train_from {
             if !self.model.freeze_backbone {
                 bail!(
@@ -195,6 +254,11 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// `[train]`.
+    fn check_train(&self) -> Result<()> {
         if !(1..=100_000).contains(&self.train.epochs) || self.train.batch_size == 0 {
             bail!("[train] epochs must be in 1..=100000 and batch_size at least 1");
         }
@@ -210,6 +274,11 @@ impl Config {
                 self.train.optimizer
             );
         }
+        Ok(())
+    }
+
+    /// Every `[[callbacks]]` block, and one callback per method.
+    fn check_callbacks(&self) -> Result<()> {
         for (i, c) in self.callbacks.iter().enumerate() {
             let at = format!("[[callbacks]] #{}", i + 1);
             if let Some(first) = self.callbacks[..i].iter().position(|o| o.kind == c.kind) {

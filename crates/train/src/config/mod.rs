@@ -182,8 +182,9 @@ pub struct CallbackConfig {
     /// eigencam | eigengradcam | scorecam | ablationcam | random (a baseline).
     #[serde(with = "parsed")]
     pub kind: Method,
-    /// The layer to explain.
-    #[serde(default = "default_layer")]
+    /// The layer to explain; absent: the backbone's last convolution, the layer a gap-linear
+    /// head pools (`block5_conv3` for VGG16, `head` for EfficientNet-Lite0).
+    #[serde(default)]
     pub layer: String,
     /// How many validation images (balanced over classes).
     #[serde(default = "default_num_images")]
@@ -270,9 +271,6 @@ fn default_backbone_batch() -> usize {
 }
 fn default_optimizer() -> String {
     "adam".into()
-}
-fn default_layer() -> String {
-    "block5_conv3".into()
 }
 fn default_num_images() -> usize {
     16
@@ -383,7 +381,11 @@ impl Config {
     /// Parse config text and check everything that needs no file system: names, types,
     /// unknown keys, ranges (the mutation tests feed this arbitrary bytes).
     pub fn parse(text: &str) -> Result<Self> {
-        let config: Config = toml::from_str(text)?;
+        let mut config: Config = toml::from_str(text)?;
+        let backbone = config.model.backbone;
+        for c in config.callbacks.iter_mut().filter(|c| c.layer.is_empty()) {
+            c.layer = backbone.layer_names()[backbone.head_input(HeadKind::GapLinear)].into();
+        }
         config.check_values()?;
         Ok(config)
     }
@@ -412,7 +414,9 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, cwd: &Path) {
+        let shared = shared_dir();
         let abs = |p: &mut PathBuf| {
+            *p = expand_shared_dir(p, &shared);
             if p.is_relative() {
                 *p = cwd.join(&*p);
             }
@@ -433,6 +437,26 @@ impl Config {
         }
         abs(&mut self.model.weights);
     }
+}
+
+/// What `${SHARED_DIR}` stands for in a config's paths: the environment variable `SHARED_DIR`,
+/// or `../shared` (from the working directory) when it is unset or empty.
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("SHARED_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("../shared"),
+    }
+}
+
+/// `path` with a leading `${SHARED_DIR}` (or `$SHARED_DIR`) replaced by `shared`.
+pub fn expand_shared_dir(path: &Path, shared: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    for var in ["${SHARED_DIR}", "$SHARED_DIR"] {
+        if let Some(rest) = text.strip_prefix(var) {
+            return shared.join(rest.trim_start_matches(['/', '\\']));
+        }
+    }
+    path.to_path_buf()
 }
 
 #[cfg(test)]
@@ -516,6 +540,22 @@ learning_rate = 1e-3
     }
 
     #[test]
+    fn a_callback_without_layer_explains_the_backbones_own_last_convolution() {
+        let text = format!("{BASE}\n[[callbacks]]\nkind = \"cam\"\n");
+        assert_eq!(
+            Config::parse(&text).unwrap().callbacks[0].layer,
+            "block5_conv3"
+        );
+        let effnet = text.replace("backbone = \"vgg16\"", "backbone = \"efficientnet-lite0\"");
+        assert_eq!(Config::parse(&effnet).unwrap().callbacks[0].layer, "head");
+        let named = format!("{text}layer = \"block4_conv3\"\n");
+        assert_eq!(
+            Config::parse(&named).unwrap().callbacks[0].layer,
+            "block4_conv3"
+        );
+    }
+
+    #[test]
     fn the_same_method_twice_is_an_error_whatever_its_spelling() {
         let text = format!(
             "{BASE}\n[[callbacks]]\nkind = \"gradcam\"\n\n[[callbacks]]\nkind = \"GradCAM\"\n"
@@ -537,10 +577,51 @@ learning_rate = 1e-3
             "3 missing input(s)",
             "[data] train_dir: /nowhere/no/such/train does not exist",
             "[data] val_dir: /nowhere/no/such/val",
-            "[model] weights: /nowhere/no/such/weights.pth does not exist (get it with `scripts/fetch-weights.sh vgg16`)",
+            "[model] weights: /nowhere/no/such/weights.pth does not exist\n",
             "resolve against the working directory, /nowhere",
         ] {
             assert!(error.contains(expected), "{expected}\n{error}");
+        }
+        // The user's own paths get no hint of a download script that would not make them.
+        assert!(!error.contains("fetch-"), "{error}");
+    }
+
+    #[test]
+    fn missing_inputs_get_the_hint_of_what_makes_them() {
+        let text = BASE
+            .replace("no/such/weights.pth", "data/weights/vgg16-397923af.pth")
+            .replace("no/such/train", "data/cats_and_dogs_filtered/train")
+            .replace("no/such/val", "${SHARED_DIR}/data/catdog/val");
+        let mut config = Config::parse(&text).unwrap();
+        let cwd = Path::new("/nowhere");
+        config.resolve_paths(cwd);
+        let error = format!("{:#}", config.check_inputs(cwd, cwd).unwrap_err());
+        for expected in [
+            "[model] weights: /nowhere/data/weights/vgg16-397923af.pth does not exist (get it \
+             with `scripts/fetch-weights.sh vgg16`)",
+            "[data] train_dir: /nowhere/data/cats_and_dogs_filtered/train does not exist (get it \
+             with `scripts/fetch-data.sh`)",
+            "/data/catdog/val does not exist (it is looked for under ${SHARED_DIR} = ",
+        ] {
+            assert!(error.contains(expected), "{expected}\n{error}");
+        }
+    }
+
+    #[test]
+    fn shared_dir_in_paths_is_expanded() {
+        let shared = Path::new("/data/shared");
+        for (path, want) in [
+            ("${SHARED_DIR}/weights/w.pth", "/data/shared/weights/w.pth"),
+            ("$SHARED_DIR/data/catdog", "/data/shared/data/catdog"),
+            ("${SHARED_DIR}", "/data/shared"),
+            ("data/${SHARED_DIR}/x", "data/${SHARED_DIR}/x"),
+            ("/abs/path", "/abs/path"),
+        ] {
+            assert_eq!(
+                expand_shared_dir(Path::new(path), shared),
+                Path::new(want),
+                "{path}"
+            );
         }
     }
 

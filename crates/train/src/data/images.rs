@@ -166,63 +166,6 @@ pub fn photos_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// A point of a photo stored as `(width, height)` with EXIF `orientation`, in the stored file's
-/// continuous pixel coordinates (pixel (i, j) covers [i, i+1) x [j, j+1)), mapped to the upright
-/// photo's, as [`DynamicImage::apply_orientation`] (and so [`read_rgb`]) moves the pixels.
-pub fn upright_point(
-    (x, y): (f32, f32),
-    (width, height): (f32, f32),
-    orientation: Orientation,
-) -> (f32, f32) {
-    let (w, h) = (width, height);
-    match orientation {
-        Orientation::NoTransforms => (x, y),
-        // 90° clockwise: the stored left column becomes the top row.
-        Orientation::Rotate90 => (h - y, x),
-        Orientation::Rotate180 => (w - x, h - y),
-        // 90° counter-clockwise.
-        Orientation::Rotate270 => (y, w - x),
-        Orientation::FlipHorizontal => (w - x, y),
-        Orientation::FlipVertical => (x, h - y),
-        // Turned 90° clockwise, then mirrored: a transpose.
-        Orientation::Rotate90FlipH => (y, x),
-        // Turned 90° counter-clockwise, then mirrored: the anti-diagonal transpose.
-        Orientation::Rotate270FlipH => (h - y, w - x),
-    }
-}
-
-/// A box `[x0, y0, x1, y1]` in the pixels of a photo stored as `(width, height)` with EXIF
-/// `orientation` (as Oxford-IIIT Pet's annotations give boxes) → the same region in the upright
-/// photo's pixels (what the maps are made from): both corners mapped, then re-ordered.
-pub fn upright_box(b: [f32; 4], size: (u32, u32), orientation: Orientation) -> [f32; 4] {
-    let size = (size.0 as f32, size.1 as f32);
-    let (ax, ay) = upright_point((b[0], b[1]), size, orientation);
-    let (bx, by) = upright_point((b[2], b[3]), size, orientation);
-    [ax.min(bx), ay.min(by), ax.max(bx), ay.max(by)]
-}
-
-/// An annotation given in the stored file's pixels (as Oxford-IIIT Pet's are), taken into the
-/// upright photo's pixels (`read_rgb` applies the EXIF orientation, and the maps follow the
-/// upright photo): the head box and the outline are turned with it. Also the upright
-/// (width, height).
-pub fn upright_annotation(
-    path: &Path,
-    truth: &callbacks::scores::localization_report::Annotation,
-) -> Result<(callbacks::scores::localization_report::Annotation, (usize, usize))> {
-    let (stored, orientation) = stored_size_and_orientation(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let (w, h) = upright_size(stored, orientation);
-    let size = (stored.0 as f32, stored.1 as f32);
-    let mut truth = truth.clone();
-    truth.head = upright_box(truth.head, stored, orientation);
-    if let Some(outline) = &mut truth.body {
-        for point in outline.iter_mut() {
-            *point = upright_point(*point, size, orientation);
-        }
-    }
-    Ok((truth, (w as usize, h as usize)))
-}
-
 /// Resize to `[height, width]` with an antialiased bilinear filter.
 pub fn resize(image: &RgbImage, [height, width]: [usize; 2]) -> RgbImage {
     if image.dimensions() == (width as u32, height as u32) {
@@ -315,6 +258,7 @@ pub fn parse_size(text: &str) -> Result<[usize; 2], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::annotations::{upright_box, upright_point};
 
     #[test]
     fn sizes() {

@@ -1,6 +1,7 @@
 //! Data sets: ImageFolder (one sub-folder per class, sorted = class ids) or the Kaggle flat
 //! layout (`cat.123.jpg`, class from the name prefix), and the seeded train/val split.
 
+pub mod annotations;
 pub mod images;
 pub mod synth;
 
@@ -8,6 +9,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+pub use annotations::{read_annotations, Annotations};
 
 use crate::data::images::{is_photo, PHOTO_EXTENSIONS};
 use crate::rng::SplitMix64;
@@ -232,123 +235,4 @@ mod tests {
         let labels: Vec<usize> = chosen.iter().map(|&i| data.samples[i].label).collect();
         assert_eq!(labels, [0, 1, 0, 1]);
     }
-}
-
-/// The boxes file: `images[]` with `file` and `head_box_xyxy` (as Oxford-IIIT Pet's
-/// `oxford_loc.json` and the synthetic set's `boxes.json`).
-#[derive(serde::Deserialize)]
-struct BoxFile {
-    images: Vec<BoxEntry>,
-}
-
-#[derive(serde::Deserialize)]
-struct BoxEntry {
-    file: String,
-    head_box_xyxy: [f32; 4],
-    /// The whole animal's outline, x0, y0, x1, y1, … (Oxford-IIIT Pet's `oxford_loc.json`).
-    #[serde(default)]
-    body_polygon_xy: Option<Vec<f32>>,
-}
-
-/// Read a boxes file with its outlines: annotation by image file name (see [`read_boxes`]).
-/// An outline with an odd number of coordinates, fewer than 3 points or a non-finite value is
-/// an error.
-pub fn read_annotations(
-    path: &Path,
-) -> Result<std::collections::HashMap<String, callbacks::scores::localization_report::Annotation>> {
-    let (heads, outlines) = read_entries(path)?;
-    let mut annotations = std::collections::HashMap::new();
-    for (name, head) in heads {
-        let body = match outlines.get(&name) {
-            None => None,
-            Some((xy, file)) => {
-                if xy.len() % 2 != 0 || xy.len() < 6 || xy.iter().any(|v| !v.is_finite()) {
-                    bail!(
-                        "[data] boxes: {}: body_polygon_xy of {file} must be at least 3 finite \
-                         x, y pairs (has {} values)",
-                        path.display(),
-                        xy.len()
-                    );
-                }
-                Some(xy.chunks(2).map(|p| (p[0], p[1])).collect())
-            }
-        };
-        let annotation = callbacks::scores::localization_report::Annotation { head, body };
-        annotations.insert(name, annotation);
-    }
-    Ok(annotations)
-}
-
-/// Read a boxes file: box by image file name (boxes are matched to images by file name, without
-/// the folder). Boxes are in the pixels of the stored file, before any EXIF orientation is
-/// applied (as Oxford-IIIT Pet's annotations are); see [`crate::run::setup::localization_set`].
-///
-/// Two entries for one file name (`cat/a.jpg` and `dog/a.jpg`, or one file listed twice) are an
-/// error when their boxes differ, as one box would silently replace the other; the same box
-/// listed twice is accepted (it cannot score the wrong region).
-pub fn read_boxes(path: &Path) -> Result<std::collections::HashMap<String, [f32; 4]>> {
-    Ok(read_entries(path)?.0)
-}
-
-/// Head boxes, and outlines as written (x, y, … and the entry's `file`), by file name.
-type Entries = (
-    std::collections::HashMap<String, [f32; 4]>,
-    std::collections::HashMap<String, (Vec<f32>, String)>,
-);
-
-fn read_entries(path: &Path) -> Result<Entries> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("[data] boxes: cannot read {}", path.display()))?;
-    let file: BoxFile =
-        serde_json::from_str(&text).with_context(|| format!("[data] boxes: {}", path.display()))?;
-    // File name → (box, the entry's `file` as written).
-    let mut boxes: std::collections::HashMap<String, ([f32; 4], String)> =
-        std::collections::HashMap::new();
-    let mut outlines = std::collections::HashMap::new();
-    for entry in file.images {
-        let name = Path::new(&entry.file)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or(entry.file.clone());
-        // Outlines are checked only where they are used (`read_annotations`): a training run
-        // reads the head boxes alone.
-        if let Some(xy) = &entry.body_polygon_xy {
-            match outlines.get(&name) {
-                Some((earlier, earlier_file)) if earlier != xy => bail!(
-                    "[data] boxes: {}: two entries for file name `{name}` with different \
-                     body_polygon_xy: {earlier_file} and {}",
-                    path.display(),
-                    entry.file
-                ),
-                _ => {
-                    outlines.insert(name.clone(), (xy.clone(), entry.file.clone()));
-                }
-            }
-        }
-        let [x0, y0, x1, y1] = entry.head_box_xyxy;
-        if !(x0 < x1 && y0 < y1) || entry.head_box_xyxy.iter().any(|v| !v.is_finite()) {
-            bail!(
-                "[data] boxes: {}: box {:?} of {} is empty or invalid",
-                path.display(),
-                entry.head_box_xyxy,
-                entry.file
-            );
-        }
-        match boxes.get(&name) {
-            Some((earlier, _)) if *earlier == entry.head_box_xyxy => {}
-            Some((earlier, earlier_file)) => bail!(
-                "[data] boxes: {}: two entries for file name `{name}` with different boxes: \
-                 {earlier_file} {earlier:?} and {} {:?} (images are matched to boxes by file \
-                 name, so each name may have one box)",
-                path.display(),
-                entry.file,
-                entry.head_box_xyxy
-            ),
-            None => {
-                boxes.insert(name, (entry.head_box_xyxy, entry.file));
-            }
-        }
-    }
-    let heads = boxes.into_iter().map(|(name, (b, _))| (name, b)).collect();
-    Ok((heads, outlines))
 }

@@ -20,8 +20,8 @@ use model::{global_average_pool, Backbone, HeadKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::data::{Dataset, Sample};
 use crate::data::images;
+use crate::data::{Dataset, Sample};
 use crate::tensors::{read_safetensors, to_vec, write_safetensors};
 
 /// Bump when preprocessing or the cache layout changes: old entries are then never reused.

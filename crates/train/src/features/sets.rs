@@ -6,8 +6,8 @@ use anyhow::{bail, Result};
 use burn::tensor::Tensor;
 
 use crate::config::Config;
-use crate::features::cut::CutActivations;
 use crate::data::{self, Dataset, Sample};
+use crate::features::cut::CutActivations;
 use crate::features::{Extractor, PooledFeatures};
 
 /// What training reads of a set, one row per readable image.

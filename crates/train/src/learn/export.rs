@@ -83,4 +83,3 @@ pub fn export_backbone(
     }
     crate::tensors::write_safetensors(path, &tensors, HashMap::new()).map(|_| ())
 }
-

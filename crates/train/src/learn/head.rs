@@ -9,7 +9,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use model::{Head, HeadKind};
 
-use crate::learn::epoch::{correct, predictions, shuffled, train_epoch, loss, Score};
+use crate::learn::epoch::{correct, loss, predictions, shuffled, train_epoch, Score};
 use crate::rng::SplitMix64;
 use crate::tensors::to_vec;
 
@@ -133,6 +133,7 @@ mod tests {
     use super::*;
     use crate::learn::checkpoint::Checkpoint;
     use crate::learn::epoch::loss;
+    use std::collections::HashMap;
 
     #[test]
     fn bce_on_logits_matches_the_formula() {

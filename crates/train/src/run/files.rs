@@ -6,6 +6,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// The checkpoint's file name in the run directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The fine-tuned backbone's file name in the run directory (fine-tuning runs only).
+pub const BACKBONE: &str = "backbone.safetensors";
+/// Written once the run's end (the callbacks' last word, the HParams session end) is on disk:
+/// a run killed after its last checkpoint but before this file does its end on `--resume`.
+pub const FINISHED: &str = "finished";
+/// Written as the run's end starts: each event file's length then ("<length> <file name>" per
+/// line). A run killed during its end is cut back to these lengths before the end is redone,
+/// so no end record is written twice.
+pub const FINISHING: &str = "finishing";
+
 /// Create a new run directory; never reuses an existing one.
 pub fn create_run_dir(runs_dir: &Path, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(runs_dir)

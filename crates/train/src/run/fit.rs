@@ -8,8 +8,9 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::config::Config;
+use crate::run::metrics::SECONDS_TAGS;
 use crate::run::progress::Progress;
-use crate::run::session::{Hook, Session, SECONDS_TAGS};
+use crate::run::session::{Hook, Session};
 
 /// Run (or resume) training.
 pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {

@@ -121,6 +121,42 @@ impl Metric {
     }
 }
 
+/// Why `name` cannot name an evaluation set (`None` when it can): the sets `train` and `val`
+/// are built in; a method's or a baseline's name would mix the set's scores with the method's;
+/// and the set's columns and tags must read back as its own loss and accuracy (a name such as
+/// `cam_x` makes the column `cam_x_loss`, which reads as a score of `cam`).
+pub fn set_name_clash(name: &str) -> Option<String> {
+    if name == "train" || name == "val" {
+        return Some(format!("`{name}` is the built-in {name} set"));
+    }
+    if Method::ALL.iter().any(|m| m.name() == name) {
+        return Some(format!("`{name}` is a method's name"));
+    }
+    if Baseline::ALL.iter().any(|b| b.name() == name) {
+        return Some(format!("`{name}` is a localization baseline's name"));
+    }
+    for metric in [Metric::Loss(name.into()), Metric::Accuracy(name.into())] {
+        let column = metric.column();
+        if Metric::from_column(&column).as_ref() != Some(&metric)
+            || Metric::from_tag(&metric.tag()).as_ref() != Some(&metric)
+        {
+            return Some(format!(
+                "its metrics.csv column `{column}` would read as another metric's"
+            ));
+        }
+    }
+    None
+}
+
+/// The timing scalars of every epoch: the training pass alone, training and evaluation (`head`),
+/// the callbacks, the whole epoch.
+pub const SECONDS_TAGS: [&str; 4] = [
+    "seconds/train",
+    "seconds/head",
+    "seconds/callback",
+    "seconds/epoch",
+];
+
 /// One epoch of metrics.csv: values by tag (absent: not computed that epoch).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {

@@ -7,6 +7,7 @@ pub mod fit;
 pub mod hooks;
 pub mod hparams;
 pub mod metrics;
+pub mod open;
 pub mod progress;
 pub mod session;
 pub mod setup;

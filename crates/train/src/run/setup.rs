@@ -8,15 +8,14 @@ use anyhow::{bail, Context, Result};
 use callbacks::scores::localization_report::Baseline;
 use callbacks::{CamLogger, ExplainedImages, LocalizationSet};
 
-use crate::commands::explain_boxes::Annotations;
+use crate::data::Annotations;
 use image::RgbImage;
 
 use crate::config::{CallbackConfig, Config};
-use crate::data::{self, Dataset, Sample};
-use crate::features::Extractor;
-use crate::data::images;
-use crate::features::sets::FeatureSets;
 use crate::data::synth;
+use crate::data::{self, Dataset, Sample};
+use crate::features::sets::FeatureSets;
+use crate::features::Extractor;
 
 /// Where a synthetic data set lives, generating it on first use.
 pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
@@ -150,7 +149,7 @@ pub fn localization_set(
         let Some(truth) = boxes.get(&name) else {
             bail!("no box for {}", s.path.display());
         };
-        let (truth, size) = images::upright_annotation(&s.path, truth)?;
+        let (truth, size) = crate::data::annotations::upright_annotation(&s.path, truth)?;
         set.annotations.push(truth);
         set.sizes.push(size);
     }

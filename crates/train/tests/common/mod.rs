@@ -147,7 +147,7 @@ pub fn metrics_without_timing(run: &Path) -> Vec<String> {
         .lines()
         .map(|l| {
             let fields: Vec<&str> = l.split(',').collect();
-            fields[..fields.len() - train::run::session::SECONDS_TAGS.len()].join(",")
+            fields[..fields.len() - train::run::metrics::SECONDS_TAGS.len()].join(",")
         })
         .collect()
 }

@@ -25,8 +25,8 @@ use model::{Backbone, Classifier, EfficientNetLite0, Head, HeadKind, Vgg16};
 
 use crate::features::cut::CutActivations;
 use crate::learn::head::HeadTraining;
-use crate::tensors::to_vec;
 use crate::learn::top::TopTraining;
+use crate::tensors::to_vec;
 use pytorch::PyTorch;
 
 /// Arguments of `train bench`.

@@ -9,8 +9,8 @@ use anyhow::Result;
 
 use super::html::{escape, file_safe};
 use super::Run;
-use crate::run::metrics::Metric;
 use crate::plot::{LineChart, Rule, Series, YAxis};
+use crate::run::metrics::Metric;
 
 /// A metric column's chart key and series label: method-specific columns of different runs
 /// share a chart (`cam_pointing_game` and `gradcam_pointing_game` → `pointing_game`).
