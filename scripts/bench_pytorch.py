@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# (depthwise kernel, stride, in, out, expand ratio): the 16 blocks, as crates/model/src/efficientnet.rs.
+# (depthwise kernel, stride, in, out, expand ratio): the 16 blocks, as crates/model/src/efficientnet/mod.rs.
 BLOCKS = [
     (3, 1, 32, 16, 1), (3, 2, 16, 24, 6), (3, 1, 24, 24, 6), (5, 2, 24, 40, 6), (5, 1, 40, 40, 6),
     (3, 2, 40, 80, 6), (3, 1, 80, 80, 6), (3, 1, 80, 80, 6), (5, 1, 80, 112, 6), (5, 1, 112, 112, 6),

@@ -60,6 +60,7 @@ pub mod conv3x3;
 pub mod efficientnet;
 pub mod head;
 pub mod mobile_conv;
+pub mod rng;
 pub mod vgg16;
 pub mod weights;
 pub mod winograd;
@@ -273,11 +274,6 @@ impl Classifier {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let head_input = self.head_input();
         self.logits_from(head_input, self.activations(images, head_input))
-    }
-
-    /// Channels of the head's input features.
-    pub fn feature_channels(&self) -> usize {
-        self.backbone.channels(self.head_input())
     }
 }
 

@@ -9,6 +9,5 @@ pub mod features;
 pub mod fuzz_targets;
 pub mod learn;
 pub mod plot;
-pub mod rng;
 pub mod run;
 pub mod tensors;

@@ -556,3 +556,33 @@ fn scalar_value(v: &tensorboard::proto::SummaryValue) -> f32 {
         other => panic!("{} is not a scalar: {other:?}", v.tag),
     }
 }
+
+/// A synthetic run with CAM and Grad-CAM on identical settings prints no note that reads like a
+/// warning: its boxes have no outlines by design, and both callbacks score the same photos.
+#[test]
+fn a_synthetic_run_with_two_callbacks_prints_no_false_notes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let config = common::small_config(
+        tmp.path(),
+        common::SmallRun {
+            name: "notes",
+            runs: &runs,
+            data_seed: 1,
+            train: 32,
+            seed: 0,
+            epochs: 1,
+            callbacks: "[[callbacks]]\nkind = \"cam\"\nnum_images = 2\n\n\
+                        [[callbacks]]\nkind = \"gradcam\"\nnum_images = 2\n",
+        },
+    );
+    let out = ok(&train(&["--config", config.to_str().unwrap()]));
+    let run = &common::run_dirs(&runs)[0];
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    for column in ["cam_pointing_game", "gradcam_pointing_game"] {
+        assert!(csv.contains(column), "{column} was not scored:\n{csv}");
+    }
+    for false_note in ["body_polygon_xy", "score different localization sets"] {
+        assert!(!out.contains(false_note), "`{false_note}` printed:\n{out}");
+    }
+}

@@ -214,6 +214,15 @@ faithfulness_steps = 10
         "1,3",
     ]));
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    // Step 0 has one name in every part of the report (the tables and the strips).
+    assert!(
+        html.contains("untrained"),
+        "step 0 is not labelled `untrained`"
+    );
+    assert!(
+        !html.contains("before training"),
+        "step 0 has a second name"
+    );
     let sources: Vec<&str> = html
         .split("src=\"")
         .skip(1)

@@ -8,6 +8,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, TensorData};
 
+use model::rng::SplitMix64;
+
 use crate::engine::inputs::{MapInputs, EPS};
 use crate::engine::method::Method;
 
@@ -283,16 +285,8 @@ impl CamMethod for RandomBaseline {
                 let hash = image.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
                     (h ^ u64::from(v.to_bits())).wrapping_mul(0x0100_0000_01b3)
                 });
-                let mut state = hash ^ x.seed;
-                (0..c).map(move |_| {
-                    // SplitMix64.
-                    state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                    let mut z = state;
-                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                    z ^= z >> 31;
-                    (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-                })
+                let mut rng = SplitMix64::new(hash ^ x.seed);
+                (0..c).map(move |_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
             })
             .collect();
         let device = x.activations.device();

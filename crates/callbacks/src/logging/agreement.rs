@@ -13,6 +13,7 @@ use crate::engine::pipeline::Method;
 use crate::logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
 use crate::logging::cam_logger::CamLogger;
 use crate::logging::sink::each_sink;
+use crate::logging::tags::{agreement_pair, Metric, AGREEMENT_MEASURES};
 use crate::scores::ranks::{spearman, top_fraction_iou};
 
 /// The fraction of pixels compared by the top-region IoU.
@@ -62,7 +63,7 @@ impl Agreement {
                 pairs.push(Pair {
                     a: la.name(),
                     b: lb.name(),
-                    label: format!("{}_vs_{}", name(la), name(lb)),
+                    label: agreement_pair(&name(la), &name(lb)),
                     must_agree: cam_and_gradcam
                         && la.layer == lb.layer
                         && pooled
@@ -107,12 +108,7 @@ impl Callback for Agreement {
     fn scalar_tags(&self) -> Vec<String> {
         self.pairs
             .iter()
-            .flat_map(|p| {
-                [
-                    format!("agreement/{}/spearman", p.label),
-                    format!("agreement/{}/top20_iou", p.label),
-                ]
-            })
+            .flat_map(|p| AGREEMENT_MEASURES.map(|measure| agreement_tag(&p.label, measure)))
             .collect()
     }
 
@@ -132,8 +128,8 @@ impl Callback for Agreement {
             else {
                 continue;
             };
-            for (name, value) in [("spearman", rho), ("top20_iou", iou)] {
-                let tag = format!("agreement/{}/{name}", pair.label);
+            for (measure, value) in AGREEMENT_MEASURES.into_iter().zip([rho, iou]) {
+                let tag = agreement_tag(&pair.label, measure);
                 each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
             }
             // NaN (e.g. constant maps) counts as a disagreement.
@@ -152,6 +148,15 @@ impl Callback for Agreement {
     }
 }
 
+/// The tag of a pair's agreement `measure`.
+fn agreement_tag(pair: &str, measure: &str) -> String {
+    Metric::Agreement {
+        pair: pair.into(),
+        measure: measure.into(),
+    }
+    .tag()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,26 +167,15 @@ mod tests {
     use model::{Backbone, Head, Vgg16};
 
     fn logger(method: Method, layer: &str) -> CamLogger {
-        CamLogger {
-            method,
-            options: Default::default(),
-            layer: layer.into(),
-            every: 1,
-            style: Default::default(),
-            images: ExplainedImages {
-                names: vec!["a".into(), "b".into()],
-                photos: vec![RgbImage::new(4, 4); 2],
-                labels: vec![0, 1],
-                class_names: vec!["cat".into(), "dog".into()],
-                activations: Tensor::zeros([2, 1, 1, 1], &Device::default()),
-                inputs: None,
-            },
-            localization: None,
-            faithfulness: None,
-            road_images: 0,
-            recompute_from: None,
-            history: Default::default(),
-        }
+        let images = ExplainedImages {
+            names: vec!["a".into(), "b".into()],
+            photos: vec![RgbImage::new(4, 4); 2],
+            labels: vec![0, 1],
+            class_names: vec!["cat".into(), "dog".into()],
+            activations: Tensor::zeros([2, 1, 1, 1], &Device::default()),
+            inputs: None,
+        };
+        CamLogger::new(method, Default::default(), layer, images)
     }
 
     /// Records scalars by tag into a shared list.

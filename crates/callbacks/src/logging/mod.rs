@@ -9,3 +9,4 @@ pub mod evolution;
 pub mod grid;
 pub mod image_sets;
 pub mod sink;
+pub mod tags;

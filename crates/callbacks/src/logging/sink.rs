@@ -40,7 +40,11 @@ pub trait Sink {
         step: i64,
     ) -> Result<(), SinkError> {
         let score = tag.split_once('/').map_or(tag, |(_, score)| score);
-        self.scalar(&format!("{series}/{score}"), value, step)
+        self.scalar(
+            &crate::logging::tags::method_tag(series, score),
+            value,
+            step,
+        )
     }
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;

@@ -8,8 +8,6 @@
 //!
 //! An all-zero map scores 0 on all three (no NaN).
 
-use rayon::prelude::*;
-
 /// A box in pixels: `[x0, y0, x1, y1]`, x1/y1 exclusive (a pixel (x, y) is inside when
 /// x0 ≤ x + 0.5 < x1 and y0 ≤ y + 0.5 < y1: its centre is in the box).
 pub type BoxXyxy = [f32; 4];
@@ -193,54 +191,6 @@ pub fn box_iou(map: &Map, b: &BoxXyxy, threshold: f32) -> f32 {
     largest_region_box(map, threshold).map_or(0.0, |r| iou(&r, b))
 }
 
-/// The three scores, averaged over images.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct LocalizationScores {
-    /// Mean pointing-game hit rate.
-    pub pointing_game: f32,
-    /// Mean energy in box.
-    pub energy_in_box: f32,
-    /// Mean box IoU.
-    pub box_iou: f32,
-}
-
-/// Score maps (each resized to its photo's original size) against their boxes.
-pub fn score(
-    maps: &[Map],
-    boxes: &[BoxXyxy],
-    sizes: &[(usize, usize)],
-    threshold: f32,
-) -> LocalizationScores {
-    let n = maps.len().min(boxes.len()).min(sizes.len());
-    if n == 0 {
-        return LocalizationScores::default();
-    }
-    // Images in parallel (a photo-sized map each); summed in order, so the result does not
-    // depend on the thread count.
-    let per_image: Vec<[f32; 3]> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let map = maps[i].resize(sizes[i].0, sizes[i].1);
-            [
-                pointing_game(&map, &boxes[i]),
-                energy_in_box(&map, &boxes[i]),
-                box_iou(&map, &boxes[i], threshold),
-            ]
-        })
-        .collect();
-    let mut s = LocalizationScores::default();
-    for [pointing, energy, iou] in per_image {
-        s.pointing_game += pointing;
-        s.energy_in_box += energy;
-        s.box_iou += iou;
-    }
-    LocalizationScores {
-        pointing_game: s.pointing_game / n as f32,
-        energy_in_box: s.energy_in_box / n as f32,
-        box_iou: s.box_iou / n as f32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,8 +320,6 @@ mod tests {
             ),
             (0.0, 0.0, 0.0)
         );
-        let s = score(&[m], &[b], &[(50, 50)], 0.2);
-        assert_eq!(s, LocalizationScores::default());
     }
 
     #[test]
@@ -385,9 +333,8 @@ mod tests {
         let big = m.resize(100, 60);
         assert_eq!((big.width, big.height), (100, 60));
         assert_eq!(pointing_game(&big, &[50.0, 0.0, 100.0, 30.0]), 1.0);
-        let s = score(&[m], &[[50.0, 0.0, 100.0, 30.0]], &[(100, 60)], 0.5);
-        assert_eq!(s.pointing_game, 1.0);
-        assert!(s.energy_in_box > 0.5 && s.box_iou > 0.3, "{s:?}");
+        let b = [50.0, 0.0, 100.0, 30.0];
+        assert!(energy_in_box(&big, &b) > 0.5 && box_iou(&big, &b, 0.5) > 0.3);
         assert_eq!(iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 1.0, 3.0, 3.0]), 1.0 / 7.0);
     }
 }

@@ -3,6 +3,5 @@
 pub mod bench;
 pub mod compare;
 pub mod explain;
-pub mod explain_boxes;
 pub mod pretrain;
 pub mod sanity;

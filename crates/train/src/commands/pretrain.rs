@@ -15,8 +15,8 @@ use model::{Backbone, Classifier, Head, HeadKind, Vgg16, VGG16_LAYERS};
 
 use crate::data::{images, synth};
 use crate::learn::epoch::{correct, predictions, train_epoch};
-use crate::rng::SplitMix64;
 use crate::tensors::{to_vec, write_safetensors};
+use model::rng::SplitMix64;
 
 /// Arguments of `train pretrain`.
 #[derive(Debug, Args)]

@@ -73,9 +73,11 @@ fn open_decoder<'a, R: std::io::BufRead + std::io::Seek + 'a>(
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(2 * MAX_PIXELS * 4);
     reader.limits(limits);
+    // `{e}` alone: an image error's source repeats its own message, so `{:#}` of a chain
+    // holding it would print the decoder's words twice.
     reader
         .into_decoder()
-        .with_context(|| format!("{what} is not a readable image"))
+        .map_err(|e| anyhow::anyhow!("{what} is not a readable image: {e}"))
 }
 
 /// The EXIF orientation a decoder reports; none (upright) when it has none or cannot read it.
@@ -96,8 +98,8 @@ fn decode_unguarded<R: std::io::BufRead + std::io::Seek>(
         );
     }
     let orientation = orientation_of(&mut decoder);
-    let mut image =
-        DynamicImage::from_decoder(decoder).with_context(|| format!("cannot decode {what}"))?;
+    let mut image = DynamicImage::from_decoder(decoder)
+        .map_err(|e| anyhow::anyhow!("cannot decode {what}: {e}"))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
 }
@@ -215,28 +217,6 @@ pub fn is_photo(path: &Path) -> bool {
         .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// The photos in a directory (not recursive), sorted by name.
-pub fn photos_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .path();
-        if path.is_file() && is_photo(&path) {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    if paths.is_empty() {
-        bail!(
-            "{} has no photos ({})",
-            dir.display(),
-            PHOTO_EXTENSIONS.join(", ")
-        );
-    }
-    Ok(paths)
-}
-
 /// Parse an input size: `224` (square) or `HEIGHTxWIDTH` such as `192x256`.
 pub fn parse_size(text: &str) -> Result<[usize; 2], String> {
     let parse = |s: &str| {
@@ -258,7 +238,32 @@ pub fn parse_size(text: &str) -> Result<[usize; 2], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::annotations::{upright_box, upright_point};
+
+    /// A corrupt JPEG's error says the decoder's words once (the image crate's error repeats
+    /// its message as its own source).
+    #[test]
+    fn a_corrupt_jpeg_is_described_once() {
+        let photo = RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        let mut bytes = Vec::new();
+        photo
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        // Keep the headers, garble the entropy-coded data and cut the end marker.
+        let cut = bytes.len() * 2 / 3;
+        for b in &mut bytes[cut - 200..cut] {
+            *b = 0xff;
+        }
+        bytes.truncate(cut);
+        let error = format!("{:#}", decode_rgb(&bytes, "photo.jpg").unwrap_err());
+        assert!(error.contains("photo.jpg"), "{error}");
+        let parts: Vec<&str> = error.split(": ").collect();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(part), "`{part}` twice in: {error}");
+        }
+    }
 
     #[test]
     fn sizes() {
@@ -343,6 +348,7 @@ mod format_tests {
 #[cfg(test)]
 mod orientation_tests {
     use super::*;
+    use crate::data::annotations::{upright_box, upright_point};
 
     const ALL: [Orientation; 8] = [
         Orientation::NoTransforms,

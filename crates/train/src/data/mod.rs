@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 pub use annotations::{read_annotations, Annotations};
 
 use crate::data::images::{is_photo, PHOTO_EXTENSIONS};
-use crate::rng::SplitMix64;
+use model::rng::SplitMix64;
 
 /// One image of a data set.
 #[derive(Debug, Clone)]

@@ -3,12 +3,12 @@
 //! forward, loss, backward, optimizer step; the mean loss and accuracy of the pass. The loss
 //! (BCE on one logit, cross-entropy on several) and the predictions are here too.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::rng::SplitMix64;
 use crate::tensors::to_vec;
+use model::rng::SplitMix64;
 
 /// Loss and accuracy over a pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +55,15 @@ pub fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     SplitMix64::new(seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch as u64)).shuffle(&mut order);
     order
+}
+
+/// Every trained parameter tensor must get a gradient each step: one that does not would
+/// silently stop learning (a broken autodiff graph).
+pub fn check_gradients(got: usize, trained: usize, what: &str) -> Result<()> {
+    if got != trained {
+        bail!("{what}: gradients for {got} of the {trained} trained parameter tensors");
+    }
+    Ok(())
 }
 
 /// How many `predicted` classes equal `labels`.

@@ -3,15 +3,17 @@
 //! the logit (one output) or cross-entropy (several). The checkpoint holds the head and the
 //! optimizer's state, so a resumed run continues exactly where it stopped.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use model::{Head, HeadKind};
 
-use crate::learn::epoch::{correct, loss, predictions, shuffled, train_epoch, Score};
-use crate::rng::SplitMix64;
+use crate::learn::epoch::{
+    check_gradients, correct, loss, predictions, shuffled, train_epoch, Score,
+};
 use crate::tensors::to_vec;
+use model::rng::SplitMix64;
 
 /// The head being trained, with its optimizer.
 pub struct HeadTraining {
@@ -85,12 +87,7 @@ impl HeadTraining {
             },
             |head, loss| {
                 let grads = GradientsParams::from_grads(loss.backward(), &head);
-                if grads.len() != trainable {
-                    bail!(
-                        "head training: gradients for {} of the head's {trainable} parameter tensors",
-                        grads.len(),
-                    );
-                }
+                check_gradients(grads.len(), trainable, "head training")?;
                 Ok(optimizer.step(learning_rate, head, grads))
             },
         )?;

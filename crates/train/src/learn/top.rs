@@ -2,7 +2,7 @@
 //! the head, trained on the cached input of the cut ([`CutActivations`]) under burn's autodiff,
 //! with burn's Adam and two learning rates (head, backbone). Below the cut nothing runs.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -10,9 +10,11 @@ use burn::tensor::{Device, Tensor};
 use model::{Backbone, Classifier, Head, HeadKind};
 
 use crate::features::cut::CutActivations;
-use crate::learn::epoch::{correct, loss, predictions, shuffled, train_epoch, Score};
-use crate::rng::SplitMix64;
+use crate::learn::epoch::{
+    check_gradients, correct, loss, predictions, shuffled, train_epoch, Score,
+};
 use crate::tensors::to_vec;
+use model::rng::SplitMix64;
 
 /// Rows per forward pass when evaluating.
 const EVAL_BATCH: usize = 32;
@@ -119,12 +121,7 @@ impl TopTraining {
             },
             |model, loss| {
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                if grads.len() != trainable {
-                    bail!(
-                        "fine-tuning: gradients for {} of the {trainable} trained parameter tensors",
-                        grads.len(),
-                    );
-                }
+                check_gradients(grads.len(), trainable, "fine-tuning")?;
                 Ok(optimizer.step(rates.clone(), model, grads))
             },
         )?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::config::Config;
-use crate::run::metrics::SECONDS_TAGS;
+use crate::run::metrics::{Metric, SECONDS_TAGS};
 use crate::run::progress::Progress;
 use crate::run::session::{Hook, Session};
 
@@ -39,8 +39,12 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
         }
         let head_seconds = epoch_start.elapsed().as_secs_f64();
         for (set, score) in &scores {
-            s.scalar(&format!("loss/{set}"), score.loss, epoch)?;
-            s.scalar(&format!("accuracy/{set}"), score.accuracy, epoch)?;
+            s.scalar(&Metric::Loss(set.to_string()).tag(), score.loss, epoch)?;
+            s.scalar(
+                &Metric::Accuracy(set.to_string()).tag(),
+                score.accuracy,
+                epoch,
+            )?;
         }
 
         let callbacks_start = Instant::now();

@@ -50,11 +50,13 @@ pub struct Inputs {
 pub fn load_inputs(config: &Config) -> Result<Inputs> {
     let data_config = setup::with_synthetic_data(config)?;
     let (train, val) = setup::load_data(&data_config)?;
+    // The synthetic set's boxes have no outlines by design: nothing to say about them.
+    let say_what_scores = config.data.synthetic.is_none();
     let boxes = data_config
         .data
         .boxes
         .as_deref()
-        .map(read_annotations_saying_what_scores)
+        .map(|path| read_annotations_saying_what_scores(path, say_what_scores))
         .transpose()?;
     Ok(Inputs { train, val, boxes })
 }
@@ -337,12 +339,13 @@ pub fn sinks(
     Ok(sinks)
 }
 
-/// `[data] boxes`, saying once which localization scores it allows: without outlines only the
-/// head-box ones.
-fn read_annotations_saying_what_scores(path: &Path) -> Result<Annotations> {
+/// `[data] boxes`, saying once (when `say`) which localization scores it allows: without
+/// outlines only the head-box ones.
+fn read_annotations_saying_what_scores(path: &Path, say: bool) -> Result<Annotations> {
     let annotations = data::read_annotations(path)?;
     let outlined = annotations.values().filter(|a| a.body.is_some()).count();
-    if outlined == 0 {
+    if !say {
+    } else if outlined == 0 {
         println!(
             "[data] boxes: {} has no body_polygon_xy outlines: only the head-box scores are \
              computed (pointing game, energy in box, box IoU), not MaxBoxAcc or PxAP",

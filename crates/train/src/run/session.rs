@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use callbacks::logging::tags::original_tag;
 use callbacks::{Callback, CallbackContext, Sink, SinkError};
 use model::Classifier;
 use tensorboard::SessionStatus;
@@ -150,7 +151,7 @@ impl Session {
         self.each_sink(|s| {
             s.text("config", &config_text, 0)?;
             for (name, photo) in originals {
-                s.images(&format!("originals/{name}"), std::slice::from_ref(photo), 0)?;
+                s.images(&original_tag(name), std::slice::from_ref(photo), 0)?;
             }
             s.hparams(&experiment, &hparams)?;
             s.flush()

@@ -237,37 +237,40 @@ pub fn cam_loggers(
             }
             None => None,
         };
-        out.loggers.push(CamLogger {
-            localization,
-            faithfulness: spec.faithfulness(),
-            road_images: spec.road_images,
-            recompute_from,
-            history: Default::default(),
-            method: spec.kind,
-            options: spec.options(config.run.seed),
-            layer: spec.layer.clone(),
-            every: spec.every(),
-            style: spec.style(),
-            images: ExplainedImages {
-                names: samples.iter().map(|s| s.name.clone()).collect(),
-                photos,
-                labels: samples.iter().map(|s| s.label).collect(),
-                class_names: class_names.to_vec(),
-                activations,
-                inputs,
-            },
-        });
+        let images = ExplainedImages {
+            names: samples.iter().map(|s| s.name.clone()).collect(),
+            photos,
+            labels: samples.iter().map(|s| s.label).collect(),
+            class_names: class_names.to_vec(),
+            activations,
+            inputs,
+        };
+        let options = spec.options(config.run.seed);
+        let logger = CamLogger::new(spec.kind, options, &spec.layer, images)
+            .with_every(spec.every())
+            .with_style(spec.style())
+            .with_localization(localization)
+            .with_faithfulness(spec.faithfulness())
+            .with_road_images(spec.road_images)
+            .with_recompute_from(recompute_from);
+        out.loggers.push(logger);
     }
-    // The baselines' metrics.csv columns are shared by the callbacks: say so when their sets
-    // differ (TensorBoard draws each method's own beside it).
-    let sets: Vec<(&CamLogger, &LocalizationSet)> = out
-        .loggers
+    note_different_localization_sets(&out.loggers);
+    Ok(out)
+}
+
+/// The baselines' metrics.csv columns are shared by the callbacks: say so when their sets
+/// differ (TensorBoard draws each method's own beside it).
+fn note_different_localization_sets(loggers: &[CamLogger]) {
+    let sets: Vec<(&CamLogger, &LocalizationSet)> = loggers
         .iter()
         .filter_map(|l| Some((l, l.localization.as_ref()?)))
         .collect();
     if let Some((first, set)) = sets.first() {
         for (logger, other) in &sets[1..] {
-            if other.baselines != set.baselines {
+            // The same photos give the same baselines (comparing the baselines' values would
+            // call equal sets different: a score without outlines is NaN, never equal to itself).
+            if other.annotations != set.annotations || other.sizes != set.sizes {
                 println!(
                     "note: {} and {} score different localization sets (localization_images): \
                      metrics.csv's baseline_* columns hold the last callback's baseline; \
@@ -277,5 +280,4 @@ pub fn cam_loggers(
             }
         }
     }
-    Ok(out)
 }

@@ -53,13 +53,14 @@ pub fn print(s: &Session) -> Result<()> {
         cache_bytes as f64 / 1e6,
         s.setup.memory_bytes as f64 / 1e6
     );
-    let skipped: Vec<_> = [&s.sets.train, &s.sets.val]
+    // Every set's unreadable files, eval sets' too, each under its set's name.
+    let skipped: Vec<_> = sets
         .iter()
-        .flat_map(|f| &f.extracted.skipped)
+        .flat_map(|(name, f)| f.extracted.skipped.iter().map(move |file| (name, file)))
         .collect();
     println!("  skipped files: {}", skipped.len());
-    for file in &skipped {
-        println!("    {}: {}", file.path.display(), file.reason);
+    for (set, file) in &skipped {
+        println!("    {set}: {}: {}", file.path.display(), file.reason);
     }
     print_scores(&table);
     println!(

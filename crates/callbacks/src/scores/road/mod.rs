@@ -41,6 +41,7 @@
 //! imputes 0; here the solver is skipped and the pixels are set to 0 explicitly (the dataset mean
 //! of an ImageNet-normalised input), plus the noise.
 
+use model::rng::SplitMix64;
 use rayon::prelude::*;
 
 pub mod error;
@@ -163,7 +164,7 @@ impl Imputer {
             let coarse = g.coarsen();
             grids.push(coarse);
         }
-        let mut rng = SplitMix(self.seed);
+        let mut rng = SplitMix64::new(self.seed);
         // Up to LANES channels at a time share every sweep over the grids.
         for group in out.chunks_mut(LANES * plane) {
             let mut b = vec![[0.0; LANES]; grids[0].diag.len()];
@@ -205,24 +206,6 @@ fn check(what: &'static str, expected: usize, got: usize) -> Result<(), RoadErro
             expected,
             got,
         })
-    }
-}
-
-/// SplitMix64 with Box–Muller: a small seeded source of N(0, 1) samples for the noise.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (1.0 - self.uniform(), self.uniform());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
     }
 }
 
@@ -405,7 +388,7 @@ mod tests {
 
     #[test]
     fn noise_samples_are_standard_normal() {
-        let mut rng = SplitMix(7);
+        let mut rng = SplitMix64::new(7);
         let x: Vec<f64> = (0..20_000).map(|_| f64::from(rng.normal())).collect();
         let mean = x.iter().sum::<f64>() / x.len() as f64;
         let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;

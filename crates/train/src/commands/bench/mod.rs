@@ -9,6 +9,7 @@
 //! The bench is also a check: a figure whose computation fails is an error, and so is a fast
 //! path that deviates from burn's ops by more than 1e-4 (relative to the largest value).
 
+mod backbones;
 mod machine;
 mod methods;
 mod pytorch;
@@ -130,121 +131,114 @@ fn interleaved(
     Ok((best_ours, best_theirs))
 }
 
+/// What every part of the bench shares: the mode, the device, PyTorch when asked, and the
+/// figures so far.
+struct Bench {
+    quick: bool,
+    repeats: usize,
+    rounds: usize,
+    threads: usize,
+    device: Device,
+    torch: Option<PyTorch>,
+    /// PyTorch's last measurement (its version and settings go into the JSON).
+    torch_seen: Option<pytorch::TorchFigure>,
+    figures: Figures,
+}
+
+impl Bench {
+    /// EfficientNet-Lite0's batch: 32, or 8 in quick mode.
+    fn effnet_batch(&self) -> usize {
+        if self.quick {
+            8
+        } else {
+            32
+        }
+    }
+
+    /// Our seconds, timed by `ours`, and with `--pytorch` PyTorch's for the script's `figure` at
+    /// `batch`, timed in turns (see [`interleaved`]).
+    fn against_pytorch(
+        &mut self,
+        figure: &str,
+        batch: usize,
+        ours: impl FnMut() -> Result<f64>,
+    ) -> Result<(f64, Option<f64>)> {
+        let (repeats, threads) = (self.repeats, self.threads);
+        let theirs = self
+            .torch
+            .as_ref()
+            .map(|t| move || t.time(figure, batch, repeats, threads));
+        interleaved(
+            self.rounds,
+            ours,
+            theirs
+                .as_ref()
+                .map(|f| f as &dyn Fn() -> Result<pytorch::TorchFigure>),
+            &mut self.torch_seen,
+        )
+    }
+}
+
 /// Run `train bench`.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let device = Device::flex();
-    let repeats = if args.quick { 1 } else { 3 };
-    let rounds = if args.quick { 1 } else { 2 };
-    let threads = rayon::current_num_threads();
     let torch = args.pytorch.as_deref().map(PyTorch::new).transpose()?;
     let machine = machine::describe();
-    let mut torch_seen = None;
-    let mut figures = Figures(Vec::new());
+    let mut bench = Bench {
+        quick: args.quick,
+        repeats: if args.quick { 1 } else { 3 },
+        rounds: if args.quick { 1 } else { 2 },
+        threads: rayon::current_num_threads(),
+        device,
+        torch,
+        torch_seen: None,
+        figures: Figures(Vec::new()),
+    };
     println!("machine: {}", machine::summary(&machine));
     println!("{:<52} {:>12} unit", "figure", "value");
 
-    // VGG16 to block5_conv3 at 224x224, batch 8: the fast path, burn's ops, PyTorch.
-    device.seed(0);
-    let vgg = Vgg16::random(1, &device);
-    let conv5_3 = model::vgg16::layer_index("block5_conv3").context("layer table")?;
-    let batch = Tensor::<4>::random([8, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device);
-    let fast = to_vec(vgg.run(batch.clone(), 0, conv5_3))?;
-    let reference = to_vec(vgg.run_burn(batch.clone(), 0, conv5_3))?;
-    let vgg_deviation = deviation(&fast, &reference);
-    let torch_vgg = torch
-        .as_ref()
-        .map(|t| move || t.time("vgg16_block5_conv3", 8, repeats, threads));
-    let (fast_s, torch_s) = interleaved(
-        rounds,
-        || {
-            best_seconds(repeats, || {
-                to_vec(vgg.run(batch.clone(), 0, conv5_3)).map(drop)
-            })
-        },
-        torch_vgg
-            .as_ref()
-            .map(|f| f as &dyn Fn() -> Result<pytorch::TorchFigure>),
-        &mut torch_seen,
-    )?;
-    let burn_s = best_seconds(if args.quick { 1 } else { 2 }, || {
-        to_vec(vgg.run_burn(batch.clone(), 0, conv5_3)).map(drop)
-    })?;
-    compared(
-        &mut figures,
-        "vgg16_block5_conv3_224_b8",
-        8,
-        fast_s,
-        torch_s,
-    );
-    figures.add(
-        "vgg16_block5_conv3_224_b8_burn_img_per_s",
-        8.0 / burn_s,
-        "img/s",
-    );
-    figures.add("vgg16_block5_conv3_224_b8_vs_burn", burn_s / fast_s, "x");
-    // 15.35 GMAC per image up to block5_conv3 (the direct convolution's count).
-    figures.add(
-        "vgg16_block5_conv3_224_b8_gflop_per_s",
-        8.0 / fast_s * 30.7,
-        "GFLOP/s (direct-conv count)",
-    );
-    figures.add(
-        "vgg16_fast_vs_burn_max_error_rel_to_max",
-        vgg_deviation as f64,
-        "",
-    );
-
-    // EfficientNet-Lite0, 224, batch 32 (8 in quick mode): our depthwise/1x1 kernels, burn's
-    // conv2d for every conv, PyTorch.
-    let effnet = EfficientNetLite0::random(&device);
-    let b = if args.quick { 8 } else { 32 };
-    let x = Tensor::<4>::random([b, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device);
-    // At a middle block and at the head (random weights saturate many ReLU6s late in the net).
-    let mut effnet_deviation = 0f32;
-    for end in [9, 17] {
-        effnet_deviation = effnet_deviation.max(deviation(
-            &to_vec(effnet.run(x.clone(), 0, end))?,
-            &to_vec(effnet.run_with_burn_ops(x.clone(), 0, end))?,
-        ));
+    let (vgg, vgg_deviation) = backbones::vgg16(&mut bench)?;
+    let effnet_deviation = backbones::effnet(&mut bench)?;
+    top_step(&mut bench)?;
+    cams_from_activations(&mut bench, vgg)?;
+    // Every explanation method from images, on the quickstart's network and EfficientNet.
+    methods::method_costs(&mut bench.figures, args.quick, &bench.device)?;
+    head_epochs(&mut bench)?;
+    decode_and_resize(&mut bench)?;
+    if let Some(mb) = peak_rss_mb() {
+        bench.figures.add("bench_peak_rss_mb", mb, "MB");
     }
-    let torch_effnet = torch
-        .as_ref()
-        .map(|t| move || t.time("effnet_lite0", b, repeats, threads));
-    let (s, torch_s) = interleaved(
-        rounds,
-        || best_seconds(repeats, || to_vec(effnet.run(x.clone(), 0, 17)).map(drop)),
-        torch_effnet
-            .as_ref()
-            .map(|f| f as &dyn Fn() -> Result<pytorch::TorchFigure>),
-        &mut torch_seen,
-    )?;
-    let s_burn = best_seconds(repeats, || {
-        to_vec(effnet.run_with_burn_ops(x.clone(), 0, 17)).map(drop)
-    })?;
-    compared(
-        &mut figures,
-        &format!("effnet_lite0_224_b{b}"),
-        b,
-        s,
-        torch_s,
-    );
-    figures.add(
-        &format!("effnet_lite0_224_b{b}_burn_img_per_s"),
-        b as f64 / s_burn,
-        "img/s",
-    );
-    figures.add(&format!("effnet_lite0_224_b{b}_vs_burn"), s_burn / s, "x");
-    figures.add(
-        "effnet_kernels_vs_burn_max_error_rel_to_max",
-        effnet_deviation as f64,
-        "",
-    );
 
-    // The fine-tuning step of configs/effnet-finetune.toml: block14..block16 + head conv + GAP +
-    // Linear on cached 192x7x7 inputs, forward, loss, backward, Adam with two rates.
+    if let Some(path) = &args.json {
+        write_json(
+            path,
+            args.quick,
+            &machine,
+            bench.torch_seen.as_ref(),
+            &bench.figures,
+        )?;
+    }
+    if bench.torch.is_none() {
+        println!(
+            "(no --pytorch: no ratios against PyTorch; scripts/setup-torch-venv.sh makes one)"
+        );
+    }
+    for (what, value) in [("VGG16", vgg_deviation), ("EfficientNet", effnet_deviation)] {
+        if value.is_nan() || value > MAX_DEVIATION {
+            bail!("{what}: our kernels deviate from burn's ops by {value:e} (relative to the largest value; limit {MAX_DEVIATION:e})");
+        }
+    }
+    Ok(())
+}
+
+/// The fine-tuning step of configs/effnet-finetune.toml: block14..block16 + head conv + GAP +
+/// Linear on cached 192x7x7 inputs, forward, loss, backward, Adam with two rates.
+fn top_step(bench: &mut Bench) -> Result<()> {
+    let device = &bench.device;
+    let b = bench.effnet_batch();
     let cut = 14;
     let backbone =
-        Backbone::EfficientNetLite0(EfficientNetLite0::random_trainable(Some(cut), &device));
+        Backbone::EfficientNetLite0(EfficientNetLite0::random_trainable(Some(cut), device));
     let mut top = TopTraining::new(
         backbone,
         HeadKind::GapLinear,
@@ -252,47 +246,42 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         cut,
         (1e-3, 1e-4),
         0,
-        &device,
+        device,
     );
     let inputs = CutActivations::from_tensor(
-        Tensor::<4>::random([b, 192, 7, 7], Distribution::Uniform(0.0, 2.0), &device),
+        Tensor::<4>::random([b, 192, 7, 7], Distribution::Uniform(0.0, 2.0), device),
         cut,
     )?;
     let labels: Vec<usize> = (0..b).map(|i| i % 2).collect();
-    let torch_top = torch
-        .as_ref()
-        .map(|t| move || t.time("effnet_top_step", b, repeats, threads));
+    let repeats = bench.repeats;
     let mut epoch = 0;
-    let (s, torch_s) = interleaved(
-        rounds,
-        || {
-            best_seconds(repeats, || {
-                epoch += 1;
-                top.train_epoch(&inputs, &labels, b, 0, epoch).map(drop)
-            })
-        },
-        torch_top
-            .as_ref()
-            .map(|f| f as &dyn Fn() -> Result<pytorch::TorchFigure>),
-        &mut torch_seen,
-    )?;
+    let (s, torch_s) = bench.against_pytorch("effnet_top_step", b, || {
+        best_seconds(repeats, || {
+            epoch += 1;
+            top.train_epoch(&inputs, &labels, b, 0, epoch).map(drop)
+        })
+    })?;
     compared(
-        &mut figures,
+        &mut bench.figures,
         &format!("effnet_top_step_b{b}"),
         b,
         s,
         torch_s,
     );
+    Ok(())
+}
 
-    // CAM and Grad-CAM for 16 validation images from cached activations (the callbacks' work:
-    // maps, ReLU, normalisation, resize to 224).
+/// CAM and Grad-CAM for 16 validation images from cached activations of `vgg` (the callbacks'
+/// work: maps, ReLU, normalisation, resize to 224).
+fn cams_from_activations(bench: &mut Bench, vgg: Vgg16) -> Result<()> {
+    let device = &bench.device;
     let classifier = Classifier {
         backbone: Backbone::Vgg16(vgg),
-        head: Head::new(HeadKind::GapLinear, 512, 1, &device),
+        head: Head::new(HeadKind::GapLinear, 512, 1, device),
     };
-    let acts = Tensor::<4>::random([16, 512, 14, 14], Distribution::Uniform(0.0, 2.0), &device);
+    let acts = Tensor::<4>::random([16, 512, 14, 14], Distribution::Uniform(0.0, 2.0), device);
     for method in [Method::Cam, Method::GradCam] {
-        let s = best_seconds(repeats, || {
+        let s = best_seconds(bench.repeats, || {
             let e = explain_activations(
                 &classifier,
                 "block5_conv3",
@@ -303,61 +292,52 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )?;
             to_vec(e.maps).map(drop)
         })?;
-        figures.add(
+        bench.figures.add(
             &format!("{method}_16_images_ms_per_img"),
             s / 16.0 * 1e3,
             "ms/img",
         );
     }
+    Ok(())
+}
 
-    // Every explanation method from images, on the quickstart's network and EfficientNet.
-    methods::method_costs(&mut figures, args.quick, &device)?;
-
-    // Head epochs on cached pooled features of 2,000 images (batch 32), both heads.
+/// Head epochs on cached pooled features of 2,000 images (batch 32), both heads.
+fn head_epochs(bench: &mut Bench) -> Result<()> {
     let n = 2000;
     let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
     for kind in [HeadKind::GapLinear, HeadKind::GapDense] {
-        let features = Tensor::<2>::random([n, 512], Distribution::Uniform(0.0, 1.0), &device);
-        let mut head = HeadTraining::new(kind, 512, 1, 1e-3, 0, &device);
+        let features =
+            Tensor::<2>::random([n, 512], Distribution::Uniform(0.0, 1.0), &bench.device);
+        let mut head = HeadTraining::new(kind, 512, 1, 1e-3, 0, &bench.device);
         let mut epoch = 0;
-        let s = best_seconds(repeats, || {
+        let s = best_seconds(bench.repeats, || {
             epoch += 1;
             head.train_epoch(&features, &labels, 32, 0, epoch).map(drop)
         })?;
         let name = kind.name().replace('-', "_");
-        figures.add(&format!("head_epoch_{name}_2000_images_s"), s, "s");
+        bench
+            .figures
+            .add(&format!("head_epoch_{name}_2000_images_s"), s, "s");
     }
+    Ok(())
+}
 
-    // Decoding and resizing a 500x375 JPEG (the feature pass's other cost).
+/// Decoding and resizing a 500x375 JPEG (the feature pass's other cost).
+fn decode_and_resize(bench: &mut Bench) -> Result<()> {
     let photo = image::RgbImage::from_fn(500, 375, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
     });
     let mut jpeg = std::io::Cursor::new(Vec::new());
     photo.write_to(&mut jpeg, image::ImageFormat::Jpeg)?;
     let jpeg = jpeg.into_inner();
-    let decode_s = best_seconds(repeats * 5, || {
+    let decode_s = best_seconds(bench.repeats * 5, || {
         let img = image::load_from_memory(&jpeg)?;
         crate::data::images::resize(&img.to_rgb8(), [224, 224]);
         Ok(())
     })?;
-    figures.add("decode_resize_500x375_jpeg_ms", decode_s * 1e3, "ms/img");
-    if let Some(mb) = peak_rss_mb() {
-        figures.add("bench_peak_rss_mb", mb, "MB");
-    }
-
-    if let Some(path) = &args.json {
-        write_json(path, args.quick, &machine, torch_seen.as_ref(), &figures)?;
-    }
-    if torch.is_none() {
-        println!(
-            "(no --pytorch: no ratios against PyTorch; scripts/setup-torch-venv.sh makes one)"
-        );
-    }
-    for (what, value) in [("VGG16", vgg_deviation), ("EfficientNet", effnet_deviation)] {
-        if value.is_nan() || value > MAX_DEVIATION {
-            bail!("{what}: our kernels deviate from burn's ops by {value:e} (relative to the largest value; limit {MAX_DEVIATION:e})");
-        }
-    }
+    bench
+        .figures
+        .add("decode_resize_500x375_jpeg_ms", decode_s * 1e3, "ms/img");
     Ok(())
 }
 

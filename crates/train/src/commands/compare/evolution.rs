@@ -10,7 +10,7 @@ use image::codecs::gif::{GifEncoder, Repeat};
 use image::{Delay, Frame, Rgb, RgbImage};
 use tensorboard::read::LoggedImage;
 
-use super::html::{escape, file_safe};
+use super::html::{escape, file_safe, step_label};
 
 /// At most this many frames in a strip.
 pub const MAX_STRIP_FRAMES: usize = 11;
@@ -59,15 +59,6 @@ pub fn strip_steps(steps: &[i64], max: usize) -> Vec<i64> {
         .collect();
     picked.dedup();
     picked
-}
-
-/// A step's label: "untrained" for step 0, else "epoch N".
-pub fn step_label(step: i64) -> String {
-    if step == 0 {
-        "untrained".into()
-    } else {
-        format!("epoch {step}")
-    }
 }
 
 /// Every logged image of `tag`, decoded, by step (the last record of a step wins: a resumed

@@ -67,6 +67,16 @@ window.addEventListener("load", function () {
 </body></html>
 "#;
 
+/// A step's label, the same in every part of the report: "untrained" for step 0 (the maps of
+/// the untrained head), else "epoch N".
+pub fn step_label(step: i64) -> String {
+    if step == 0 {
+        "untrained".into()
+    } else {
+        format!("epoch {step}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Epochs whose overlays are shown in the tables, comma-separated (default: each run's
-    /// first, middle and last logged step, 0 = before training).
+    /// first, middle and last logged step, 0 = the untrained head).
     #[arg(long, value_delimiter = ',')]
     pub epochs: Vec<i64>,
     /// At most this many validation images.
@@ -129,7 +129,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             escape(&r.methods.join(", ")),
             epochs
                 .iter()
-                .map(|&e| overlays::step_name(e))
+                .map(|&e| html::step_label(e))
                 .collect::<Vec<_>>()
                 .join(", "),
             escape(&r.dir.display().to_string())
@@ -153,7 +153,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// The steps at which `run` logged overlays (tags `<method>/<image>`; 0 = before training).
+/// The steps at which `run` logged overlays (tags `<method>/<image>`; 0 = the untrained head).
 fn overlay_steps(run: &Run) -> BTreeSet<i64> {
     run.images
         .iter()

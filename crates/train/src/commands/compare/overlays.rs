@@ -9,17 +9,8 @@ use anyhow::{Context, Result};
 use tensorboard::read::LoggedImage;
 
 use super::evolution;
-use super::html::{escape, file_safe};
+use super::html::{escape, file_safe, step_label};
 use super::Run;
-
-/// A step in a table header: step 0 is the untrained head.
-pub fn step_name(step: i64) -> String {
-    if step == 0 {
-        "before training".into()
-    } else {
-        format!("epoch {step}")
-    }
-}
 
 /// The section; `epochs[r]` are run r's epochs in the table. Files go to `images_dir`.
 pub fn section(
@@ -59,7 +50,7 @@ pub fn section(
                         "<th>{} {}<br>{}</th>",
                         escape(&r.label),
                         escape(method),
-                        step_name(epoch)
+                        step_label(epoch)
                     );
                     let image = find(r, &format!("{method}/{name}"), epoch);
                     cells.push(save(

@@ -82,20 +82,7 @@ pub fn run(args: &SanityArgs) -> Result<()> {
     )?;
 
     let checked = checked_methods(args, &config, &model)?;
-    let originals = crate::event_images::logged_images(&run_dir, "originals/")?;
-    if originals.is_empty() {
-        bail!(
-            "{}: the run logged no validation images (originals/* in its TensorBoard log; \
-             it needs [[callbacks]] and [logging] tensorboard = true)",
-            run_dir.display()
-        );
-    }
-    let originals: Vec<_> = originals.into_iter().take(args.images.max(1)).collect();
-    let names: Vec<String> = originals
-        .iter()
-        .map(|(tag, ..)| tag.trim_start_matches("originals/").to_string())
-        .collect();
-    let photos: Vec<image::RgbImage> = originals.into_iter().map(|(_, _, p)| p).collect();
+    let (names, photos) = logged_photos(&run_dir, args.images)?;
     let x = crate::data::images::to_tensor(&photos, &device);
     // Every stage explains the classes the trained model predicts.
     let logits = crate::tensors::to_vec(model.forward(x.clone()))?;
@@ -107,16 +94,7 @@ pub fn run(args: &SanityArgs) -> Result<()> {
 
     let trained = stage_maps(&model, &x, &classes, &checked)?;
     let [h, w] = [photos[0].height() as usize, photos[0].width() as usize];
-    let mut stage_names = vec!["trained".to_string(), "head".to_string()];
-    // EfficientNet's last conv is the layer `head`; its stage is `head_conv` so it is not
-    // confused with the classifier head's stage.
-    stage_names.extend(model.backbone.blocks().into_iter().map(|(name, _)| {
-        if name == "head" {
-            "head_conv".to_string()
-        } else {
-            name
-        }
-    }));
+    let stage_names = stage_names(&model);
     // draws[r][method][stage − 1]; the first draw's maps are kept for the grids.
     let mut draws: Vec<Vec<Vec<Similarity>>> = Vec::new();
     let mut first_stages: Vec<StageMaps> = vec![trained.clone()];
@@ -171,6 +149,43 @@ pub fn run(args: &SanityArgs) -> Result<()> {
             draws: args.repeats.max(1),
         },
     )
+}
+
+/// The names and photos of the first `images` (at least one) validation images the run logged.
+fn logged_photos(
+    run_dir: &std::path::Path,
+    images: usize,
+) -> Result<(Vec<String>, Vec<image::RgbImage>)> {
+    let originals = crate::event_images::logged_images(run_dir, "originals/")?;
+    if originals.is_empty() {
+        bail!(
+            "{}: the run logged no validation images (originals/* in its TensorBoard log; \
+             it needs [[callbacks]] and [logging] tensorboard = true)",
+            run_dir.display()
+        );
+    }
+    let originals: Vec<_> = originals.into_iter().take(images.max(1)).collect();
+    let names: Vec<String> = originals
+        .iter()
+        .map(|(tag, ..)| tag.trim_start_matches("originals/").to_string())
+        .collect();
+    let photos: Vec<image::RgbImage> = originals.into_iter().map(|(_, _, p)| p).collect();
+    Ok((names, photos))
+}
+
+/// "trained", "head", then the backbone's blocks top first.
+fn stage_names(model: &Classifier) -> Vec<String> {
+    let mut stage_names = vec!["trained".to_string(), "head".to_string()];
+    // EfficientNet's last conv is the layer `head`; its stage is `head_conv` so it is not
+    // confused with the classifier head's stage.
+    stage_names.extend(model.backbone.blocks().into_iter().map(|(name, _)| {
+        if name == "head" {
+            "head_conv".to_string()
+        } else {
+            name
+        }
+    }));
+    stage_names
 }
 
 /// The methods to check: `--methods`, or the run's callbacks.

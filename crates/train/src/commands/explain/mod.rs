@@ -1,19 +1,23 @@
 //! `train explain`: heatmaps for photos (or a tensor file) from a backbone + head.
 
+pub mod boxes;
+mod inputs;
+mod outputs;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use callbacks::{
-    explain_with, guided_backprop, guided_beside_photo, guided_gradcam, overlay, Colormap, Method,
-    Options, OverlayStyle, Target,
+    explain_with, guided_backprop, guided_gradcam, Colormap, Method, Options, OverlayStyle, Target,
 };
 use clap::Args;
-use image::RgbImage;
 use model::{BackboneKind, Classifier, HeadKind, WeightFile};
 
 use crate::data::images;
-use crate::tensors::{to_vec, write_safetensors};
+use crate::tensors::to_vec;
+use inputs::load_inputs;
+use outputs::Explained;
 
 /// Arguments of `train explain`.
 #[derive(Debug, Args)]
@@ -113,6 +117,13 @@ pub enum ExplainMethod {
     GuidedGradCam,
 }
 
+impl ExplainMethod {
+    /// Whether the method gives guided gradients [N, 3, H, W] rather than maps.
+    pub fn is_guided(self) -> bool {
+        !matches!(self, Self::Map(_))
+    }
+}
+
 impl std::str::FromStr for ExplainMethod {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -144,126 +155,6 @@ fn parse_target(text: &str) -> Result<Target, String> {
     text.parse::<usize>()
         .map(Target::Class)
         .map_err(|_| format!("bad target `{text}`: expected `predicted` or a class index"))
-}
-
-/// The images to explain, already normalised, with their photos and output names.
-struct Inputs {
-    batch: Tensor<4>,
-    photos: Vec<RgbImage>,
-    names: Vec<String>,
-    /// Each photo's file (none for a tensor file's images).
-    paths: Vec<Option<PathBuf>>,
-}
-
-fn load_inputs(args: &ExplainArgs, device: &Device) -> Result<Inputs> {
-    let input = &args.input;
-    let is_tensor_file = input
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-    if is_tensor_file {
-        let file = WeightFile::open(input).with_context(|| "--input")?;
-        let shape = file.shape("input").with_context(|| "--input")?;
-        let [n, c, h, w] = shape[..] else {
-            bail!(
-                "--input {}: `input` must be [N, 3, H, W], is {shape:?}",
-                input.display()
-            );
-        };
-        if c != 3 {
-            bail!(
-                "--input {}: `input` must have 3 channels, has {c}",
-                input.display()
-            );
-        }
-        let values = file.tensor("input", &shape)?;
-        let batch = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), device);
-        let photos = images::from_tensor(batch.clone())?;
-        let names = (0..n).map(|i| format!("image_{i:03}")).collect();
-        let paths = vec![None; n];
-        return Ok(Inputs {
-            batch,
-            photos,
-            names,
-            paths,
-        });
-    }
-    let paths = if input.is_dir() {
-        // Not the output directory, when it lies inside the input (a second run would
-        // explain the first one's overlays).
-        let out = args.out_dir.canonicalize().ok();
-        let mut paths = images::photos_under(input)?;
-        paths.retain(|p| match (&out, p.canonicalize()) {
-            (Some(out), Ok(p)) => !p.starts_with(out),
-            _ => true,
-        });
-        paths
-    } else if input.is_file() {
-        vec![input.clone()]
-    } else {
-        bail!("--input {}: no such file or directory", input.display());
-    };
-    let mut photos = Vec::new();
-    let mut names = Vec::new();
-    let mut kept = Vec::new();
-    for path in &paths {
-        match images::read_rgb(path) {
-            Ok(photo) => {
-                photos.push(images::resize(&photo, args.size));
-                names.push(output_name(input, path));
-                kept.push(Some(path.clone()));
-            }
-            // One unreadable photo in a directory should not stop the rest.
-            Err(e) if paths.len() > 1 => eprintln!("warning: skipping {}: {e:#}", path.display()),
-            Err(e) => return Err(e),
-        }
-    }
-    if photos.is_empty() {
-        bail!("--input {}: no readable photos", input.display());
-    }
-    let mut seen = std::collections::HashMap::new();
-    for (name, path) in names.iter().zip(&kept) {
-        if let Some(earlier) = seen.insert(name.clone(), path) {
-            bail!(
-                "--input {}: {} and {} would both be written as {name}.png (rename one)",
-                input.display(),
-                display(earlier),
-                display(path)
-            );
-        }
-    }
-    let batch = images::to_tensor(&photos, device);
-    Ok(Inputs {
-        batch,
-        photos,
-        names,
-        paths: kept,
-    })
-}
-
-fn display(path: &Option<PathBuf>) -> String {
-    path.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
-}
-
-/// A photo's output name: its path under `--input` without the extension, folders joined by
-/// `_` (`cat/Abyssinian_12.jpg` → `cat_Abyssinian_12`); a single photo's stem.
-fn output_name(input: &Path, path: &Path) -> String {
-    match path.strip_prefix(input) {
-        Ok(relative) if input.is_dir() => relative
-            .with_extension("")
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("_"),
-        _ => stem(path),
-    }
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into())
 }
 
 /// A trained classifier from its files: the backbone's weights and the head exported by a run
@@ -338,7 +229,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         aug_smooth: args.aug_smooth,
         seed: args.seed,
     };
-    let guided = !matches!(args.method, ExplainMethod::Map(_));
+    let guided = args.method.is_guided();
     if guided && args.boxes.is_some() {
         bail!("--boxes scores maps; {} gives gradients", args.method);
     }
@@ -351,25 +242,33 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     let inputs = load_inputs(args, &device)?;
     // The boxes file is read and matched before any map is computed.
     let annotations = match &args.boxes {
-        Some(boxes) => Some(crate::commands::explain_boxes::annotations_for(
-            boxes,
-            &inputs.paths,
-        )?),
+        Some(file) => Some(boxes::annotations_for(file, &inputs.paths)?),
         None => None,
     };
-    let [n, _, height, width] = inputs.batch.dims();
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create --out-dir {}", args.out_dir.display()))?;
+    let explained = explain_all(args, &model, &layer, options, &inputs.batch)?;
+    outputs::write(args, &inputs, explained, &style, annotations.as_ref())
+}
 
+/// Explain `batch` a `--batch-size` at a time with `--method` at `layer`.
+fn explain_all(
+    args: &ExplainArgs,
+    model: &Classifier,
+    layer: &str,
+    options: Options,
+    batch: &Tensor<4>,
+) -> Result<Explained> {
+    let n = batch.dims()[0];
     let (mut maps, mut raw, mut logits, mut classes) = (vec![], vec![], vec![], vec![]);
     let mut raw_shape = [0, 0];
     let mut num_logits = 0;
     for start in (0..n).step_by(args.batch_size) {
         let len = args.batch_size.min(n - start);
-        let batch = inputs.batch.clone().narrow(0, start, len);
+        let batch = batch.clone().narrow(0, start, len);
         let (values, batch_logits, batch_classes) = match args.method {
             ExplainMethod::Map(method) => {
-                let out = explain_with(&model, batch, &layer, method, options)?;
+                let out = explain_with(model, batch, layer, method, options)?;
                 let [_, h, w] = out.raw.dims();
                 raw_shape = [h, w];
                 raw.extend(to_vec(out.raw)?);
@@ -377,8 +276,8 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
             }
             guided => {
                 let out = match guided {
-                    ExplainMethod::GuidedBackprop => guided_backprop(&model, batch, args.target)?,
-                    _ => guided_gradcam(&model, batch, &layer, args.target)?,
+                    ExplainMethod::GuidedBackprop => guided_backprop(model, batch, args.target)?,
+                    _ => guided_gradcam(model, batch, layer, args.target)?,
                 };
                 (out.values.reshape([0, 0, -1]), out.logits, out.classes)
             }
@@ -388,68 +287,12 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         logits.extend(to_vec(batch_logits)?);
         classes.extend(to_vec(batch_classes.float())?);
     }
-
-    let plane = height * width * if guided { 3 } else { 1 };
-    println!(
-        "{:<28} {:>10} {:>9}  explained",
-        "image", "logit(s)", "predicted"
-    );
-    for (i, (name, photo)) in inputs.names.iter().zip(&inputs.photos).enumerate() {
-        let values = &maps[i * plane..(i + 1) * plane];
-        let picture = match guided {
-            true => guided_beside_photo(values, photo),
-            false => overlay(values, photo, &style),
-        };
-        let path = args.out_dir.join(format!("{name}.png"));
-        picture
-            .save(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let row = &logits[i * num_logits..(i + 1) * num_logits];
-        let (predicted, _) = callbacks::scores::probabilities::prediction(row);
-        let shown: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
-        println!(
-            "{name:<28} {:>10} {:>9}  {} ({})",
-            shown.join(","),
-            class_name(predicted, num_logits),
-            class_name(classes[i] as usize, num_logits),
-            args.method
-        );
-    }
-    let maps_path = args.out_dir.join("maps.safetensors");
-    if let Some(annotations) = &annotations {
-        let method = args.method.to_string();
-        let plane = [height, width];
-        let out = crate::commands::explain_boxes::score(
-            annotations,
-            &method,
-            &maps,
-            plane,
-            &inputs.paths,
-            &localization_baselines(args.baselines),
-            &args.out_dir,
-        )?;
-        println!("wrote {}", out.display());
-    }
-    let mut tensors = vec![
-        ("logits".to_string(), vec![n, num_logits], logits),
-        ("classes".to_string(), vec![n], classes),
-    ];
-    match guided {
-        true => tensors.push(("maps".to_string(), vec![n, 3, height, width], maps)),
-        false => {
-            tensors.push(("maps".to_string(), vec![n, height, width], maps));
-            tensors.push(("raw".to_string(), vec![n, raw_shape[0], raw_shape[1]], raw));
-        }
-    }
-    write_safetensors(&maps_path, &tensors, Default::default())?;
-    println!("wrote {n} overlays and {}", maps_path.display());
-    Ok(())
-}
-
-fn class_name(class: usize, num_logits: usize) -> String {
-    match (num_logits, class) {
-        (1, 0) => "cat".into(),
-        (1, _) => "dog".into(),
-        _ => class.to_string(),
-    }
+    Ok(Explained {
+        maps,
+        raw,
+        raw_shape,
+        logits,
+        num_logits,
+        classes,
+    })
 }

@@ -1,4 +1,5 @@
-//! A tiny seeded generator (SplitMix64) for the split, batch order and head initialisation.
+//! A tiny seeded generator (SplitMix64), the one source of random numbers of every crate: the
+//! split, batch order and head initialisation, the random-baseline maps, ROAD's noise.
 //! Hand-written on purpose: its output is fixed forever, so a seed reproduces a run exactly
 //! across versions and platforms (rand's `StdRng` makes no such promise).
 
@@ -28,6 +29,12 @@ impl SplitMix64 {
     /// Uniform in [0, n).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_f64() * n as f64) as usize % n.max(1)
+    }
+
+    /// A standard normal sample (Box–Muller on two uniforms).
+    pub fn normal(&mut self) -> f32 {
+        let (u, v) = (1.0 - self.next_f64(), self.next_f64());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
     }
 
     /// Fisher–Yates shuffle.

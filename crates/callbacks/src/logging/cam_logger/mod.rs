@@ -14,14 +14,16 @@ use crate::engine::pipeline::{
 use crate::logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
 use crate::logging::evolution::MapHistory;
 use crate::logging::grid::{grid, grid_with_columns};
+
+mod localization;
 use crate::logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
 use crate::logging::sink::{each_sink, Sink};
+use crate::logging::tags::{evolution_tag, method_tag};
 use crate::render::{overlay, OverlayStyle};
 use crate::scores::faithfulness::{self, FaithfulnessScores};
-use crate::scores::localization::Map;
-use crate::scores::localization_report::{score_photos, LocalizationSummary};
 use crate::scores::probabilities::prediction;
 use crate::scores::road::RoadSummary;
+use localization::baseline_scores;
 
 /// Renders `method` heatmaps of fixed validation images before training (step 0) and every
 /// `every` epochs: one TensorBoard image tag per image (`<method>/<name>`, step = epoch), a grid
@@ -62,6 +64,63 @@ pub struct CamLogger {
 }
 
 impl CamLogger {
+    /// A logger of `method` at `layer` on `images`, drawing every epoch with the default
+    /// overlay style, scoring nothing; the `with_*` methods below add the rest.
+    pub fn new(method: Method, options: Options, layer: &str, images: ExplainedImages) -> Self {
+        Self {
+            method,
+            options,
+            layer: layer.into(),
+            every: 1,
+            style: OverlayStyle::default(),
+            images,
+            localization: None,
+            faithfulness: None,
+            road_images: 0,
+            recompute_from: None,
+            history: MapHistory::default(),
+        }
+    }
+
+    /// Draw every `every` epochs (and at step 0 and the last epoch).
+    pub fn with_every(mut self, every: usize) -> Self {
+        self.every = every;
+        self
+    }
+
+    /// Overlay colours.
+    pub fn with_style(mut self, style: OverlayStyle) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// Score localization on `set` at every drawing.
+    pub fn with_localization(mut self, set: Option<LocalizationSet>) -> Self {
+        self.localization = set;
+        self
+    }
+
+    /// Score faithfulness at every drawing.
+    pub fn with_faithfulness(mut self, settings: Option<FaithfulnessSettings>) -> Self {
+        self.faithfulness = settings;
+        self
+    }
+
+    /// Score ROAD on the first `images` images at every drawing (0: off).
+    pub fn with_road_images(mut self, images: usize) -> Self {
+        self.road_images = images;
+        self
+    }
+
+    /// The cached activations are the input of layer `cut` (a fine-tuning run training the
+    /// logger's layer): each drawing runs them through the current weights.
+    pub fn with_recompute_from(mut self, cut: Option<usize>) -> Self {
+        self.recompute_from = cut;
+        self
+    }
+}
+
+impl CamLogger {
     /// Names of the scalars this logger writes each epoch (tags `<method>/<name>`).
     fn scalar_names(&self) -> Vec<&'static str> {
         let mut names = vec!["drift", "drift_from_start"];
@@ -75,37 +134,6 @@ impl CamLogger {
             names.extend(RoadSummary::NAMES);
         }
         names
-    }
-
-    /// The maps' localization scores on `set`, in [`LocalizationSummary::scores`]' order.
-    fn localize(
-        &self,
-        model: &Classifier,
-        set: &LocalizationSet,
-    ) -> Result<Vec<(&'static str, f64)>, CallbackError> {
-        let n = set.annotations.len();
-        let [h, w] = set.input_size;
-        let mut report = set.report();
-        let chunk = 64;
-        for start in (0..n).step_by(chunk) {
-            let len = chunk.min(n - start);
-            let inputs = set.inputs.as_ref().map(|x| x.clone().narrow(0, start, len));
-            let cached = set.activations.clone().narrow(0, start, len);
-            let out = self.explain(model, cached, inputs, [h, w])?;
-            let values = to_vec(out.maps, "maps")?;
-            let truths = &set.annotations[start..start + len];
-            let chunk_report = score_photos(&set.report(), truths, |i| {
-                let (width, height) = set.sizes[start + i];
-                Map {
-                    width: w,
-                    height: h,
-                    values: values[i * h * w..(i + 1) * h * w].to_vec(),
-                }
-                .resize(width, height)
-            });
-            report.merge(&chunk_report);
-        }
-        Ok(report.summary().scores())
     }
 }
 
@@ -201,7 +229,7 @@ impl CamLogger {
             scalars.extend(RoadSummary::NAMES.into_iter().zip(scores.values()));
         }
         for (name, value) in scalars {
-            let tag = format!("{method}/{name}");
+            let tag = method_tag(method, name);
             each_sink(ctx.sinks, |s| s.scalar(&tag, value, step))?;
         }
         ctx.rendered.push(RenderedMaps {
@@ -254,7 +282,7 @@ impl CamLogger {
             ));
             each_sink(sinks, |s| {
                 s.images(
-                    &format!("{method}/{name}"),
+                    &method_tag(method, name),
                     std::slice::from_ref(&picture),
                     step,
                 )
@@ -264,41 +292,15 @@ impl CamLogger {
         let tiled = grid(&overlays);
         each_sink(sinks, |s| {
             s.images(
-                &format!("{method}/grid"),
+                &method_tag(method, "grid"),
                 std::slice::from_ref(&tiled),
                 step,
             )
         })?;
         each_sink(sinks, |s| {
-            s.text(&format!("{method}/captions"), &captions, step)
+            s.text(&method_tag(method, "captions"), &captions, step)
         })?;
         Ok(())
-    }
-
-    /// The maps' localization scores on `set` (see [`localize`](Self::localize)), after
-    /// logging the set's baselines beside each score at `step`.
-    fn localization_scalars(
-        &self,
-        ctx: &mut CallbackContext,
-        set: &LocalizationSet,
-        step: i64,
-    ) -> Result<Vec<(&'static str, f32)>, CallbackError> {
-        let method = self.method.name();
-        let mut scalars = Vec::new();
-        for (name, value) in self.localize(ctx.model, set)? {
-            scalars.push((name, value as f32));
-        }
-        // Each baseline beside each score: in TensorBoard a second run-like series in the
-        // score's chart; in metrics.csv `baseline_<kind>_<score>`.
-        for (baseline, summary) in &set.baselines {
-            for (name, value) in baseline_scores(summary) {
-                let tag = format!("{method}/{name}");
-                each_sink(ctx.sinks, |s| {
-                    s.series_scalar(baseline.name(), &tag, value as f32, step)
-                })?;
-            }
-        }
-        Ok(scalars)
     }
 }
 
@@ -309,15 +311,10 @@ fn predicted_classes(logits: &[f32], num_logits: usize, n: usize) -> Vec<usize> 
         .collect()
 }
 
-/// The scores a baseline is logged with: all but `box_iou`, whose region threshold is each
-/// method's own (so a baseline's value would depend on which callback logged it).
-fn baseline_scores(summary: &LocalizationSummary) -> Vec<(&'static str, f64)> {
-    let mut scores = summary.scores();
-    scores.retain(|(name, _)| *name != "box_iou");
-    scores
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>, CallbackError> {
+pub(crate) fn to_vec<const D: usize>(
+    t: Tensor<D>,
+    what: &'static str,
+) -> Result<Vec<f32>, CallbackError> {
     t.into_data()
         .convert::<f32>()
         .try_to_vec()
@@ -337,12 +334,12 @@ impl Callback for CamLogger {
         let mut tags: Vec<String> = self
             .scalar_names()
             .into_iter()
-            .map(|name| format!("{method}/{name}"))
+            .map(|name| method_tag(method, name))
             .collect();
         if let Some(set) = &self.localization {
             for (baseline, summary) in &set.baselines {
                 for (name, _) in baseline_scores(summary) {
-                    tags.push(format!("{}/{name}", baseline.name()));
+                    tags.push(method_tag(baseline.name(), name));
                 }
             }
         }
@@ -380,7 +377,7 @@ impl Callback for CamLogger {
             let strip = grid_with_columns(&overlays, overlays.len());
             each_sink(ctx.sinks, |s| {
                 s.images(
-                    &format!("{method}/evolution/{name}"),
+                    &evolution_tag(method, name),
                     std::slice::from_ref(&strip),
                     last as i64,
                 )
@@ -393,7 +390,7 @@ impl Callback for CamLogger {
             steps.join(", ")
         );
         each_sink(ctx.sinks, |s| {
-            s.text(&format!("{method}/evolution"), &text, last as i64)
+            s.text(&method_tag(method, "evolution"), &text, last as i64)
         })?;
         Ok(())
     }
