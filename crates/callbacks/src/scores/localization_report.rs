@@ -225,6 +225,15 @@ impl Baseline {
     /// Every baseline.
     pub const ALL: [Baseline; 2] = [Baseline::Centre, Baseline::Uniform];
 
+    /// The baselines scored beside a method: the centre one always, the uniform one on request
+    /// (`[data] uniform_baseline`, `train explain --baselines`).
+    pub fn scored(uniform: bool) -> Vec<Baseline> {
+        match uniform {
+            true => vec![Baseline::Centre, Baseline::Uniform],
+            false => vec![Baseline::Centre],
+        }
+    }
+
     /// The name its scores are logged under (`baseline_centre/<score>`).
     pub fn name(self) -> &'static str {
         match self {

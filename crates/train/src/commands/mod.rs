@@ -1,6 +1,7 @@
 //! The subcommands besides training: `train explain`, `sanity`, `compare`, `bench`, `pretrain`.
 
 pub mod bench;
+pub mod classifier;
 pub mod compare;
 pub mod explain;
 pub mod pretrain;

@@ -468,7 +468,7 @@ learning_rate = 1e-3
         let text = BASE
             .replace("no/such/weights.pth", "data/weights/vgg16-397923af.pth")
             .replace("no/such/train", "data/cats_and_dogs_filtered/train")
-            .replace("no/such/val", "${SHARED_DIR}/data/catdog/val");
+            .replace("no/such/val", "${SHARED_DIR}/no/such/val");
         let mut config = Config::parse(&text).unwrap();
         let cwd = Path::new("/nowhere");
         config.resolve_paths(cwd);
@@ -478,7 +478,7 @@ learning_rate = 1e-3
              with `scripts/fetch-weights.sh vgg16`)",
             "[data] train_dir: /nowhere/data/cats_and_dogs_filtered/train does not exist (get it \
              with `scripts/fetch-data.sh`)",
-            "/data/catdog/val does not exist (it is looked for under ${SHARED_DIR} = ",
+            "/no/such/val does not exist (it is looked for under ${SHARED_DIR} = ",
         ] {
             assert!(error.contains(expected), "{expected}\n{error}");
         }

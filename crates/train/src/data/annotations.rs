@@ -211,3 +211,50 @@ pub fn upright_annotation(path: &Path, truth: &Annotation) -> Result<(Annotation
     }
     Ok((truth, (w as usize, h as usize)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A box or outline reaching outside its photo is an error naming the file; a point on the
+    /// border, or a pixel past it, is accepted (an outline at 1e30 used to be clipped to the
+    /// whole photo and score MaxBoxAccV2 and PxAP of 1.0).
+    #[test]
+    fn annotations_outside_their_photo_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("cat.1.png");
+        image::RgbImage::new(200, 100).save(&photo).unwrap();
+        let inside = Annotation {
+            head: [10.0, 10.0, 60.0, 50.0],
+            body: Some(vec![
+                (0.0, 0.0),
+                (200.0, 0.0),
+                (201.5, 100.0),
+                (-1.0, 100.5),
+            ]),
+        };
+        let (upright, size) = upright_annotation(&photo, &inside).unwrap();
+        assert_eq!((upright, size), (inside.clone(), (200, 100)));
+        let far = Annotation {
+            body: Some(vec![(0.0, 0.0), (1e30, 0.0), (10.0, 50.0)]),
+            ..inside.clone()
+        };
+        let error = format!("{:#}", upright_annotation(&photo, &far).unwrap_err());
+        assert!(
+            error.contains("cat.1.png") && error.contains("outside"),
+            "{error}"
+        );
+        assert!(error.contains("body_polygon_xy"), "{error}");
+        for head in [[10.0, 10.0, 260.0, 50.0], [-30.0, 10.0, 60.0, 50.0]] {
+            let wide = Annotation {
+                head,
+                ..inside.clone()
+            };
+            let error = format!("{:#}", upright_annotation(&photo, &wide).unwrap_err());
+            assert!(
+                error.contains("head box") && error.contains("cat.1.png"),
+                "{error}"
+            );
+        }
+    }
+}

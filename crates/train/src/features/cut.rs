@@ -161,7 +161,10 @@ impl Extractor<'_> {
         })?;
         let mut cache_bytes = 0;
         if let (Some((rows_path, index_path)), Some(tmp)) = (&paths, &tmp) {
-            rows.file.sync_all().ok();
+            // The index below says the rows are complete: they must be on disk first.
+            rows.file
+                .sync_all()
+                .with_context(|| format!("cannot flush the cut cache {}", tmp.display()))?;
             std::fs::rename(tmp, rows_path)
                 .with_context(|| format!("cannot move {} into place", rows_path.display()))?;
             let index = Index {

@@ -180,7 +180,7 @@ pub fn cam_loggers(
     boxes: Option<&Annotations>,
     cut: Option<usize>,
 ) -> Result<Loggers> {
-    let baselines = crate::commands::explain::localization_baselines(config.data.uniform_baseline);
+    let baselines = Baseline::scored(config.data.uniform_baseline);
     let readable = Dataset {
         classes: class_names.to_vec(),
         samples: sets.val.samples.clone(),

@@ -4,15 +4,15 @@ pub mod boxes;
 mod inputs;
 mod outputs;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use callbacks::{
     explain_with, guided_backprop, guided_gradcam, Colormap, Method, Options, OverlayStyle, Target,
 };
 use clap::Args;
-use model::{BackboneKind, Classifier, HeadKind, WeightFile};
+use model::{BackboneKind, Classifier, HeadKind};
 
 use crate::data::images;
 use crate::tensors::to_vec;
@@ -95,17 +95,6 @@ pub struct ExplainArgs {
     pub device: String,
 }
 
-/// The baselines scored beside a method: the centre one always, the uniform one on request.
-pub fn localization_baselines(
-    uniform: bool,
-) -> Vec<callbacks::scores::localization_report::Baseline> {
-    use callbacks::scores::localization_report::Baseline;
-    match uniform {
-        true => vec![Baseline::Centre, Baseline::Uniform],
-        false => vec![Baseline::Centre],
-    }
-}
-
 /// What `--method` names: a map method of the engine, or one of the guided ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExplainMethod {
@@ -157,30 +146,6 @@ fn parse_target(text: &str) -> Result<Target, String> {
         .map_err(|_| format!("bad target `{text}`: expected `predicted` or a class index"))
 }
 
-/// A trained classifier from its files: the backbone's weights and the head exported by a run
-/// (`head.safetensors`, PyTorch layout). Used by `train explain` and `train sanity`; `keys`
-/// names where the two paths came from (flags or config keys), for the error messages.
-pub fn load_classifier(
-    backbone: BackboneKind,
-    weights: &Path,
-    head: HeadKind,
-    head_weights: &Path,
-    keys: [&str; 2],
-    device: &Device,
-) -> Result<Classifier> {
-    let weight_file = WeightFile::open(weights).with_context(|| keys[0].to_string())?;
-    let head_file = WeightFile::open(head_weights).with_context(|| keys[1].to_string())?;
-    Classifier::load(backbone, &weight_file, head, &head_file, device).with_context(|| {
-        format!(
-            "{} {} with {} {} ({backbone}, {head} head)",
-            keys[0],
-            weights.display(),
-            keys[1],
-            head_weights.display()
-        )
-    })
-}
-
 /// Run `train explain`.
 pub fn run(args: &ExplainArgs) -> Result<()> {
     let style = OverlayStyle {
@@ -205,7 +170,7 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
             bail!("{flag} {}: no such file ({hint})", path.display());
         }
     }
-    let model = load_classifier(
+    let model = super::classifier::load_classifier(
         args.backbone,
         &args.weights,
         args.head,

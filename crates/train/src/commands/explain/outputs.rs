@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use callbacks::{guided_beside_photo, overlay, OverlayStyle};
 
 use super::inputs::Inputs;
-use super::{boxes, localization_baselines, ExplainArgs};
+use super::{boxes, ExplainArgs};
 use crate::data::Annotations;
 use crate::tensors::write_safetensors;
 
@@ -81,7 +81,7 @@ pub(super) fn write(
             &maps,
             plane,
             &inputs.paths,
-            &localization_baselines(args.baselines),
+            &callbacks::scores::localization_report::Baseline::scored(args.baselines),
             &args.out_dir,
         )?;
         println!("wrote {}", out.display());

@@ -72,7 +72,7 @@ pub fn run(args: &SanityArgs) -> Result<()> {
             run_dir.display()
         );
     }
-    let model = crate::commands::explain::load_classifier(
+    let model = crate::commands::classifier::load_classifier(
         config.model.backbone,
         &config.model.weights,
         config.model.head,
