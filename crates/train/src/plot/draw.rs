@@ -81,12 +81,14 @@ fn marker<DB: DrawingBackend>(
     .map_err(|e| anyhow!("{e:?}"))
 }
 
-/// The ranges of x and of y (error bars and rules included) of the chart's finite data; `None`
-/// where there is none.
-fn data_ranges(chart: &LineChart) -> (Option<(f64, f64)>, Option<(f64, f64)>) {
-    let mut xs: Option<(f64, f64)> = None;
-    let mut ys: Option<(f64, f64)> = None;
-    let widen = |r: &mut Option<(f64, f64)>, v: f64| {
+/// A data range (min, max); `None` where there is no finite value.
+type Range = Option<(f64, f64)>;
+
+/// The ranges of x and of y (error bars and rules included) of the chart's finite data.
+fn data_ranges(chart: &LineChart) -> (Range, Range) {
+    let mut xs: Range = None;
+    let mut ys: Range = None;
+    let widen = |r: &mut Range, v: f64| {
         *r = Some(r.map_or((v, v), |(a, b)| (a.min(v), b.max(v))));
     };
     for s in &chart.series {
