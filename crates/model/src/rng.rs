@@ -1,5 +1,7 @@
-//! A tiny seeded generator (SplitMix64), the one source of random numbers of every crate: the
-//! split, batch order and head initialisation, the random-baseline maps, ROAD's noise.
+//! A tiny seeded generator (SplitMix64), shared by the crates wherever a number must be the
+//! same on every machine: the split, batch order and head initialisation, the random-baseline
+//! maps, ROAD's noise. (Random *weights* — `train pretrain`, `train sanity`, `train bench` —
+//! come from burn's device generator.)
 //! Hand-written on purpose: its output is fixed forever, so a seed reproduces a run exactly
 //! across versions and platforms (rand's `StdRng` makes no such promise).
 

@@ -489,6 +489,30 @@ fn boxes_score_the_maps_beside_the_centre_baseline() {
         out.path(),
     ));
     assert!(stderr.contains("--boxes scores maps"), "{stderr}");
+    // An outline far outside its photo is refused before any map or overlay is written.
+    let far = boxes.with_file_name("far.json");
+    let text = std::fs::read_to_string(&boxes).unwrap();
+    let at = text.find("\"body_polygon_xy\": [").unwrap() + "\"body_polygon_xy\": [".len();
+    std::fs::write(&far, format!("{}1e30, 0, {}", &text[..at], &text[at..])).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let stderr = failure(&explain(
+        &[
+            "--input",
+            photos.path().to_str().unwrap(),
+            "--boxes",
+            far.to_str().unwrap(),
+        ],
+        "gap-dense",
+        fresh.path(),
+    ));
+    assert!(
+        stderr.contains("outside") && stderr.contains("cat.4001.jpg"),
+        "{stderr}"
+    );
+    assert!(
+        !fresh.path().join("cat_cat.4001.png").exists(),
+        "an overlay was written"
+    );
 }
 
 /// Two photos with one file name cannot be told apart by a boxes file; an output directory

@@ -394,3 +394,48 @@ fn eval_set_names_that_collide_are_refused() {
     let text = std::fs::read_to_string(&config).unwrap();
     train::config::Config::parse(&text).expect("an eval set named `holdout` is accepted");
 }
+
+/// A boxes file whose outline reaches far outside its photo stops a run before its run
+/// directory exists (it used to be clipped to the whole photo and score 1.0), naming the photo.
+#[test]
+fn an_outline_outside_its_photo_stops_the_run_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::synth_data(tmp.path(), 4, 4);
+    let text = std::fs::read_to_string(data.join("boxes.json")).unwrap();
+    let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = file["images"].as_array_mut().unwrap();
+    let val = entries
+        .iter_mut()
+        .find(|e| e["file"].as_str().unwrap().starts_with("val/"))
+        .expect("a val entry");
+    val["body_polygon_xy"] = serde_json::json!([0, 0, 1e30, 0, 10, 10]);
+    let victim = val["file"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let boxes = tmp.path().join("bad-boxes.json");
+    std::fs::write(&boxes, file.to_string()).unwrap();
+    let runs = tmp.path().join("runs");
+    let config = tmp.path().join("c.toml");
+    write_config(
+        &config,
+        &data,
+        &runs,
+        &format!("boxes = \"{}\"", boxes.display()),
+        "epochs = 1",
+    );
+    let output = train(&["--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "accepted");
+    assert!(
+        stderr.contains("outside") && stderr.contains(&victim),
+        "{stderr}"
+    );
+    assert!(
+        !runs.exists() || std::fs::read_dir(&runs).unwrap().count() == 0,
+        "a refused boxes file made a run"
+    );
+}

@@ -46,6 +46,12 @@ impl CallbackConfig {
     }
 }
 
+/// The weight files `scripts/fetch-weights.sh` writes.
+const FETCHED_WEIGHTS: [&str; 2] = [
+    "data/weights/vgg16-397923af.pth",
+    "data/weights/efficientnet-lite0-57934424.pth",
+];
+
 impl Config {
     /// Check that every input exists; all missing ones are reported in one error. A relative
     /// path that exists from the config file's project (its directory, or the one above for a
@@ -123,7 +129,7 @@ impl Config {
                  data folder)",
                 shared.display()
             )
-        } else if relative.starts_with("data/weights") {
+        } else if FETCHED_WEIGHTS.iter().any(|f| relative == Path::new(f)) {
             format!(
                 " (get it with `scripts/fetch-weights.sh {}`)",
                 self.model.backbone

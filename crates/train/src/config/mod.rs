@@ -323,11 +323,14 @@ pub fn shared_dir() -> PathBuf {
     }
 }
 
-/// `path` with a leading `${SHARED_DIR}` (or `$SHARED_DIR`) replaced by `shared`.
+/// `path` with a leading `${SHARED_DIR}` (or `$SHARED_DIR`), followed by a separator or
+/// nothing, replaced by `shared`.
 pub fn expand_shared_dir(path: &Path, shared: &Path) -> PathBuf {
     let text = path.to_string_lossy();
     for var in ["${SHARED_DIR}", "$SHARED_DIR"] {
-        if let Some(rest) = text.strip_prefix(var) {
+        // The variable's name ends at a separator or the end (`$SHARED_DIRX` is not it).
+        let rest = text.strip_prefix(var);
+        if let Some(rest) = rest.filter(|r| r.is_empty() || r.starts_with(['/', '\\'])) {
             return shared.join(rest.trim_start_matches(['/', '\\']));
         }
     }
@@ -492,6 +495,8 @@ learning_rate = 1e-3
             ("$SHARED_DIR/data/catdog", "/data/shared/data/catdog"),
             ("${SHARED_DIR}", "/data/shared"),
             ("data/${SHARED_DIR}/x", "data/${SHARED_DIR}/x"),
+            ("$SHARED_DIRX/a", "$SHARED_DIRX/a"),
+            ("${SHARED_DIR}x", "${SHARED_DIR}x"),
             ("/abs/path", "/abs/path"),
         ] {
             assert_eq!(

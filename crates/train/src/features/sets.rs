@@ -87,36 +87,28 @@ pub struct FeatureSets {
 }
 
 impl FeatureSets {
-    /// Extract every set of `config` from `start`; eval sets must have the training classes.
+    /// Extract the training and validation sets and the `[[data.eval]]` sets `evals` (name,
+    /// scanned set; see [`scan_eval_sets`]) from `start`.
     pub fn extract(
         extractor: &Extractor,
-        config: &Config,
         train: &Dataset,
         val: &Dataset,
+        evals: &[(String, Dataset)],
         start: Start,
     ) -> Result<Self> {
         let train_features = LabelledFeatures::extract(extractor, train, "train", start)?;
         let val_features = LabelledFeatures::extract(extractor, val, "val", start)?;
-        let mut evals = Vec::new();
-        for e in &config.data.eval {
-            let set = data::scan(&e.dir, &format!("[[data.eval]] {}", e.name))?;
-            if set.classes != train.classes {
-                bail!(
-                    "[[data.eval]] {}: classes {:?} differ from training classes {:?}",
-                    e.name,
-                    set.classes,
-                    train.classes
-                );
-            }
-            evals.push(EvalSet {
-                name: e.name.clone(),
-                features: LabelledFeatures::extract(extractor, &set, &e.name, start)?,
+        let mut eval_sets = Vec::new();
+        for (name, set) in evals {
+            eval_sets.push(EvalSet {
+                name: name.clone(),
+                features: LabelledFeatures::extract(extractor, set, name, start)?,
             });
         }
         Ok(Self {
             train: train_features,
             val: val_features,
-            evals,
+            evals: eval_sets,
         })
     }
 
@@ -127,4 +119,22 @@ impl FeatureSets {
             .chain(self.evals.iter().map(|e| (e.name.as_str(), &e.features)))
             .collect()
     }
+}
+
+/// Scan `config`'s `[[data.eval]]` sets (name, set); each must have the training classes.
+pub fn scan_eval_sets(config: &Config, train: &Dataset) -> Result<Vec<(String, Dataset)>> {
+    let mut evals = Vec::new();
+    for e in &config.data.eval {
+        let set = data::scan(&e.dir, &format!("[[data.eval]] {}", e.name))?;
+        if set.classes != train.classes {
+            bail!(
+                "[[data.eval]] {}: classes {:?} differ from training classes {:?}",
+                e.name,
+                set.classes,
+                train.classes
+            );
+        }
+        evals.push((e.name.clone(), set));
+    }
+    Ok(evals)
 }

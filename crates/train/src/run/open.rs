@@ -13,8 +13,9 @@ use callbacks::{Agreement, Callback, CamLogger, PngSink, Sink, TensorBoardSink};
 use model::{Backbone, Classifier, WeightFile};
 
 use crate::config::Config;
+use crate::data::annotations::upright_annotation;
 use crate::data::{self, Annotations, Dataset};
-use crate::features::sets::{FeatureSets, Start};
+use crate::features::sets::{scan_eval_sets, FeatureSets, Start};
 use crate::features::{file_hash, Extractor};
 use crate::learn::checkpoint::{callback_blob, Checkpoint};
 use crate::learn::export::backbone_tensors;
@@ -42,14 +43,19 @@ pub struct Inputs {
     pub train: Dataset,
     /// The validation set.
     pub val: Dataset,
+    /// The `[[data.eval]]` sets, by name.
+    pub evals: Vec<(String, Dataset)>,
     /// `[data] boxes`, when given.
     pub boxes: Option<Annotations>,
 }
 
-/// Scan the data (generating the synthetic set when asked) and read the boxes.
+/// Scan the data (generating the synthetic set when asked) and read the boxes, checking each
+/// box against its photo's size (headers only): everything a run reads is checked before its
+/// run directory exists.
 pub fn load_inputs(config: &Config) -> Result<Inputs> {
     let data_config = setup::with_synthetic_data(config)?;
     let (train, val) = setup::load_data(&data_config)?;
+    let evals = scan_eval_sets(config, &train)?;
     // The synthetic set's boxes have no outlines by design: nothing to say about them.
     let say_what_scores = config.data.synthetic.is_none();
     let boxes = data_config
@@ -58,7 +64,24 @@ pub fn load_inputs(config: &Config) -> Result<Inputs> {
         .as_deref()
         .map(|path| read_annotations_saying_what_scores(path, say_what_scores))
         .transpose()?;
-    Ok(Inputs { train, val, boxes })
+    if let Some(boxes) = &boxes {
+        let scored = val
+            .samples
+            .iter()
+            .chain(evals.iter().flat_map(|(_, e)| &e.samples));
+        for sample in scored {
+            let name = sample.path.file_name().map(|n| n.to_string_lossy());
+            if let Some(truth) = name.and_then(|n| boxes.get(&*n)) {
+                upright_annotation(&sample.path, truth)?;
+            }
+        }
+    }
+    Ok(Inputs {
+        train,
+        val,
+        evals,
+        boxes,
+    })
 }
 
 /// What a run trains, and the model its callbacks explain.
@@ -176,7 +199,7 @@ pub fn features(
         Some(cut) => Start::Cut(cut),
         None => Start::Pooled(model.layer_name(model.head_input())),
     };
-    let sets = FeatureSets::extract(&extractor, config, &inputs.train, &inputs.val, start)?;
+    let sets = FeatureSets::extract(&extractor, &inputs.train, &inputs.val, &inputs.evals, start)?;
     let loggers = setup::cam_loggers(
         config,
         &extractor,

@@ -82,7 +82,7 @@ impl CamLogger {
         }
     }
 
-    /// Draw every `every` epochs (and at step 0 and the last epoch).
+    /// Draw at step 0 and after every epoch that is a multiple of `every`.
     pub fn with_every(mut self, every: usize) -> Self {
         self.every = every;
         self

@@ -34,6 +34,13 @@ pub fn annotations_for(boxes: &Path, paths: &[Option<PathBuf>]) -> Result<Annota
             );
         }
     }
+    // Each entry against its photo's size (headers only), before any map is computed.
+    for (name, path) in &names {
+        if let Some(truth) = annotations.get(name) {
+            crate::data::annotations::upright_annotation(path, truth)
+                .with_context(|| format!("--boxes {}", boxes.display()))?;
+        }
+    }
     if !names.keys().any(|n| annotations.contains_key(n)) {
         bail!(
             "--boxes {}: none of the {} photos has an entry (entries are matched by file name)",
