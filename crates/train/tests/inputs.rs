@@ -409,8 +409,10 @@ layer = "block5_conv3"
     let ex = extractor(&backbone, None);
     // The input of the layer after block5_conv3 (16) = its activations.
     let baselines = [callbacks::scores::localization_report::Baseline::Centre];
+    let photos = val.samples.iter().map(|s| s.path.as_path());
+    let upright = train::data::annotations::upright_annotations(&boxes, photos).unwrap();
     let (set, _) =
-        train::run::setup::localization_set(&ex, &val, &boxes, spec, 17, &baselines).unwrap();
+        train::run::setup::localization_set(&ex, &val, &upright, spec, 17, &baselines).unwrap();
     let set = set.expect("a localization set");
     assert_eq!(set.annotations.len(), 8);
     assert_eq!(set.baselines.len(), 1);

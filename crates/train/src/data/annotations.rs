@@ -3,7 +3,7 @@
 //! (the photo as `read_rgb` gives it, EXIF orientation applied).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use callbacks::scores::localization_report::Annotation;
@@ -13,6 +13,12 @@ use crate::data::images::{stored_size_and_orientation, upright_size};
 
 /// Annotations by file name, as the boxes file gives them.
 pub type Annotations = HashMap<String, Annotation>;
+
+/// An annotation in its upright photo's pixels, with that photo's upright (width, height).
+pub type UprightAnnotation = (Annotation, (usize, usize));
+
+/// Upright annotations by photo path (see [`upright_annotations`]).
+pub type UprightAnnotations = HashMap<PathBuf, UprightAnnotation>;
 
 /// How far outside its photo a box corner or outline point may lie, as a share of the photo's
 /// side (annotation tools round, and may put a point on the border); 2 px at least.
@@ -210,6 +216,23 @@ pub fn upright_annotation(path: &Path, truth: &Annotation) -> Result<(Annotation
         }
     }
     Ok((truth, (w as usize, h as usize)))
+}
+
+/// The upright annotation of each of `photos` that has an entry in `boxes` (matched by file
+/// name), by photo path: each read from its photo's header once, and checked against it
+/// ([`upright_annotation`]). What a run and `train explain --boxes` score.
+pub fn upright_annotations<'a>(
+    boxes: &Annotations,
+    photos: impl IntoIterator<Item = &'a Path>,
+) -> Result<UprightAnnotations> {
+    let mut upright = HashMap::new();
+    for path in photos {
+        let name = path.file_name().map(|n| n.to_string_lossy());
+        if let Some(truth) = name.and_then(|n| boxes.get(&*n)) {
+            upright.insert(path.to_path_buf(), upright_annotation(path, truth)?);
+        }
+    }
+    Ok(upright)
 }
 
 #[cfg(test)]

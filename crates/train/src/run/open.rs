@@ -13,7 +13,7 @@ use callbacks::{Agreement, Callback, CamLogger, PngSink, Sink, TensorBoardSink};
 use model::{Backbone, Classifier, WeightFile};
 
 use crate::config::Config;
-use crate::data::annotations::upright_annotation;
+use crate::data::annotations::{upright_annotations, UprightAnnotations};
 use crate::data::{self, Annotations, Dataset};
 use crate::features::sets::{scan_eval_sets, FeatureSets, Start};
 use crate::features::{file_hash, Extractor};
@@ -45,8 +45,9 @@ pub struct Inputs {
     pub val: Dataset,
     /// The `[[data.eval]]` sets, by name.
     pub evals: Vec<(String, Dataset)>,
-    /// `[data] boxes`, when given.
-    pub boxes: Option<Annotations>,
+    /// `[data] boxes`, when given: the annotated validation and eval photos' annotations,
+    /// upright, by path.
+    pub boxes: Option<UprightAnnotations>,
 }
 
 /// Scan the data (generating the synthetic set when asked) and read the boxes, checking each
@@ -64,18 +65,13 @@ pub fn load_inputs(config: &Config) -> Result<Inputs> {
         .as_deref()
         .map(|path| read_annotations_saying_what_scores(path, say_what_scores))
         .transpose()?;
-    if let Some(boxes) = &boxes {
-        let scored = val
-            .samples
-            .iter()
-            .chain(evals.iter().flat_map(|(_, e)| &e.samples));
-        for sample in scored {
-            let name = sample.path.file_name().map(|n| n.to_string_lossy());
-            if let Some(truth) = name.and_then(|n| boxes.get(&*n)) {
-                upright_annotation(&sample.path, truth)?;
-            }
-        }
-    }
+    let scored = val
+        .samples
+        .iter()
+        .chain(evals.iter().flat_map(|(_, e)| &e.samples));
+    let boxes = boxes
+        .map(|b| upright_annotations(&b, scored.map(|s| s.path.as_path())))
+        .transpose()?;
     Ok(Inputs {
         train,
         val,
@@ -366,9 +362,16 @@ pub fn sinks(
 /// outlines only the head-box ones.
 fn read_annotations_saying_what_scores(path: &Path, say: bool) -> Result<Annotations> {
     let annotations = data::read_annotations(path)?;
+    if say {
+        say_what_scores(path, &annotations);
+    }
+    Ok(annotations)
+}
+
+/// Say which localization scores `annotations` (read from `path`) allow.
+fn say_what_scores(path: &Path, annotations: &Annotations) {
     let outlined = annotations.values().filter(|a| a.body.is_some()).count();
-    if !say {
-    } else if outlined == 0 {
+    if outlined == 0 {
         println!(
             "[data] boxes: {} has no body_polygon_xy outlines: only the head-box scores are \
              computed (pointing game, energy in box, box IoU), not MaxBoxAcc or PxAP",
@@ -382,7 +385,6 @@ fn read_annotations_saying_what_scores(path: &Path, say: bool) -> Result<Annotat
             path.display()
         );
     }
-    Ok(annotations)
 }
 
 /// Bytes of everything the run keeps from the backbone: pooled features of every set and the

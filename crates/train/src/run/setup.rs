@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use callbacks::scores::localization_report::Baseline;
 use callbacks::{CamLogger, ExplainedImages, LocalizationSet};
 
-use crate::data::Annotations;
+use crate::data::annotations::UprightAnnotations;
 use image::RgbImage;
 
 use crate::config::{CallbackConfig, Config};
@@ -85,14 +85,14 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
 
 /// The validation images that have boxes (up to `localization_images`), with the input of layer
 /// `input_of` (the logger's layer + 1, or the cut when the logger's layer trains).
-/// Boxes and outlines are given in the stored file's pixels (see [`data::read_annotations`]); the set
-/// holds them in the upright photo's pixels, with the upright sizes, as the maps are made from
-/// the upright photo (an EXIF-rotated photo's annotation is turned with it). `baselines` are
-/// scored on the set once.
+/// `boxes` holds the photos' annotations in their upright pixels, with the upright sizes
+/// ([`upright_annotations`](crate::data::annotations::upright_annotations)), as the maps are
+/// made from the upright photo (an EXIF-rotated photo's annotation is turned with it).
+/// `baselines` are scored on the set once.
 pub fn localization_set(
     extractor: &Extractor,
     val: &Dataset,
-    boxes: &Annotations,
+    boxes: &UprightAnnotations,
     spec: &CallbackConfig,
     input_of: usize,
     baselines: &[Baseline],
@@ -100,11 +100,7 @@ pub fn localization_set(
     let with_box: Vec<&crate::data::Sample> = val
         .samples
         .iter()
-        .filter(|s| {
-            s.path
-                .file_name()
-                .is_some_and(|n| boxes.contains_key(&*n.to_string_lossy()))
-        })
+        .filter(|s| boxes.contains_key(&s.path))
         .take(spec.localization_images)
         .collect();
     if with_box.is_empty() {
@@ -141,17 +137,9 @@ pub fn localization_set(
         baselines: Vec::new(),
     };
     for s in with_box {
-        let name = s
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some(truth) = boxes.get(&name) else {
-            bail!("no box for {}", s.path.display());
-        };
-        let (truth, size) = crate::data::annotations::upright_annotation(&s.path, truth)?;
-        set.annotations.push(truth);
-        set.sizes.push(size);
+        let (truth, size) = &boxes[&s.path];
+        set.annotations.push(truth.clone());
+        set.sizes.push(*size);
     }
     set.score_baselines(baselines);
     Ok((Some(set), seconds))
@@ -177,7 +165,7 @@ pub fn cam_loggers(
     extractor: &Extractor,
     sets: &FeatureSets,
     class_names: &[String],
-    boxes: Option<&Annotations>,
+    boxes: Option<&UprightAnnotations>,
     cut: Option<usize>,
 ) -> Result<Loggers> {
     let baselines = Baseline::scored(config.data.uniform_baseline);

@@ -11,11 +11,12 @@ use callbacks::scores::localization_report::{
     score_photos, Annotation, Baseline, LocalizationReport, LocalizationSummary,
 };
 
-use crate::data::Annotations;
+use crate::data::annotations::{upright_annotations, UprightAnnotations};
 
-/// Read `boxes` and check it can be matched to the photos `paths`: photos (not a tensor file),
-/// no two with one file name (entries are matched by file name), at least one with an entry.
-pub fn annotations_for(boxes: &Path, paths: &[Option<PathBuf>]) -> Result<Annotations> {
+/// Read `boxes` and match it to the photos `paths`: photos (not a tensor file), no two with one
+/// file name (entries are matched by file name), at least one with an entry. Returns the
+/// matched photos' annotations, upright and checked against each photo.
+pub fn annotations_for(boxes: &Path, paths: &[Option<PathBuf>]) -> Result<UprightAnnotations> {
     let annotations = crate::data::read_annotations(boxes)
         .with_context(|| format!("--boxes {}", boxes.display()))?;
     let mut names: HashMap<String, &Path> = HashMap::new();
@@ -34,13 +35,6 @@ pub fn annotations_for(boxes: &Path, paths: &[Option<PathBuf>]) -> Result<Annota
             );
         }
     }
-    // Each entry against its photo's size (headers only), before any map is computed.
-    for (name, path) in &names {
-        if let Some(truth) = annotations.get(name) {
-            crate::data::annotations::upright_annotation(path, truth)
-                .with_context(|| format!("--boxes {}", boxes.display()))?;
-        }
-    }
     if !names.keys().any(|n| annotations.contains_key(n)) {
         bail!(
             "--boxes {}: none of the {} photos has an entry (entries are matched by file name)",
@@ -48,7 +42,9 @@ pub fn annotations_for(boxes: &Path, paths: &[Option<PathBuf>]) -> Result<Annota
             paths.len()
         );
     }
-    Ok(annotations)
+    // Each entry against its photo's size (headers only), before any map is computed.
+    upright_annotations(&annotations, names.into_values())
+        .with_context(|| format!("--boxes {}", boxes.display()))
 }
 
 fn file_name(path: &Path) -> String {
@@ -58,11 +54,11 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Score `maps` ([N, H, W], normalised, at the network's input size) of the photos `paths`
-/// against `annotations` (see [`annotations_for`]), as `method`, beside each of `baselines`;
+/// against their `annotations` (see [`annotations_for`]), as `method`, beside each of `baselines`;
 /// photos without an entry are skipped and counted. Returns the path of the JSON written to
 /// `out_dir`.
 pub fn score(
-    annotations: &Annotations,
+    annotations: &UprightAnnotations,
     method: &str,
     maps: &[f32],
     [height, width]: [usize; 2],
@@ -77,12 +73,11 @@ pub fn score(
         let Some(path) = path else {
             bail!("--boxes needs photos (boxes are matched by file name), not a tensor file");
         };
-        let Some(truth) = annotations.get(&file_name(path)) else {
+        let Some((truth, size)) = annotations.get(path) else {
             skipped += 1;
             continue;
         };
-        let (truth, size) = crate::data::annotations::upright_annotation(path, truth)?;
-        scored.push((i, truth, size));
+        scored.push((i, truth.clone(), *size));
     }
     let truths: Vec<Annotation> = scored.iter().map(|(_, t, _)| t.clone()).collect();
     let plane = height * width;

@@ -7,7 +7,7 @@ use callbacks::{guided_beside_photo, overlay, OverlayStyle};
 
 use super::inputs::Inputs;
 use super::{boxes, ExplainArgs};
-use crate::data::Annotations;
+use crate::data::annotations::UprightAnnotations;
 use crate::tensors::write_safetensors;
 
 /// What the method gave for every image, in order.
@@ -33,7 +33,7 @@ pub(super) fn write(
     inputs: &Inputs,
     explained: Explained,
     style: &OverlayStyle,
-    annotations: Option<&Annotations>,
+    annotations: Option<&UprightAnnotations>,
 ) -> Result<()> {
     let Explained {
         maps,
