@@ -1,11 +1,12 @@
 //! The backbones: [`BackboneKind`], the one list of architectures with their layer names, and
-//! [`Backbone`], a loaded network of either kind with its layers addressed by index.
+//! [`Backbone`], a loaded network of any kind with its layers addressed by index.
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use crate::efficientnet::{self, EfficientNetLite0};
 use crate::head::HeadKind;
+use crate::resnet::{Depth, ResNet};
 use crate::vgg16::{self, Vgg16, VGG16_LAYERS};
 use crate::weights::WeightFile;
 use crate::ModelError;
@@ -20,6 +21,8 @@ pub enum Backbone {
     Vgg16(Vgg16),
     /// EfficientNet-Lite0 (`stem`, `block1` … `block16`, `head`).
     EfficientNetLite0(EfficientNetLite0),
+    /// A torchvision ResNet (`conv1`, `maxpool`, `layer1.0` … `layer4.N`).
+    ResNet(ResNet),
 }
 
 /// Which backbone architecture: the one list of backbone names (configs, command line, errors).
@@ -29,11 +32,42 @@ pub enum BackboneKind {
     Vgg16,
     /// EfficientNet-Lite0 (lukemelas-named weights).
     EfficientNetLite0,
+    /// ResNet-18 (torchvision weights).
+    ResNet18,
+    /// ResNet-34.
+    ResNet34,
+    /// ResNet-50.
+    ResNet50,
+    /// ResNet-101.
+    ResNet101,
+    /// ResNet-152.
+    ResNet152,
 }
 
 impl BackboneKind {
     /// Every backbone.
-    pub const ALL: [BackboneKind; 2] = [BackboneKind::Vgg16, BackboneKind::EfficientNetLite0];
+    pub const ALL: [BackboneKind; 7] = [
+        BackboneKind::Vgg16,
+        BackboneKind::EfficientNetLite0,
+        BackboneKind::ResNet18,
+        BackboneKind::ResNet34,
+        BackboneKind::ResNet50,
+        BackboneKind::ResNet101,
+        BackboneKind::ResNet152,
+    ];
+
+    /// The ResNet depth of a ResNet kind.
+    pub fn resnet_depth(self) -> Option<Depth> {
+        let layers = match self {
+            BackboneKind::ResNet18 => 18,
+            BackboneKind::ResNet34 => 34,
+            BackboneKind::ResNet50 => 50,
+            BackboneKind::ResNet101 => 101,
+            BackboneKind::ResNet152 => 152,
+            BackboneKind::Vgg16 | BackboneKind::EfficientNetLite0 => return None,
+        };
+        Depth::of(layers)
+    }
 
     /// All names, comma-separated (for messages).
     pub fn names() -> String {
@@ -45,19 +79,43 @@ impl BackboneKind {
         match self {
             BackboneKind::Vgg16 => VGG16_LAYERS.iter().map(|(n, _)| *n).collect(),
             BackboneKind::EfficientNetLite0 => efficientnet::layer_names(),
+            kind => kind
+                .resnet_depth()
+                .map(Depth::layer_names)
+                .unwrap_or_default(),
         }
     }
 
-    /// Index of the layer called `name`.
+    /// Index of the layer called `name` (for a ResNet, a stage name such as `layer4` is its
+    /// last block: the stage's output).
     pub fn layer(self, name: &str) -> Result<usize, ModelError> {
         let names = self.layer_names();
-        names
-            .iter()
-            .position(|n| *n == name)
-            .ok_or_else(|| ModelError::UnknownLayer {
-                name: name.to_string(),
-                known: names.join(", "),
-            })
+        let index = match self.resnet_depth() {
+            Some(depth) => depth.layer(name),
+            None => names.iter().position(|n| *n == name),
+        };
+        index.ok_or_else(|| ModelError::UnknownLayer {
+            name: name.to_string(),
+            known: self.layer_hint(),
+        })
+    }
+
+    /// The first layer that trains with `[model] train_from = name` (for a ResNet, a stage
+    /// name such as `layer4` is its first block).
+    pub fn train_start(self, name: &str) -> Result<usize, ModelError> {
+        match self.resnet_depth().and_then(|d| d.stage_blocks(name)) {
+            Some((first, _)) => Ok(first),
+            None => self.layer(name),
+        }
+    }
+
+    /// The layer names for a message (a ResNet's stage names first).
+    fn layer_hint(self) -> String {
+        let names = self.layer_names().join(", ");
+        match self.resnet_depth() {
+            Some(_) => format!("layer1, layer2, layer3, layer4, {names}"),
+            None => names,
+        }
     }
 
     /// The layers a fine-tuning run can start training from (`[model] train_from`): layers
@@ -70,8 +128,15 @@ impl BackboneKind {
             .filter(|(index, _)| match self {
                 BackboneKind::Vgg16 => matches!(VGG16_LAYERS[*index].1, vgg16::Op::Conv { .. }),
                 BackboneKind::EfficientNetLite0 => true,
+                _ => names[*index] != "maxpool",
             })
             .map(|(_, name)| *name)
+            .chain(
+                self.resnet_depth()
+                    .map_or(&[][..], |_| &["layer1", "layer2", "layer3", "layer4"][..])
+                    .iter()
+                    .copied(),
+            )
             .collect()
     }
 
@@ -82,6 +147,7 @@ impl BackboneKind {
             (BackboneKind::Vgg16, HeadKind::GapLinear) => "block5_conv3",
             (BackboneKind::Vgg16, HeadKind::GapDense) => "block5_pool",
             (BackboneKind::EfficientNetLite0, _) => "head",
+            (_, _) => return self.layer_names().len() - 1,
         };
         let names = self.layer_names();
         self.layer(name).unwrap_or(names.len() - 1)
@@ -92,6 +158,11 @@ impl BackboneKind {
         match self {
             BackboneKind::Vgg16 => "vgg16",
             BackboneKind::EfficientNetLite0 => "efficientnet-lite0",
+            BackboneKind::ResNet18 => "resnet18",
+            BackboneKind::ResNet34 => "resnet34",
+            BackboneKind::ResNet50 => "resnet50",
+            BackboneKind::ResNet101 => "resnet101",
+            BackboneKind::ResNet152 => "resnet152",
         }
     }
 }
@@ -136,6 +207,12 @@ impl Backbone {
             BackboneKind::EfficientNetLite0 => Backbone::EfficientNetLite0(
                 EfficientNetLite0::load_trainable(file, train_from, device)?,
             ),
+            kind => {
+                let depth = kind
+                    .resnet_depth()
+                    .ok_or_else(|| ModelError::UnknownBackbone(kind.name().to_string()))?;
+                Backbone::ResNet(ResNet::load_trainable(file, depth, train_from, device)?)
+            }
         };
         let mut backbone = backbone.set_require_grad(false);
         if let Some(from) = train_from {
@@ -145,6 +222,7 @@ impl Backbone {
                     Backbone::EfficientNetLite0(e) => {
                         Backbone::EfficientNetLite0(e.set_trainable(index, true))
                     }
+                    Backbone::ResNet(r) => Backbone::ResNet(r.set_trainable(index, true)),
                 };
             }
         }
@@ -159,6 +237,7 @@ impl Backbone {
             .flat_map(|index| match self {
                 Backbone::Vgg16(v) => v.layer_weights(index),
                 Backbone::EfficientNetLite0(e) => e.raw_weights(index),
+                Backbone::ResNet(r) => r.raw_weights(index),
             })
             .collect()
     }
@@ -168,6 +247,13 @@ impl Backbone {
         match self {
             Backbone::Vgg16(_) => BackboneKind::Vgg16,
             Backbone::EfficientNetLite0(_) => BackboneKind::EfficientNetLite0,
+            Backbone::ResNet(r) => match r.depth().layers {
+                18 => BackboneKind::ResNet18,
+                34 => BackboneKind::ResNet34,
+                50 => BackboneKind::ResNet50,
+                101 => BackboneKind::ResNet101,
+                _ => BackboneKind::ResNet152,
+            },
         }
     }
 
@@ -186,6 +272,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(v) => vgg16::layer_channels(index, v.width_divisor()),
             Backbone::EfficientNetLite0(_) => efficientnet::layer_channels(index),
+            Backbone::ResNet(r) => r.channels(index),
         }
     }
 
@@ -196,7 +283,7 @@ impl Backbone {
 
     /// The blocks, top first, with their layer indices: the order of a cascading
     /// randomisation (Adebayo et al. 2018). VGG16 `block5` … `block1`; EfficientNet `head`,
-    /// `block16` … `block1`, `stem`.
+    /// `block16` … `block1`, `stem`; ResNet `layer4.N` … `layer1.0`, `maxpool`, `conv1`.
     pub fn blocks(&self) -> Vec<(String, Vec<usize>)> {
         let mut blocks: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, name) in self.layer_names().into_iter().enumerate() {
@@ -216,6 +303,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(v) => v.reinitialize(index),
             Backbone::EfficientNetLite0(e) => e.reinitialize(index),
+            Backbone::ResNet(r) => r.reinitialize(index),
         }
     }
 
@@ -224,6 +312,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(v) => v.run(x, start, end),
             Backbone::EfficientNetLite0(e) => e.run(x, start, end),
+            Backbone::ResNet(r) => r.run(x, start, end),
         }
     }
 }

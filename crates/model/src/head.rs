@@ -115,7 +115,7 @@ impl Head {
     }
 
     /// Import a head from PyTorch-layout safetensors: `weight` [n, C] and `bias` [n] for
-    /// gap-linear; `fc1.weight` [64, C], `fc1.bias`, `fc2.weight` [n, 64], `fc2.bias` for
+    /// gap-linear (or `fc.weight`, `fc.bias`: a torchvision ResNet file's own classifier); `fc1.weight` [64, C], `fc1.bias`, `fc2.weight` [n, 64], `fc2.bias` for
     /// gap-dense. The number of classes is read off the file.
     pub fn load(
         file: &WeightFile,
@@ -125,9 +125,16 @@ impl Head {
     ) -> Result<Self, WeightError> {
         match kind {
             HeadKind::GapLinear => {
-                let n = out_features(file, "weight", channels)?;
+                // A torchvision classifier file (`fc.weight`, `fc.bias`: a ResNet's own fc)
+                // is read as the head when given as one.
+                let prefix = if !file.contains("weight") && file.contains("fc.weight") {
+                    "fc."
+                } else {
+                    ""
+                };
+                let n = out_features(file, &format!("{prefix}weight"), channels)?;
                 Ok(Self {
-                    fc1: linear_from(file, "", channels, n, device)?,
+                    fc1: linear_from(file, prefix, channels, n, device)?,
                     fc2: None,
                 })
             }

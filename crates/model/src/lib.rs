@@ -56,10 +56,13 @@ macro_rules! simd_fn {
 }
 
 pub mod backbone;
+pub mod bn_conv;
 pub mod conv3x3;
 pub mod efficientnet;
+pub mod explainable;
 pub mod head;
 pub mod mobile_conv;
+pub mod resnet;
 pub mod rng;
 pub mod vgg16;
 pub mod weights;
@@ -70,7 +73,9 @@ use burn::tensor::{Device, Tensor};
 
 pub use backbone::{Backbone, BackboneKind};
 pub use efficientnet::EfficientNetLite0;
+pub use explainable::Explainable;
 pub use head::{global_average_pool, Head, HeadKind};
+pub use resnet::ResNet;
 pub use vgg16::{Vgg16, VGG16_LAYERS};
 pub use weights::{WeightError, WeightFile};
 

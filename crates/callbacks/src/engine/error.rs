@@ -1,6 +1,6 @@
 //! The explanation engine's error: what was asked, and why it cannot be explained.
 
-use model::{HeadKind, ModelError};
+use model::ModelError;
 
 use crate::engine::method::Method;
 
@@ -10,18 +10,16 @@ pub enum ExplainError {
     /// The layer or input does not fit the model.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// CAM reads the weights of a gap-linear head at the layer that head pools.
+    /// CAM reads the weights of a linear head at the layer that head pools.
     #[error(
-        "CAM needs a gap-linear head explained at the layer it pools ({head_input}); got the \
-         {head} head at `{layer}` (use gradcam, which works with any head and layer)"
+        "CAM needs {hint}; `{layer}` is not read that way by this model (use gradcam, which \
+         works with any head and layer)"
     )]
     CamNeedsGapLinear {
-        /// The model's head.
-        head: HeadKind,
         /// The layer asked for.
         layer: String,
-        /// The layer the head pools.
-        head_input: String,
+        /// Where the model allows CAM ([`model::Explainable::cam_hint`]).
+        hint: String,
     },
     /// The requested class does not exist.
     #[error("class {class} does not exist: the head has {classes} classes")]
@@ -72,6 +70,12 @@ pub enum ExplainError {
         /// The layer the gradient did not pass.
         layer: String,
     },
+    /// Guided backpropagation asked of a model that does not say where its ReLUs are.
+    #[error(
+        "guided backpropagation needs to know where every ReLU of the network is: only the \
+         built-in backbones say so (Explainable::as_classifier); use gradcam or another map method"
+    )]
+    NotGuided,
     /// A tensor could not be read back from the device as f32.
     #[error("cannot read {what} back as f32: {message}")]
     Data {

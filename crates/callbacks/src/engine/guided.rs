@@ -11,11 +11,10 @@
 //! are ReLU6 — not ReLUs, which pytorch-grad-cam leaves alone too — so its backbone passes the
 //! plain gradient and only the dense head's ReLU is guided.
 
-use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::{Int, Tensor};
 use model::vgg16::{Op, VGG16_LAYERS};
-use model::{Backbone, Classifier};
+use model::{Backbone, Explainable};
 
 use crate::engine::method::Method;
 use crate::engine::pipeline::{
@@ -35,15 +34,16 @@ pub struct GuidedExplanation {
 }
 
 /// Guided backpropagation of normalised images [N, 3, H, W] for `target`.
+/// Only the project's classifiers ([`Explainable::as_classifier`]) say where their ReLUs are;
+/// any other model is [`ExplainError::NotGuided`].
 pub fn guided_backprop(
-    model: &Classifier,
+    model: &dyn Explainable,
     images: Tensor<4>,
     target: Target,
 ) -> Result<GuidedExplanation, ExplainError> {
-    check_images(&images)?;
-    check_target(model, target)?;
+    check_images(model, &images)?;
+    let model = model.as_classifier().ok_or(ExplainError::NotGuided)?;
     let n = images.dims()[0];
-    let model = model.clone().valid();
     let head_input = model.head_input();
     // Each layer's input, forward (no autodiff: the fast path).
     let mut inputs = vec![images.without_autodiff()];
@@ -55,6 +55,7 @@ pub fn guided_backprop(
     let [_, c, h, w] = features.dims();
     let pooled = model::global_average_pool(features);
     let logits = model.head.forward_pooled(pooled.clone());
+    check_target(&logits, target)?;
     let targets = target_weights(logits.clone(), target);
     // The head by hand: logits = fc2(ReLU(fc1(p))) or fc1(p); burn's Linear weight is [in, out].
     let grad_pooled = match &model.head.fc2 {
@@ -96,7 +97,7 @@ pub fn guided_backprop(
 /// Guided Grad-CAM: guided backpropagation times the normalised Grad-CAM map of `layer`,
 /// broadcast over the 3 channels.
 pub fn guided_gradcam(
-    model: &Classifier,
+    model: &dyn Explainable,
     images: Tensor<4>,
     layer: &str,
     target: Target,

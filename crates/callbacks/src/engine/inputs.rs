@@ -2,7 +2,7 @@
 //! terms ([`MapInputs`]).
 
 use burn::tensor::Tensor;
-use model::Classifier;
+use model::Explainable;
 
 use crate::engine::error::ExplainError;
 
@@ -44,7 +44,7 @@ impl Options {
 }
 
 /// What a method gets to compute its terms.
-pub struct MapInputs {
+pub struct MapInputs<'a> {
     /// The explained layer's activations A [N, C, h, w].
     pub activations: Tensor<4>,
     /// ∂y/∂A [N, C, h, w] where y is the target score (`None` for methods that need none).
@@ -56,15 +56,15 @@ pub struct MapInputs {
     pub target_weights: Tensor<2>,
     /// The normalised input images [N, 3, H, W], when the caller has them.
     pub images: Option<Tensor<4>>,
-    /// The model (without autodiff), for methods that run part of it again.
-    pub model: Classifier,
-    /// The explained layer's index in the backbone.
+    /// The model, for methods that run part of it again.
+    pub model: &'a dyn Explainable,
+    /// The explained layer's index in the model's [`Explainable::layer_names`].
     pub layer_index: usize,
     /// Seed of the `random` baseline.
     pub seed: u64,
 }
 
-impl MapInputs {
+impl MapInputs<'_> {
     /// ∂y/∂A. The engine never calls a method that needs gradients without them (it returns
     /// [`ExplainError::MissingGradients`] instead); a direct call without them panics rather
     /// than read the gradient as zero, which would give a blank map that looks like a result.

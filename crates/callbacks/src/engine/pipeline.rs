@@ -17,12 +17,11 @@
 //! Score-CAM) is an error, never a blank map. `aug_smooth` averages the maps of 6 augmented
 //! inputs (horizontal flip × brightness 0.9, 1, 1.1), each flipped back, as pytorch-grad-cam.
 
-use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor};
-use model::{Classifier, HeadKind};
+use model::Explainable;
 
 pub use crate::engine::error::ExplainError;
 pub use crate::engine::inputs::{MapInputs, Options, Target, EPS};
@@ -46,7 +45,7 @@ pub struct Explanation {
 
 /// Explain a batch of normalised images [N, 3, H, W] with `method` at `layer`.
 pub fn explain(
-    model: &Classifier,
+    model: &dyn Explainable,
     images: Tensor<4>,
     layer: &str,
     method: Method,
@@ -57,13 +56,13 @@ pub fn explain(
 
 /// [`explain`] with pytorch-grad-cam's options (`eigen_smooth`, `aug_smooth`, the seed).
 pub fn explain_with(
-    model: &Classifier,
+    model: &dyn Explainable,
     images: Tensor<4>,
     layer: &str,
     method: Method,
     options: Options,
 ) -> Result<Explanation, ExplainError> {
-    let size = check_images(&images)?;
+    let size = check_images(model, &images)?;
     let index = check_method(model, layer, method)?;
     let images = images.without_autodiff();
     let activations = model.activations(images.clone(), index);
@@ -123,18 +122,21 @@ pub fn explain_with(
 }
 
 /// Check a batch of images [N, 3, H, W]: not empty, a size the backbone takes; its [H, W].
-pub(crate) fn check_images(images: &Tensor<4>) -> Result<[usize; 2], ExplainError> {
+pub(crate) fn check_images(
+    model: &dyn Explainable,
+    images: &Tensor<4>,
+) -> Result<[usize; 2], ExplainError> {
     let [n, _, height, width] = images.dims();
     if n == 0 {
         return Err(ExplainError::Empty);
     }
-    Classifier::check_input_size(height, width)?;
+    model.check_input_size(height, width)?;
     Ok([height, width])
 }
 
-/// Check that `target` names a class of `model`'s head (a single logit has 2).
-pub(crate) fn check_target(model: &Classifier, target: Target) -> Result<(), ExplainError> {
-    let classes = model.head.num_classes().max(2);
+/// Check that `target` names a class of `logits` [N, n] (a single logit has 2 classes).
+pub(crate) fn check_target(logits: &Tensor<2>, target: Target) -> Result<(), ExplainError> {
+    let classes = logits.dims()[1].max(2);
     match target {
         Target::Class(class) if class >= classes => Err(ExplainError::BadClass { class, classes }),
         _ => Ok(()),
@@ -143,18 +145,15 @@ pub(crate) fn check_target(model: &Classifier, target: Target) -> Result<(), Exp
 
 /// Check that `method` can explain `layer` of `model`; the layer's index.
 pub fn check_method(
-    model: &Classifier,
+    model: &dyn Explainable,
     layer: &str,
     method: Method,
 ) -> Result<usize, ExplainError> {
-    let index = model.explainable_layer(layer)?;
-    if method == Method::Cam
-        && (model.head.kind() != HeadKind::GapLinear || index != model.head_input())
-    {
+    let index = model.layer(layer)?;
+    if method == Method::Cam && model.cam_weights(index).is_none() {
         return Err(ExplainError::CamNeedsGapLinear {
-            head: model.head.kind(),
             layer: layer.to_string(),
-            head_input: model.layer_name(model.head_input()).to_string(),
+            hint: model.cam_hint(),
         });
     }
     Ok(index)
@@ -163,7 +162,7 @@ pub fn check_method(
 /// Explain from already computed (e.g. cached) activations of `layer` [N, C, h, w]; the maps
 /// are resized to `size` = [H, W], the images' size. The backbone up to `layer` is not run.
 pub fn explain_activations(
-    model: &Classifier,
+    model: &dyn Explainable,
     layer: &str,
     activations: Tensor<4>,
     size: [usize; 2],
@@ -183,7 +182,7 @@ pub fn explain_activations(
 /// [`explain_activations`] with options. Score-CAM and `aug_smooth` run the whole network on
 /// changed images, so they are [`ExplainError::NeedsImages`] here: use [`explain_with`].
 pub fn explain_activations_with(
-    model: &Classifier,
+    model: &dyn Explainable,
     layer: &str,
     activations: Tensor<4>,
     size: [usize; 2],
@@ -203,7 +202,7 @@ pub fn explain_activations_with(
 /// original images' targets); otherwise they come from `options.target` and the logits.
 #[allow(clippy::too_many_arguments)]
 fn pipeline(
-    model: &Classifier,
+    model: &dyn Explainable,
     layer: &str,
     activations: Tensor<4>,
     size: [usize; 2],
@@ -223,7 +222,6 @@ fn pipeline(
         });
     }
     let index = check_method(model, layer, method)?;
-    check_target(model, options.target)?;
     let implementation = method.implementation();
     if implementation.needs_images() && images.is_none() {
         return Err(ExplainError::NeedsImages {
@@ -231,8 +229,6 @@ fn pipeline(
             layer: layer.into(),
         });
     }
-    // Explanations never train anything: work on a copy without autodiff.
-    let model = model.clone().valid();
     let activations = activations.without_autodiff();
     let targets_for = |logits: Tensor<2>| {
         targets
@@ -243,6 +239,7 @@ fn pipeline(
     let (logits, gradients, target_weights) = if implementation.needs_gradients() {
         let leaf = activations.clone().autodiff().require_grad();
         let logits = model.logits_from(index, leaf.clone());
+        check_target(&logits, options.target)?;
         let target_weights = targets_for(logits.clone().without_autodiff());
         let score = (logits.clone() * target_weights.clone()).sum();
         let grads = score.backward();
@@ -251,17 +248,15 @@ fn pipeline(
         (logits.without_autodiff(), gradients, target_weights)
     } else {
         let logits = model.logits_from(index, activations.clone());
+        check_target(&logits, options.target)?;
         let target_weights = targets_for(logits.clone());
         (logits, None, target_weights)
     };
 
-    // CAM weights per image: t [N, n] · Wᵀ, W = the gap-linear head's weight [C, n].
-    let class_weights = (model.head.kind() == HeadKind::GapLinear && index == model.head_input())
-        .then(|| {
-            target_weights
-                .clone()
-                .matmul(model.head.fc1.weight.val().transpose())
-        });
+    // CAM weights per image: t [N, n] · Wᵀ, W = the linear head's weight [C, n].
+    let class_weights = model
+        .cam_weights(index)
+        .map(|weight| target_weights.clone().matmul(weight.transpose()));
     let inputs = MapInputs {
         activations,
         gradients,
@@ -404,12 +399,12 @@ mod tests {
     }
 
     /// Activations and CAM weights, but no gradients: what a broken autodiff graph gives.
-    fn inputs_without_gradients() -> MapInputs {
+    fn inputs_without_gradients() -> MapInputs<'static> {
         let device = Device::flex();
-        let model = Classifier {
+        let model: &'static model::Classifier = Box::leak(Box::new(model::Classifier {
             backbone: model::Backbone::Vgg16(model::Vgg16::random(64, &device)),
-            head: model::Head::new(HeadKind::GapLinear, 8, 1, &device),
-        };
+            head: model::Head::new(model::HeadKind::GapLinear, 8, 1, &device),
+        }));
         MapInputs {
             activations: Tensor::ones([2, 3, 4, 5], &device),
             gradients: None,

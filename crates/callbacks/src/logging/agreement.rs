@@ -6,7 +6,7 @@
 //! head's weights (up to a positive factor), so CAM and Grad-CAM maps are the same (ρ ≈ 1).
 //! A pair that should agree and does not is reported as a warning.
 
-use model::{Classifier, HeadKind};
+use model::Explainable;
 use rayon::prelude::*;
 
 use crate::engine::pipeline::Method;
@@ -43,7 +43,7 @@ pub struct Agreement {
 
 impl Agreement {
     /// Compare every pair of `loggers` (which must run before this callback).
-    pub fn new(loggers: &[CamLogger], model: &Classifier) -> Self {
+    pub fn new(loggers: &[CamLogger], model: &dyn Explainable) -> Self {
         let mut pairs = Vec::new();
         // A method used by several loggers is named with its layer, so labels never collide.
         let name = |l: &CamLogger| {
@@ -59,15 +59,14 @@ impl Agreement {
                     (la.method, lb.method),
                     (Method::Cam, Method::GradCam) | (Method::GradCam, Method::Cam)
                 );
-                let pooled = model.layer(&la.layer).ok() == Some(model.head_input());
+                let cam_layer = model
+                    .layer(&la.layer)
+                    .is_ok_and(|index| model.cam_weights(index).is_some());
                 pairs.push(Pair {
                     a: la.name(),
                     b: lb.name(),
                     label: agreement_pair(&name(la), &name(lb)),
-                    must_agree: cam_and_gradcam
-                        && la.layer == lb.layer
-                        && pooled
-                        && model.head.kind() == HeadKind::GapLinear,
+                    must_agree: cam_and_gradcam && la.layer == lb.layer && cam_layer,
                 });
             }
         }
@@ -164,7 +163,7 @@ mod tests {
     use crate::logging::sink::Sink;
     use burn::tensor::{Device, Tensor};
     use image::RgbImage;
-    use model::{Backbone, Head, Vgg16};
+    use model::{Backbone, Classifier, Head, HeadKind, Vgg16};
 
     fn logger(method: Method, layer: &str) -> CamLogger {
         let images = ExplainedImages {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use model::Classifier;
+use model::Explainable;
 
 use crate::engine::pipeline::ExplainError;
 use crate::logging::sink::{Sink, SinkError};
@@ -41,7 +41,7 @@ pub enum CallbackError {
 /// the callbacks before it rendered this epoch, and a place for warnings.
 pub struct CallbackContext<'a> {
     /// The model as trained so far.
-    pub model: &'a Classifier,
+    pub model: &'a dyn Explainable,
     /// The epoch that just ended (1-based); 0 at train start.
     pub epoch: usize,
     /// Where results go.

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use burn::tensor::Device;
 use image::RgbImage;
-use model::Classifier;
+use model::Explainable;
 
 use crate::scores::probabilities::probabilities;
 use crate::scores::ranks::saliency_order;
@@ -213,7 +213,7 @@ fn hash_words(hash: u64, words: impl IntoIterator<Item = u64>) -> u64 {
 /// Average Drop, Increase in Confidence and deletion/insertion AUC over `steps` steps.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
-    model: &Classifier,
+    model: &dyn Explainable,
     photos: &[RgbImage],
     maps: &[f32],
     classes: &[usize],

@@ -2,7 +2,7 @@
 //! forward passes of faithfulness and ROAD).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use model::Classifier;
+use model::Explainable;
 
 /// Images per forward pass.
 const BATCH: usize = 32;
@@ -38,7 +38,7 @@ pub fn prediction(logits: &[f32]) -> (usize, f32) {
 
 /// The model's probability of `classes[j]` for each image j ([3, H, W] planes in [0, 1]).
 pub(crate) fn probabilities(
-    model: &Classifier,
+    model: &dyn Explainable,
     images: &[Vec<f32>],
     [h, w]: [usize; 2],
     classes: &[usize],
@@ -48,7 +48,7 @@ pub(crate) fn probabilities(
     let mut out = Vec::with_capacity(images.len());
     for (chunk, chunk_classes) in images.chunks(BATCH).zip(classes.chunks(BATCH)) {
         let mut values = chunk.concat();
-        model::imagenet_normalize(&mut values, plane);
+        model.normalize(&mut values, plane);
         let batch = Tensor::<4>::from_data(TensorData::new(values, [chunk.len(), 3, h, w]), device);
         out.extend(class_probabilities(model, batch, chunk_classes)?);
     }
@@ -58,7 +58,7 @@ pub(crate) fn probabilities(
 /// The classifier's probability of `classes[i]` for each image i of a normalised `batch`
 /// [N, 3, H, W] (see [`class_probability`]).
 pub(crate) fn class_probabilities(
-    model: &Classifier,
+    model: &dyn Explainable,
     batch: Tensor<4>,
     classes: &[usize],
 ) -> Result<Vec<f32>, String> {

@@ -1,13 +1,13 @@
 //! Loading EfficientNet-Lite0 from lukemelas-named weights: each conv read with its BatchNorm,
 //! which is folded into the conv or (for the layers a fine-tuning run trains) kept beside it.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 
-use super::{conv, BnConv, EfficientNetLite0, FrozenBn, MbConv, BLOCKS, BN_EPS, HEAD, STEM};
+use super::{BnConv, EfficientNetLite0, MbConv, BLOCKS, BN_EPS, HEAD, STEM};
+use crate::bn_conv::read_bn_conv;
 use crate::weights::{WeightError, WeightFile};
 
-/// Read conv `conv_key` (no bias) and its BatchNorm `bn.*`: folded into the conv, or (`fold`
-/// false) kept beside it.
+/// Read conv `conv_key` and its BatchNorm `bn.*` (ε 1e-3): folded, or kept beside it.
 #[allow(clippy::too_many_arguments)]
 fn bn_conv(
     file: &WeightFile,
@@ -19,46 +19,9 @@ fn bn_conv(
     fold: bool,
     device: &Device,
 ) -> Result<BnConv, WeightError> {
-    let mut w = file.tensor(conv_key, &shape)?;
-    let c = shape[0];
-    let gamma = file.tensor(&format!("{bn}.weight"), &[c])?;
-    let beta = file.tensor(&format!("{bn}.bias"), &[c])?;
-    let mean = file.tensor(&format!("{bn}.running_mean"), &[c])?;
-    let var = file.tensor(&format!("{bn}.running_var"), &[c])?;
-    let scale: Vec<f32> = (0..c)
-        .map(|o| gamma[o] / (var[o] + BN_EPS).sqrt())
-        .collect();
-    let shift: Vec<f32> = (0..c).map(|o| beta[o] - mean[o] * scale[o]).collect();
-    let vector = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [c]), device);
-    if !fold {
-        return Ok(BnConv {
-            conv: conv(
-                Tensor::from_data(TensorData::new(w, shape), device),
-                None,
-                stride,
-                groups,
-            ),
-            bn: Some(FrozenBn {
-                scale: vector(scale),
-                shift: vector(shift),
-            }),
-        });
-    }
-    let per_out = w.len() / c;
-    for o in 0..c {
-        w[o * per_out..(o + 1) * per_out]
-            .iter_mut()
-            .for_each(|v| *v *= scale[o]);
-    }
-    Ok(BnConv {
-        conv: conv(
-            Tensor::from_data(TensorData::new(w, shape), device),
-            Some(vector(shift)),
-            stride,
-            groups,
-        ),
-        bn: None,
-    })
+    read_bn_conv(
+        file, conv_key, bn, shape, stride, groups, BN_EPS, fold, device,
+    )
 }
 
 impl EfficientNetLite0 {

@@ -22,11 +22,11 @@
 //! stride is 1 and the shapes match.
 
 use burn::backend::ops::ConvOptions;
-use burn::module::{Module, Param};
-use burn::nn::conv::Conv2d;
-use burn::nn::PaddingConfig2d;
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
+use crate::bn_conv::conv;
+pub use crate::bn_conv::{BnConv, FrozenBn};
 use crate::mobile_conv;
 
 mod load;
@@ -77,48 +77,7 @@ pub fn layer_channels(index: usize) -> usize {
     }
 }
 
-/// A BatchNorm in eval mode, kept beside its conv: output · `scale` + `shift` per channel
-/// (scale = γ/√(var + ε), shift = β − mean·scale). Constants: never trained.
-#[derive(Module, Debug)]
-pub struct FrozenBn {
-    /// Per output channel.
-    pub scale: Tensor<1>,
-    /// Per output channel.
-    pub shift: Tensor<1>,
-}
-
-/// A conv followed by its (frozen) BatchNorm: folded into the conv (`bn` is `None`, the conv has
-/// the folded bias) or kept beside it (`bn` is `Some`, the conv has the raw weight and no bias).
-#[derive(Module, Debug)]
-pub struct BnConv {
-    /// The convolution.
-    pub conv: Conv2d,
-    /// The BatchNorm, when not folded.
-    pub bn: Option<FrozenBn>,
-}
-
 impl BnConv {
-    /// The conv's weight and bias with its BatchNorm. A kept BatchNorm is applied to the weight
-    /// (weight · scale, bias = shift): the same function of the raw weight, so its gradient
-    /// reaches the raw weight as PyTorch's does, without two passes over the activations.
-    fn weight_and_bias(&self) -> (Tensor<4>, Tensor<1>) {
-        match &self.bn {
-            None => {
-                let weight = self.conv.weight.val();
-                let bias = match &self.conv.bias {
-                    Some(bias) => bias.val(),
-                    None => Tensor::zeros([weight.dims()[0]], &weight.device()),
-                };
-                (weight, bias)
-            }
-            Some(bn) => {
-                let c = bn.scale.dims()[0];
-                let weight = self.conv.weight.val() * bn.scale.clone().reshape([c, 1, 1, 1]);
-                (weight, bn.shift.clone())
-            }
-        }
-    }
-
     /// TensorFlow "SAME" padding (top, left, bottom, right) for an h×w input: total =
     /// max((⌈i/s⌉ − 1)·s + k − i, 0), the smaller half before.
     fn same_padding(&self, h: usize, w: usize) -> [usize; 4] {
@@ -164,11 +123,6 @@ impl BnConv {
             mobile_conv::depthwise_conv(x, weight, bias, s, padding, relu6)
         }
     }
-
-    /// The weight as the PyTorch file has it (unfolded): the raw conv weight.
-    fn raw_weight(&self) -> Option<Tensor<4>> {
-        self.bn.as_ref().map(|_| self.conv.weight.val())
-    }
 }
 
 /// One MBConv block.
@@ -191,19 +145,6 @@ pub struct EfficientNetLite0 {
     pub blocks: Vec<MbConv>,
     /// Head conv 1x1 to 1280.
     pub head: BnConv,
-}
-
-fn conv(weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, groups: usize) -> Conv2d {
-    let [_, _, kh, kw] = weight.dims();
-    Conv2d {
-        weight: Param::from_tensor(weight),
-        bias: bias.map(Param::from_tensor),
-        stride: [stride, stride],
-        kernel_size: [kh, kw],
-        dilation: [1, 1],
-        groups,
-        padding: PaddingConfig2d::Valid,
-    }
 }
 
 impl MbConv {

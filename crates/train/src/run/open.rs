@@ -100,7 +100,7 @@ pub fn trainee(config: &Config, num_classes: usize, device: &Device) -> Result<T
     let classes = if num_classes == 2 { 1 } else { num_classes };
     let cut = config
         .train_from()
-        .map(|name| config.model.backbone.layer(name))
+        .map(|name| config.model.backbone.train_start(name))
         .transpose()
         .context("[model] train_from")?;
     let backbone = Backbone::load_trainable(config.model.backbone, &weights, cut, device)

@@ -1,7 +1,7 @@
 //! A drawing's localization scores: the maps of the logger's localization set scored against
 //! their boxes and outlines, with the set's baselines logged beside each score.
 
-use model::Classifier;
+use model::Explainable;
 
 use super::{to_vec, CamLogger};
 use crate::logging::callback::{CallbackContext, CallbackError};
@@ -15,7 +15,7 @@ impl CamLogger {
     /// The maps' localization scores on `set`, in [`LocalizationSummary::scores`]' order.
     fn localize(
         &self,
-        model: &Classifier,
+        model: &dyn Explainable,
         set: &LocalizationSet,
     ) -> Result<Vec<(&'static str, f64)>, CallbackError> {
         let n = set.annotations.len();

@@ -4,7 +4,7 @@
 
 use burn::tensor::Tensor;
 use image::RgbImage;
-use model::Classifier;
+use model::Explainable;
 
 use std::collections::HashMap;
 
@@ -142,7 +142,7 @@ impl CamLogger {
     /// else from the cached activations; `size` is the images' [H, W].
     fn explain(
         &self,
-        model: &Classifier,
+        model: &dyn Explainable,
         cached: Tensor<4>,
         inputs: Option<Tensor<4>>,
         size: [usize; 2],
@@ -158,12 +158,20 @@ impl CamLogger {
     }
 
     /// The activations at the logger's layer from the cached ones (see `recompute_from`).
-    fn current(&self, model: &Classifier, cached: Tensor<4>) -> Result<Tensor<4>, CallbackError> {
+    fn current(
+        &self,
+        model: &dyn Explainable,
+        cached: Tensor<4>,
+    ) -> Result<Tensor<4>, CallbackError> {
         match self.recompute_from {
             None => Ok(cached),
             Some(cut) => {
                 let layer = check_method(model, &self.layer, self.method)?;
-                Ok(model.backbone.run(cached, cut, layer))
+                let classifier = model.as_classifier().ok_or(CallbackError::State(
+                    "recompute_from needs the project's classifier (its layers from the cut)"
+                        .into(),
+                ))?;
+                Ok(classifier.backbone.run(cached, cut, layer))
             }
         }
     }

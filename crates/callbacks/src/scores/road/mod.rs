@@ -311,7 +311,7 @@ impl RoadSummary {
 /// ImageNet-normalised and imputed in that space, as pytorch-grad-cam does with its input
 /// tensor; the probability is the explained class's (sigmoid or softmax).
 pub fn evaluate(
-    model: &model::Classifier,
+    model: &dyn model::Explainable,
     photos: &[image::RgbImage],
     maps: &[f32],
     classes: &[usize],
@@ -335,7 +335,7 @@ pub fn evaluate(
         }
         images.extend(crate::scores::faithfulness::planes(photo));
     }
-    model::imagenet_normalize(&mut images, h * w);
+    model.normalize(&mut images, h * w);
     let probability = |batch: &[f32], k: usize| -> Result<Vec<f32>, String> {
         let x = Tensor::<4>::from_data(TensorData::new(batch.to_vec(), [k, 3, h, w]), device);
         crate::scores::probabilities::class_probabilities(model, x, classes)

@@ -1,0 +1,170 @@
+//! Loading a ResNet from a torchvision `state_dict`: the key table, each conv read with its
+//! BatchNorm (folded, or kept beside it in the layers a fine-tuning run trains).
+//!
+//! | torchvision key                                   | here                               |
+//! |---------------------------------------------------|------------------------------------|
+//! | `conv1.weight`, `bn1.*`                           | `conv1`                            |
+//! | `layerS.B.conv{1,2,3}.weight`, `layerS.B.bn{1,2,3}.*` | block (S, B) `conv1` … `conv3` |
+//! | `layerS.B.downsample.0.weight`, `…downsample.1.*` | block (S, B) `downsample`          |
+//! | `*.num_batches_tracked`, `fc.*`                   | ignored (`fc` can be a head)       |
+
+use burn::tensor::Device;
+
+use super::{Block, Depth, ResNet, BN_EPS};
+use crate::bn_conv::{read_bn_conv, BnConv};
+use crate::weights::{WeightError, WeightFile};
+
+/// Reads convs from the file, checking each one's shape against the network built so far: in
+/// channels from the previous layer, the kernel the architecture has; out channels from the file
+/// (so narrower torchvision-keyed ResNets load too).
+struct Reader<'a> {
+    file: &'a WeightFile,
+    train_from: Option<usize>,
+    device: &'a Device,
+}
+
+impl Reader<'_> {
+    /// Conv `prefix.{conv}.weight` with BatchNorm `prefix.{bn}`, `c_in` inputs, a k×k kernel,
+    /// `stride`, in layer `layer` (kept unfolded when that layer trains); its out channels.
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &self,
+        conv_key: &str,
+        bn: &str,
+        c_in: usize,
+        k: usize,
+        stride: usize,
+        layer: usize,
+    ) -> Result<(BnConv, usize), WeightError> {
+        let shape = self.file.shape(conv_key)?;
+        let out = match shape[..] {
+            [out, _, _, _] if out > 0 => out,
+            _ => 0,
+        };
+        let expected = [out.max(1), c_in, k, k];
+        let fold = self.train_from.is_none_or(|from| layer < from);
+        let conv = read_bn_conv(
+            self.file,
+            conv_key,
+            bn,
+            expected,
+            stride,
+            1,
+            BN_EPS,
+            fold,
+            self.device,
+        )?;
+        Ok((conv, expected[0]))
+    }
+}
+
+impl ResNet {
+    /// Load a torchvision ResNet of `depth` (`conv1`, `bn1`, `layer1.0.conv1`, …; `fc.*` and
+    /// `num_batches_tracked` are ignored), folding every BatchNorm into its conv.
+    pub fn load(file: &WeightFile, depth: Depth, device: &Device) -> Result<Self, WeightError> {
+        Self::load_trainable(file, depth, None, device)
+    }
+
+    /// [`load`](Self::load), but layers `train_from..` (0 = conv1, 1 = maxpool, 2.. = blocks)
+    /// keep their raw conv weights with the BatchNorm beside them, so that training them trains
+    /// what PyTorch trains with BN frozen in eval mode.
+    pub fn load_trainable(
+        file: &WeightFile,
+        depth: Depth,
+        train_from: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, WeightError> {
+        let reader = Reader {
+            file,
+            train_from,
+            device,
+        };
+        let (conv1, stem) = reader.conv("conv1.weight", "bn1", 3, 7, 2, 0)?;
+        let mut blocks = Vec::new();
+        let mut c_in = stem;
+        for (i, (stage, b)) in depth.block_positions().into_iter().enumerate() {
+            let layer = i + 2;
+            let p = format!("layer{stage}.{b}");
+            let stride = if stage > 1 && b == 0 { 2 } else { 1 };
+            let block = if depth.bottleneck {
+                let (conv1, mid) = reader.conv(
+                    &format!("{p}.conv1.weight"),
+                    &format!("{p}.bn1"),
+                    c_in,
+                    1,
+                    1,
+                    layer,
+                )?;
+                let (conv2, mid) = reader.conv(
+                    &format!("{p}.conv2.weight"),
+                    &format!("{p}.bn2"),
+                    mid,
+                    3,
+                    stride,
+                    layer,
+                )?;
+                let (conv3, _) = reader.conv(
+                    &format!("{p}.conv3.weight"),
+                    &format!("{p}.bn3"),
+                    mid,
+                    1,
+                    1,
+                    layer,
+                )?;
+                (conv1, conv2, Some(conv3))
+            } else {
+                let (conv1, mid) = reader.conv(
+                    &format!("{p}.conv1.weight"),
+                    &format!("{p}.bn1"),
+                    c_in,
+                    3,
+                    stride,
+                    layer,
+                )?;
+                let (conv2, _) = reader.conv(
+                    &format!("{p}.conv2.weight"),
+                    &format!("{p}.bn2"),
+                    mid,
+                    3,
+                    1,
+                    layer,
+                )?;
+                (conv1, conv2, None)
+            };
+            let c_out = block.2.as_ref().unwrap_or(&block.1).conv.weight.dims()[0];
+            let down_key = format!("{p}.downsample.0.weight");
+            let downsample = if file.contains(&down_key) {
+                let bn = format!("{p}.downsample.1");
+                Some(reader.conv(&down_key, &bn, c_in, 1, stride, layer)?.0)
+            } else if stride != 1 || c_in != c_out {
+                // A shape change needs the projection: the reader's error names the key.
+                file.shape(&down_key)?;
+                None
+            } else {
+                None
+            };
+            blocks.push(Block {
+                conv1: block.0,
+                conv2: block.1,
+                conv3: block.2,
+                downsample,
+            });
+            c_in = c_out;
+        }
+        // A deeper network's keys left over mean the depth asked for is wrong.
+        let extra = format!("layer1.{}.conv1.weight", depth.blocks[0]);
+        let extra4 = format!("layer4.{}.conv1.weight", depth.blocks[3]);
+        for key in [extra, extra4] {
+            if file.contains(&key) {
+                return Err(WeightError::Format {
+                    path: file.path().to_path_buf(),
+                    reason: format!(
+                        "it has `{key}`: a deeper ResNet than the resnet{} asked for",
+                        depth.layers
+                    ),
+                });
+            }
+        }
+        Ok(Self { conv1, blocks })
+    }
+}
