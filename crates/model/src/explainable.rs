@@ -129,7 +129,13 @@ impl Explainable for Classifier {
     }
 
     fn check_input_size(&self, height: usize, width: usize) -> Result<(), ModelError> {
-        Classifier::check_input_size(height, width)
+        // A ResNet takes any size from 32 px (PyTorch's floor/ceil rules give a 1x1 layer4);
+        // the others keep the multiples of 32 their pooling grid is aligned to.
+        let side_ok = |s: usize| (32..=crate::MAX_INPUT_SIDE).contains(&s);
+        match self.backbone {
+            crate::Backbone::ResNet(_) if side_ok(height) && side_ok(width) => Ok(()),
+            _ => Classifier::check_input_size(height, width),
+        }
     }
 
     fn as_classifier(&self) -> Option<&Classifier> {

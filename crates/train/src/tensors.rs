@@ -51,6 +51,29 @@ pub fn f16_values(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
         .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
 }
 
+/// The string metadata of a safetensors file (`None` when it is not one): reads only the header.
+pub fn read_metadata(path: &Path) -> Option<HashMap<String, String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size).ok()?;
+    let len = u64::from_le_bytes(size);
+    // A header is JSON of at most a few MB; anything larger is not one of ours.
+    if len > 100_000_000 {
+        return None;
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let metadata = json.get("__metadata__")?.as_object()?;
+    Some(
+        metadata
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+    )
+}
+
 /// Read a safetensors file written by [`write_safetensors`] (f32) or
 /// [`write_safetensors_f16`] (f16, widened to f32); any other dtype is an error.
 pub fn read_safetensors(path: &Path) -> Result<F32File> {

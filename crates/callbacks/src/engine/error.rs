@@ -72,8 +72,9 @@ pub enum ExplainError {
     },
     /// Guided backpropagation asked of a model that does not say where its ReLUs are.
     #[error(
-        "guided backpropagation needs to know where every ReLU of the network is: only the \
-         built-in backbones say so (Explainable::as_classifier); use gradcam or another map method"
+        "guided backpropagation needs to know where every ReLU of the network is: only VGG16 and \
+         EfficientNet-Lite0 say so (not a ResNet, nor a model of your own); use gradcam or \
+         another map method"
     )]
     NotGuided,
     /// A tensor could not be read back from the device as f32.

@@ -42,7 +42,11 @@ pub fn guided_backprop(
     target: Target,
 ) -> Result<GuidedExplanation, ExplainError> {
     check_images(model, &images)?;
-    let model = model.as_classifier().ok_or(ExplainError::NotGuided)?;
+    // A ResNet's ReLUs after its residual sums are not walked layer by layer here.
+    let model = model
+        .as_classifier()
+        .filter(|c| !matches!(c.backbone, Backbone::ResNet(_)))
+        .ok_or(ExplainError::NotGuided)?;
     let n = images.dims()[0];
     let head_input = model.head_input();
     // Each layer's input, forward (no autodiff: the fast path).

@@ -14,6 +14,14 @@ pub enum Metric {
     Loss(String),
     /// `accuracy/<set>` ↔ `<set>_accuracy`.
     Accuracy(String),
+    /// `accuracy/<set>/<class>` ↔ `<set>_accuracy_<class>`: the share of the class's images
+    /// predicted as it.
+    ClassAccuracy {
+        /// The set.
+        set: String,
+        /// The class's name.
+        class: String,
+    },
     /// `<method>/<score>` ↔ `<method>_<score>` (localization and faithfulness scores; the
     /// localization baselines' scores too, with `baseline_centre` or `baseline_uniform` as the
     /// method).
@@ -44,7 +52,13 @@ impl Metric {
         let (first, rest) = tag.split_once('/')?;
         Some(match first {
             "loss" => Metric::Loss(rest.into()),
-            "accuracy" => Metric::Accuracy(rest.into()),
+            "accuracy" => match rest.split_once('/') {
+                Some((set, class)) => Metric::ClassAccuracy {
+                    set: set.into(),
+                    class: class.into(),
+                },
+                None => Metric::Accuracy(rest.into()),
+            },
             "seconds" => Metric::Seconds(rest.into()),
             "agreement" => {
                 let (pair, measure) = rest.rsplit_once('/')?;
@@ -87,6 +101,12 @@ impl Metric {
                 });
             }
         }
+        if let Some((set, class)) = column.split_once("_accuracy_") {
+            return Some(Metric::ClassAccuracy {
+                set: set.into(),
+                class: class.into(),
+            });
+        }
         let suffixed = |suffix: &str| column.strip_suffix(suffix).map(String::from);
         suffixed("_loss")
             .map(Metric::Loss)
@@ -99,6 +119,7 @@ impl Metric {
         match self {
             Metric::Loss(set) => format!("loss/{set}"),
             Metric::Accuracy(set) => format!("accuracy/{set}"),
+            Metric::ClassAccuracy { set, class } => format!("accuracy/{set}/{class}"),
             Metric::Score { method, score } => format!("{method}/{score}"),
             Metric::Agreement { pair, measure } => format!("agreement/{pair}/{measure}"),
             Metric::Seconds(part) => format!("seconds/{part}"),
@@ -110,6 +131,7 @@ impl Metric {
         match self {
             Metric::Loss(set) => format!("{set}_loss"),
             Metric::Accuracy(set) => format!("{set}_accuracy"),
+            Metric::ClassAccuracy { set, class } => format!("{set}_accuracy_{class}"),
             Metric::Score { method, score } => format!("{method}_{score}"),
             Metric::Agreement { pair, measure } => format!("{pair}_{measure}"),
             Metric::Seconds(part) => format!("{part}_seconds"),

@@ -11,12 +11,60 @@ use crate::tensors::to_vec;
 use model::rng::SplitMix64;
 
 /// Loss and accuracy over a pass.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Score {
     /// Mean loss.
     pub loss: f64,
     /// Share of correct predictions.
     pub accuracy: f64,
+    /// Counts of (true class, predicted class).
+    pub confusion: Confusion,
+}
+
+/// A confusion matrix: `counts[true][predicted]`, growing to the largest class seen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Confusion {
+    /// Rows: the true class; columns: the predicted class.
+    pub counts: Vec<Vec<usize>>,
+}
+
+impl Confusion {
+    /// Count each (label, prediction) pair.
+    pub fn add(&mut self, predicted: &[usize], labels: &[usize]) {
+        for (&p, &t) in predicted.iter().zip(labels) {
+            let n = self.counts.len().max(p + 1).max(t + 1);
+            self.counts.resize(n, Vec::new());
+            for row in &mut self.counts {
+                row.resize(n, 0);
+            }
+            self.counts[t][p] += 1;
+        }
+    }
+
+    /// The matrix padded to `classes` × `classes`.
+    pub fn padded(&self, classes: usize) -> Vec<Vec<usize>> {
+        let n = classes.max(self.counts.len());
+        (0..n)
+            .map(|t| {
+                (0..n)
+                    .map(|p| {
+                        self.counts
+                            .get(t)
+                            .and_then(|r| r.get(p))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The share of class `class`'s images predicted as `class` (`None` when it has none).
+    pub fn class_accuracy(&self, class: usize) -> Option<f64> {
+        let row = self.counts.get(class)?;
+        let total: usize = row.iter().sum();
+        (total > 0).then(|| row[class] as f64 / total as f64)
+    }
 }
 
 /// Loss of logits [B, n] against labels: BCE on the logit for n = 1, cross-entropy otherwise.
@@ -83,11 +131,14 @@ pub fn train_epoch<M>(
     mut step: impl FnMut(M, Tensor<1>) -> Result<M>,
 ) -> Result<(M, Score)> {
     let (mut loss_sum, mut right) = (0.0f64, 0usize);
+    let mut confusion = Confusion::default();
     for batch in order.chunks(batch_size.max(1)) {
         let (logits, labels) = forward(&model, batch)?;
         let batch_loss = loss(logits.clone(), &labels);
         loss_sum += to_vec(batch_loss.clone().without_autodiff())?[0] as f64 * batch.len() as f64;
-        right += correct(&predictions(logits.without_autodiff())?, &labels);
+        let predicted = predictions(logits.without_autodiff())?;
+        right += correct(&predicted, &labels);
+        confusion.add(&predicted, &labels);
         model = step(model, batch_loss)?;
     }
     let n = order.len().max(1) as f64;
@@ -96,6 +147,7 @@ pub fn train_epoch<M>(
         Score {
             loss: loss_sum / n,
             accuracy: right as f64 / n,
+            confusion,
         },
     ))
 }

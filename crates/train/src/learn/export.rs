@@ -9,8 +9,9 @@ use model::{Classifier, Head, WeightError, WeightFile};
 
 use crate::tensors::{to_vec, NamedTensor};
 
-/// Export the head in PyTorch layout (what `train explain --head-weights` reads).
-pub fn export_head(path: &Path, head: &Head) -> Result<()> {
+/// Export the head in PyTorch layout (what `train explain --head-weights` reads), with the
+/// class names in label order as the file's `classes` metadata (comma-separated).
+pub fn export_head(path: &Path, head: &Head, classes: &[String]) -> Result<()> {
     let tensors = head
         .pytorch_tensors()
         .into_iter()
@@ -22,7 +23,8 @@ pub fn export_head(path: &Path, head: &Head) -> Result<()> {
             Ok((name, shape, to_vec(t)?))
         })
         .collect::<Result<Vec<_>>>()?;
-    crate::tensors::write_safetensors(path, &tensors, HashMap::new()).map(|_| ())
+    let metadata = HashMap::from([("classes".to_string(), classes.join(","))]);
+    crate::tensors::write_safetensors(path, &tensors, metadata).map(|_| ())
 }
 
 /// The tensors of a backbone weight file that the backbone reads, as (key, shape, values):
@@ -31,7 +33,7 @@ pub fn export_head(path: &Path, head: &Head) -> Result<()> {
 pub fn backbone_tensors(file: &WeightFile) -> Result<Vec<NamedTensor>> {
     let mut tensors = Vec::new();
     for key in file.keys() {
-        if key.starts_with("classifier.") || key.starts_with("_fc.") {
+        if key.starts_with("classifier.") || key.starts_with("_fc.") || key.starts_with("fc.") {
             continue;
         }
         let shape = file.shape(&key)?;

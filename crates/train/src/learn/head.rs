@@ -99,10 +99,14 @@ impl HeadTraining {
     pub fn evaluate(&self, features: &Tensor<2>, labels: &[usize]) -> Result<Score> {
         let logits = self.head().forward_pooled(features.clone());
         let l = to_vec(loss(logits.clone(), labels))?[0] as f64;
-        let right = correct(&predictions(logits)?, labels);
+        let predicted = predictions(logits)?;
+        let right = correct(&predicted, labels);
+        let mut confusion = crate::learn::epoch::Confusion::default();
+        confusion.add(&predicted, labels);
         Ok(Score {
             loss: l,
             accuracy: right as f64 / labels.len().max(1) as f64,
+            confusion,
         })
     }
 

@@ -135,16 +135,20 @@ impl TopTraining {
         let device = self.device.clone();
         let rows: Vec<usize> = (0..labels.len()).collect();
         let (mut loss_sum, mut right) = (0.0f64, 0usize);
+        let mut confusion = crate::learn::epoch::Confusion::default();
         for batch in rows.chunks(EVAL_BATCH) {
             let logits = model.logits_from_input(x.cut, x.batch(batch, &device)?);
             let y: Vec<usize> = batch.iter().map(|&i| labels[i]).collect();
             loss_sum += to_vec(loss(logits.clone(), &y))?[0] as f64 * batch.len() as f64;
-            right += correct(&predictions(logits)?, &y);
+            let predicted = predictions(logits)?;
+            right += correct(&predicted, &y);
+            confusion.add(&predicted, &y);
         }
         let n = labels.len().max(1) as f64;
         Ok(Score {
             loss: loss_sum / n,
             accuracy: right as f64 / n,
+            confusion,
         })
     }
 

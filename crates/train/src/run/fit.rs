@@ -47,6 +47,8 @@ pub fn fit(config: Config, resume_dir: Option<&Path>) -> Result<()> {
             )?;
         }
 
+        crate::run::confusion::log(&mut s, &scores, epoch)?;
+
         let callbacks_start = Instant::now();
         for warning in s.run_callbacks(Hook::EpochEnd, epoch)? {
             progress.println(&format!("warning: {warning}"));

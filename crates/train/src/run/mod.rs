@@ -2,6 +2,7 @@
 //! ([`session`], [`setup`]), the run's files, metrics.csv and its column names, HParams, the
 //! end summary and progress.
 
+pub mod confusion;
 pub mod files;
 pub mod fit;
 pub mod hooks;

@@ -315,6 +315,7 @@ pub fn sinks(
     config: &Config,
     run_dir: &Path,
     sets: &FeatureSets,
+    class_names: &[String],
     callbacks: &[Box<dyn Callback>],
     resume_dir: Option<&Path>,
     start_epoch: usize,
@@ -325,6 +326,13 @@ pub fn sinks(
             Metric::Loss(name.to_string()).tag(),
             Metric::Accuracy(name.to_string()).tag(),
         ]);
+        tags.extend(class_names.iter().map(|class| {
+            Metric::ClassAccuracy {
+                set: name.to_string(),
+                class: class.clone(),
+            }
+            .tag()
+        }));
     }
     // Loggers scoring the same set log the same baseline tags: one column each.
     for tag in callbacks.iter().flat_map(|c| c.scalar_tags()) {

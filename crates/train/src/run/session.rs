@@ -55,6 +55,8 @@ pub struct Session {
     pub model: Classifier,
     /// Every labelled set's rows (pooled features, or activations at the cut).
     pub sets: FeatureSets,
+    /// The classes, in label order (the training set's folder names).
+    pub class_names: Vec<String>,
     /// What trains, with its optimizer.
     pub training: Training,
     /// The original weight file's backbone tensors (fine-tuning runs; empty otherwise).
@@ -108,10 +110,12 @@ impl Session {
             println!("resuming after epoch {start_epoch}");
         }
         training.update(&mut model);
+        let class_names = inputs.train.classes.clone();
         let sinks = open::sinks(
             &config,
             &run_dir,
             &sets,
+            &class_names,
             &callbacks,
             resume_dir,
             start_epoch,
@@ -122,6 +126,7 @@ impl Session {
             model,
             original_backbone,
             sets,
+            class_names,
             training,
             callbacks,
             sinks,
@@ -201,7 +206,11 @@ impl Session {
         // must stop it instead of silently starting a new, partial one.
         files::check_same_dir(&self.run_dir, &self.identity)?;
         self.each_sink(|s| s.flush())?;
-        export_head(&self.run_dir.join("head.safetensors"), &self.model.head)?;
+        export_head(
+            &self.run_dir.join("head.safetensors"),
+            &self.model.head,
+            &self.class_names,
+        )?;
         if let Training::Top(t) = &self.training {
             export_backbone(
                 &self.run_dir.join(BACKBONE),

@@ -22,17 +22,20 @@ use outputs::Explained;
 /// Arguments of `train explain`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// Backbone architecture: vgg16 or efficientnet-lite0.
+    /// Backbone architecture: vgg16, efficientnet-lite0, resnet18, resnet34, resnet50,
+    /// resnet101 or resnet152.
     #[arg(long, default_value = "vgg16")]
     pub backbone: BackboneKind,
-    /// Backbone weights: torchvision `vgg16-397923af.pth` (legacy or zip .pth) or .safetensors
-    /// with the keys `features.N.weight|bias`.
+    /// Backbone weights (legacy or zip .pth, or .safetensors): torchvision's
+    /// `vgg16-397923af.pth` (keys `features.N.*`) or a torchvision ResNet state_dict (`conv1`,
+    /// `bn1`, `layer1.0.*`, …; `fc.*` is ignored), or the lukemelas EfficientNet-Lite0 file.
     #[arg(long)]
     pub weights: PathBuf,
     /// Head architecture: gap-linear (CAM model) or gap-dense (the seed's Grad-CAM model).
     #[arg(long, default_value = "gap-linear")]
     pub head: HeadKind,
-    /// Head weights, PyTorch layout safetensors (`weight`, `bias`; or `fc1.*`, `fc2.*`).
+    /// Head weights, PyTorch layout (`weight` [K, C], `bias` [K]; or `fc1.*`, `fc2.*` for
+    /// gap-dense). A torchvision ResNet file given here is read as its own `fc` head.
     #[arg(long)]
     pub head_weights: PathBuf,
     /// cam, gradcam, gradcam++, layercam, hirescam, xgradcam, gradcam-elementwise, eigencam,
@@ -41,8 +44,9 @@ pub struct ExplainArgs {
     #[arg(long, default_value = "gradcam")]
     pub method: ExplainMethod,
     /// The layer to explain (VGG16: block1_conv1 … block5_conv3, block1_pool … block5_pool;
-    /// EfficientNet-Lite0: stem, block1 … block16, head). Default: the backbone's last
-    /// convolution (block5_conv3 for VGG16, head for EfficientNet-Lite0).
+    /// EfficientNet-Lite0: stem, block1 … block16, head; ResNet: conv1, maxpool, layer1 …
+    /// layer4 or a block such as layer4.2). Default: the backbone's last convolution
+    /// (block5_conv3 for VGG16, head for EfficientNet-Lite0, layer4 for a ResNet).
     #[arg(long)]
     pub layer: Option<String>,
     /// The first principal component of the method's weighted activations instead of their
@@ -66,9 +70,14 @@ pub struct ExplainArgs {
     /// Network input size for photos: N or HEIGHTxWIDTH (multiples of 32).
     #[arg(long, default_value = "224", value_parser = images::parse_size)]
     pub size: [usize; 2],
-    /// Class to explain: `predicted` or a class index (for a single-logit head: 0 = cat, 1 = dog).
-    #[arg(long, default_value = "predicted", value_parser = parse_target)]
-    pub target: Target,
+    /// Class to explain: `predicted`, a class index, or a class name from --classes (or from
+    /// the head file's `classes` metadata, which `train` writes into the heads it exports).
+    #[arg(long, default_value = "predicted")]
+    pub target: String,
+    /// The class names in logit order, comma-separated (default: the head file's `classes`
+    /// metadata; for a single-logit head without it, cat,dog).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
     /// jet, turbo or viridis.
     #[arg(long, default_value = "jet")]
     pub colormap: Colormap,
@@ -137,13 +146,49 @@ impl std::fmt::Display for ExplainMethod {
     }
 }
 
-fn parse_target(text: &str) -> Result<Target, String> {
+/// `--target`: `predicted`, a class index, or one of `classes`.
+fn parse_target(text: &str, classes: &[String]) -> Result<Target> {
     if text == "predicted" {
         return Ok(Target::Predicted);
     }
-    text.parse::<usize>()
-        .map(Target::Class)
-        .map_err(|_| format!("bad target `{text}`: expected `predicted` or a class index"))
+    if let Some(index) = classes.iter().position(|c| c == text) {
+        return Ok(Target::Class(index));
+    }
+    match text.parse::<usize>() {
+        Ok(index) => Ok(Target::Class(index)),
+        Err(_) => bail!(
+            "--target {text}: expected `predicted`, a class index or a class name ({})",
+            if classes.is_empty() {
+                "no class names known: pass --classes".to_string()
+            } else {
+                classes.join(", ")
+            }
+        ),
+    }
+}
+
+/// The class names: `--classes`, else the head file's `classes` metadata, else cat,dog for a
+/// single logit (empty when unknown).
+fn class_names(args: &ExplainArgs, num_classes: usize) -> Result<Vec<String>> {
+    let names = match &args.classes {
+        Some(names) => names.clone(),
+        None => {
+            let metadata = crate::tensors::read_metadata(&args.head_weights).unwrap_or_default();
+            match metadata.get("classes") {
+                Some(list) => list.split(',').map(str::to_string).collect(),
+                None if num_classes == 1 => vec!["cat".into(), "dog".into()],
+                None => Vec::new(),
+            }
+        }
+    };
+    let expected = num_classes.max(2);
+    if !names.is_empty() && names.len() != expected {
+        bail!(
+            "--classes: {} names for a head with {expected} classes",
+            names.len()
+        );
+    }
+    Ok(names)
 }
 
 /// Run `train explain`.
@@ -188,8 +233,10 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
         }
     };
     model.explainable_layer(&layer).context("--layer")?;
+    let class_names = class_names(args, model.head.num_classes())?;
+    let target = parse_target(&args.target, &class_names)?;
     let options = Options {
-        target: args.target,
+        target,
         eigen_smooth: args.eigen_smooth,
         aug_smooth: args.aug_smooth,
         seed: args.seed,
@@ -213,7 +260,14 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create --out-dir {}", args.out_dir.display()))?;
     let explained = explain_all(args, &model, &layer, options, &inputs.batch)?;
-    outputs::write(args, &inputs, explained, &style, annotations.as_ref())
+    outputs::write(
+        args,
+        &inputs,
+        explained,
+        &style,
+        annotations.as_ref(),
+        &class_names,
+    )
 }
 
 /// Explain `batch` a `--batch-size` at a time with `--method` at `layer`.
@@ -241,8 +295,8 @@ fn explain_all(
             }
             guided => {
                 let out = match guided {
-                    ExplainMethod::GuidedBackprop => guided_backprop(model, batch, args.target)?,
-                    _ => guided_gradcam(model, batch, layer, args.target)?,
+                    ExplainMethod::GuidedBackprop => guided_backprop(model, batch, options.target)?,
+                    _ => guided_gradcam(model, batch, layer, options.target)?,
                 };
                 (out.values.reshape([0, 0, -1]), out.logits, out.classes)
             }

@@ -34,6 +34,7 @@ pub(super) fn write(
     explained: Explained,
     style: &OverlayStyle,
     annotations: Option<&UprightAnnotations>,
+    class_names: &[String],
 ) -> Result<()> {
     let Explained {
         maps,
@@ -66,8 +67,8 @@ pub(super) fn write(
         println!(
             "{name:<28} {:>10} {:>9}  {} ({})",
             shown.join(","),
-            class_name(predicted, num_logits),
-            class_name(classes[i] as usize, num_logits),
+            class_name(predicted, class_names),
+            class_name(classes[i] as usize, class_names),
             args.method
         );
     }
@@ -102,11 +103,10 @@ pub(super) fn write(
     Ok(())
 }
 
-/// The name of a class for the table: cat or dog for a one-logit head, else its index.
-fn class_name(class: usize, num_logits: usize) -> String {
-    match (num_logits, class) {
-        (1, 0) => "cat".into(),
-        (1, _) => "dog".into(),
-        _ => class.to_string(),
-    }
+/// The name of a class for the table (its index when no names are known).
+fn class_name(class: usize, class_names: &[String]) -> String {
+    class_names
+        .get(class)
+        .cloned()
+        .unwrap_or_else(|| class.to_string())
 }
