@@ -47,9 +47,11 @@ impl CallbackConfig {
 }
 
 /// The weight files `scripts/fetch-weights.sh` writes.
-const FETCHED_WEIGHTS: [&str; 2] = [
+const FETCHED_WEIGHTS: [&str; 4] = [
     "data/weights/vgg16-397923af.pth",
     "data/weights/efficientnet-lite0-57934424.pth",
+    "data/weights/resnet18-f37072fd.pth",
+    "data/weights/resnet50-11ad3fa6.pth",
 ];
 
 impl Config {
