@@ -11,6 +11,11 @@ FIGURE is one of:
   effnet_top_step      the fine-tuning step: block14..block16 + head conv + GAP + Linear(1280, 1)
                        on cached 192x7x7 inputs, forward, BCE-with-logits, backward, Adam step
                        (backbone lr 1e-4, head lr 1e-3; BN frozen, as ours)
+  resnet50_layer4      torchvision's ResNet-50 (random weights) from the image to layer4, BN fused into
+                       the convs (torch.fx's fuse, as ours folds it), forward (needs torchvision)
+  resnet50_top_step    the fine-tuning step with train_from = "layer4": layer4 (BN frozen, eval mode) +
+                       GAP + Linear(2048, 1) on cached 1024x14x14 inputs, forward, BCE-with-logits,
+                       backward, Adam step (backbone lr 1e-4, head lr 1e-3)
 
 Same statistic as ours: one warm-up call, then the best of R calls, with random weights and
 inputs (they cost what real ones cost), float32, eval mode, `torch.set_num_threads(T)`.
@@ -96,7 +101,8 @@ def best_seconds(repeats, f):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("figure", choices=["vgg16_block5_conv3", "effnet_lite0", "effnet_top_step"])
+    parser.add_argument("figure", choices=["vgg16_block5_conv3", "effnet_lite0", "effnet_top_step",
+                                           "resnet50_layer4", "resnet50_top_step"])
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
@@ -122,6 +128,38 @@ def main():
             optimizer.step()
 
         seconds = best_seconds(args.repeats, step)
+    elif args.figure == "resnet50_top_step":
+        import torchvision
+        layer4 = torchvision.models.resnet50().layer4.eval()
+        for m in layer4.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.requires_grad_(False)
+                m.bias.requires_grad_(False)
+        fc = nn.Linear(2048, 1)
+        optimizer = torch.optim.Adam([
+            {"params": [p for p in layer4.parameters() if p.requires_grad], "lr": 1e-4},
+            {"params": fc.parameters(), "lr": 1e-3},
+        ])
+        x = torch.rand(args.batch, 1024, 14, 14) * 2
+        y = (torch.rand(args.batch, 1) > 0.5).float()
+
+        def step():
+            optimizer.zero_grad()
+            logits = fc(layer4(x).mean(dim=(2, 3)))
+            F.binary_cross_entropy_with_logits(logits, y).backward()
+            optimizer.step()
+
+        seconds = best_seconds(args.repeats, step)
+    elif args.figure == "resnet50_layer4":
+        import torchvision
+        from torch.fx.experimental.optimization import fuse
+        resnet = torchvision.models.resnet50().eval()
+        trunk = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                              resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        net = fuse(trunk)
+        x = torch.randn(args.batch, 3, args.size, args.size)
+        with torch.inference_mode():
+            seconds = best_seconds(args.repeats, lambda: net(x))
     else:
         net = vgg16_to_block5_conv3() if args.figure == "vgg16_block5_conv3" else EffnetLite0()
         net.eval()

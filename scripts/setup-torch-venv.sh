@@ -13,6 +13,6 @@ if [ ! -x "$dir/bin/python" ]; then
         exit 1
     fi
 fi
-"$dir/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.15.*" numpy
+"$dir/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.15.*" "torchvision==0.29.*" numpy
 "$dir/bin/python" -c "import torch; print('torch', torch.__version__, 'threads', torch.get_num_threads())"
 echo "use: cargo run --release -p train -- bench --pytorch $dir/bin/python --json bench.json"

@@ -21,7 +21,9 @@ pub use engine::pipeline::{
     normalize_maps, ExplainError, Explanation, Options, Target,
 };
 pub use logging::agreement::Agreement;
-pub use logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
+pub use logging::callback::{
+    run_callbacks, Callback, CallbackContext, CallbackError, Hook, RenderedMaps,
+};
 pub use logging::cam_logger::CamLogger;
 pub use logging::evolution::MapHistory;
 pub use logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};

@@ -321,6 +321,9 @@ mod tests {
                 .chain(e.blocks.iter().map(|b| &b.project.conv))
                 .chain(std::iter::once(&e.head.conv))
                 .collect(),
+            Backbone::ResNet(r) => std::iter::once(&r.conv1.conv)
+                .chain(r.blocks.iter().map(|b| &b.conv1.conv))
+                .collect(),
         };
         convs
             .iter()

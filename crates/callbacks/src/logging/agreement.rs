@@ -179,10 +179,10 @@ mod tests {
 
     /// Records scalars by tag into a shared list.
     #[derive(Default, Clone)]
-    struct Scalars(std::rc::Rc<std::cell::RefCell<Vec<(String, f32)>>>);
+    struct Scalars(std::sync::Arc<std::sync::Mutex<Vec<(String, f32)>>>);
     impl Sink for Scalars {
         fn scalar(&mut self, tag: &str, value: f32, _: i64) -> Result<(), crate::SinkError> {
-            self.0.borrow_mut().push((tag.into(), value));
+            self.0.lock().unwrap().push((tag.into(), value));
             Ok(())
         }
         fn images(&mut self, _: &str, _: &[RgbImage], _: i64) -> Result<(), crate::SinkError> {
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("must give the same maps"));
         // Reversed maps: ρ = −1, disjoint top-20 %; pairs with the silent logger log nothing.
-        let logged = scalars.0.borrow();
+        let logged = scalars.0.lock().unwrap();
         let tags: Vec<&str> = logged.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(tags, agreement.scalar_tags()[..2]);
         assert_eq!(

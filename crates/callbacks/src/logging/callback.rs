@@ -24,6 +24,9 @@ pub enum CallbackError {
     /// Scoring ROAD failed.
     #[error(transparent)]
     Road(#[from] crate::scores::road::RoadError),
+    /// The images given to explain cannot be used.
+    #[error("the explained images: {0}")]
+    Images(String),
     /// A saved state could not be restored.
     #[error("cannot restore the saved state: {0}")]
     State(String),
@@ -68,7 +71,7 @@ pub struct RenderedMaps {
 }
 
 /// A training callback.
-pub trait Callback {
+pub trait Callback: Send {
     /// Name, for timings and logs.
     fn name(&self) -> String;
     /// The scalar tags this callback logs on the epochs it runs (metrics.csv's columns).
@@ -94,4 +97,46 @@ pub trait Callback {
     fn load_state(&mut self, _blobs: &HashMap<String, Vec<u8>>) -> Result<(), CallbackError> {
         Ok(())
     }
+}
+
+/// When callbacks are called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Before the first epoch (step 0: the model before any update).
+    TrainStart,
+    /// After each epoch.
+    EpochEnd,
+    /// After the last epoch.
+    TrainEnd,
+}
+
+/// Call every callback at `hook` of `epoch` (0 at train start) with `model`, in order — what a
+/// training loop of your own calls (the harness does too). Returns the warnings they raised; a
+/// failing callback's error comes with its name.
+pub fn run_callbacks(
+    callbacks: &mut [Box<dyn Callback>],
+    hook: Hook,
+    model: &dyn Explainable,
+    epoch: usize,
+    sinks: &mut [Box<dyn Sink>],
+) -> Result<Vec<String>, (String, CallbackError)> {
+    let (mut rendered, mut warnings) = (Vec::new(), Vec::new());
+    let mut curves = CurveCache::default();
+    for callback in callbacks.iter_mut() {
+        let mut ctx = CallbackContext {
+            model,
+            epoch,
+            sinks: &mut *sinks,
+            rendered: &mut rendered,
+            warnings: &mut warnings,
+            curves: &mut curves,
+        };
+        match hook {
+            Hook::TrainStart => callback.on_train_start(&mut ctx),
+            Hook::EpochEnd => callback.on_epoch_end(&mut ctx),
+            Hook::TrainEnd => callback.on_train_end(&mut ctx),
+        }
+        .map_err(|e| (callback.name(), e))?;
+    }
+    Ok(warnings)
 }

@@ -1,7 +1,10 @@
 //! The images a logger explains every epoch, and the images with boxes it scores.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
+use model::Explainable;
+
+use crate::logging::callback::CallbackError;
 
 use crate::scores::faithfulness::Baseline;
 use crate::scores::localization_report::{
@@ -10,6 +13,7 @@ use crate::scores::localization_report::{
 };
 
 /// The fixed validation images a logger explains every epoch.
+#[derive(Clone)]
 pub struct ExplainedImages {
     /// Names (file stems), used in tags.
     pub names: Vec<String>,
@@ -26,6 +30,61 @@ pub struct ExplainedImages {
     /// The normalised images [N, 3, H, W], kept only for methods that run the whole network
     /// on changed copies of them (Score-CAM, `aug_smooth`); `None` otherwise.
     pub inputs: Option<Tensor<4>>,
+}
+
+impl ExplainedImages {
+    /// Images of a model that trains end to end (your own model): photos at the network's input
+    /// size, normalised by `model` ([`Explainable::normalize`]) and kept, so that every drawing
+    /// runs the current model on them (nothing is cached). The photos must all have one size.
+    pub fn from_photos(
+        model: &dyn Explainable,
+        photos: Vec<RgbImage>,
+        names: Vec<String>,
+        labels: Vec<usize>,
+        class_names: Vec<String>,
+        device: &Device,
+    ) -> Result<Self, CallbackError> {
+        let (w, h) = photos.first().map_or((0, 0), |p| p.dimensions());
+        if let Some((i, p)) = photos
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.dimensions() != (w, h))
+        {
+            let (pw, ph) = p.dimensions();
+            return Err(CallbackError::Images(format!(
+                "photo {i} is {pw}x{ph}, the first is {w}x{h}: resize them to the network's \
+                 input size"
+            )));
+        }
+        if names.len() != photos.len() || labels.len() != photos.len() {
+            return Err(CallbackError::Images(format!(
+                "{} photos, {} names, {} labels: one of each per image",
+                photos.len(),
+                names.len(),
+                labels.len()
+            )));
+        }
+        let (w, h) = (w as usize, h as usize);
+        let plane = w * h;
+        let mut values = Vec::with_capacity(photos.len() * 3 * plane);
+        for photo in &photos {
+            let raw = photo.as_raw();
+            for c in 0..3 {
+                values.extend((0..plane).map(|i| raw[i * 3 + c] as f32 / 255.0));
+            }
+        }
+        model.normalize(&mut values, plane);
+        let n = photos.len();
+        let inputs = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), device);
+        Ok(Self {
+            names,
+            photos,
+            labels,
+            class_names,
+            activations: Tensor::zeros([n, 0, 0, 0], device),
+            inputs: Some(inputs),
+        })
+    }
 }
 
 /// Validation images with ground-truth boxes, to score the maps' localization every epoch.

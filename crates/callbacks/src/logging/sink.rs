@@ -22,7 +22,7 @@ pub enum SinkError {
 }
 
 /// A destination for scalars, images and text, addressed by tag and step (the epoch).
-pub trait Sink {
+pub trait Sink: Send {
     /// A scalar.
     fn scalar(&mut self, tag: &str, value: f32, step: i64) -> Result<(), SinkError>;
     /// One or more images of equal size under one tag.

@@ -14,10 +14,12 @@
 //!
 //! Basic block (18, 34): conv 3x3 + BN + ReLU → conv 3x3 + BN → + shortcut → ReLU.
 //! Bottleneck (50+): conv 1x1 + BN + ReLU → conv 3x3 (stride) + BN + ReLU → conv 1x1 (×4) + BN →
-//! + shortcut → ReLU. The shortcut is `downsample` (conv 1x1 with the stride + BN) when the
-//! shape changes, else the input. A stage's name (`layer4`) is its last block's output when
-//! explained, its first block when training starts there (`train_from = "layer4"`).
-//! Channel widths are read off the file, so narrower torchvision-keyed networks load too.
+//! plus the shortcut → ReLU. The shortcut is `downsample` (conv 1x1 with the stride + BN) when
+//! the shape changes, else the input.
+//!
+//! A stage's name (`layer4`) is its last block's output when explained, its first block when
+//! training starts there (`train_from = "layer4"`). Channel widths are read off the file, so
+//! narrower torchvision-keyed networks load too.
 
 use std::sync::OnceLock;
 
@@ -26,9 +28,9 @@ use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::bn_conv::BnConv;
+use crate::bn_conv::{conv, BnConv, FrozenBn};
 
 mod load;
 
@@ -196,6 +198,75 @@ impl Block {
 }
 
 impl ResNet {
+    /// A randomly initialised torchvision-width ResNet of `depth` (He-normal convs, BatchNorm
+    /// the identity): tests and timing. Layers `train_from..` are laid out as
+    /// [`load_trainable`](Self::load_trainable) makes them (BatchNorm kept beside the raw
+    /// weight, weights tracking gradients); the others folded.
+    pub fn random(depth: Depth, train_from: Option<usize>, device: &Device) -> Self {
+        let random_conv = |c_out: usize, c_in: usize, k: usize, stride: usize, layer: usize| {
+            let fan_in = (c_in * k * k) as f64;
+            let w = Tensor::random(
+                [c_out, c_in, k, k],
+                Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
+                device,
+            );
+            let zeros = || Tensor::zeros([c_out], device);
+            match train_from.is_some_and(|from| layer >= from) {
+                true => BnConv {
+                    conv: conv(w, None, stride, 1),
+                    bn: Some(FrozenBn {
+                        scale: Tensor::ones([c_out], device),
+                        shift: zeros(),
+                    }),
+                },
+                false => BnConv {
+                    conv: conv(w, Some(zeros()), stride, 1),
+                    bn: None,
+                },
+            }
+        };
+        let stem = 64;
+        let mut c_in = stem;
+        let mut blocks = Vec::new();
+        for (i, (stage, b)) in depth.block_positions().into_iter().enumerate() {
+            let layer = i + 2;
+            let planes = stem << (stage - 1);
+            let stride = if stage > 1 && b == 0 { 2 } else { 1 };
+            let (conv1, conv2, conv3, c_out) = if depth.bottleneck {
+                (
+                    random_conv(planes, c_in, 1, 1, layer),
+                    random_conv(planes, planes, 3, stride, layer),
+                    Some(random_conv(planes * 4, planes, 1, 1, layer)),
+                    planes * 4,
+                )
+            } else {
+                (
+                    random_conv(planes, c_in, 3, stride, layer),
+                    random_conv(planes, planes, 3, 1, layer),
+                    None,
+                    planes,
+                )
+            };
+            let downsample =
+                (stride != 1 || c_in != c_out).then(|| random_conv(c_out, c_in, 1, stride, layer));
+            blocks.push(Block {
+                conv1,
+                conv2,
+                conv3,
+                downsample,
+            });
+            c_in = c_out;
+        }
+        let net = Self {
+            conv1: random_conv(stem, 3, 7, 2, 0),
+            blocks,
+        };
+        let layers = net.blocks.len() + 2;
+        (0..layers).fold(net.set_require_grad(false), |net, index| {
+            net.set_trainable(index, train_from.is_some_and(|from| index >= from))
+        })
+    }
+
     /// Which depth this network is (from its block count and type).
     pub fn depth(&self) -> Depth {
         let bottleneck = self.blocks.first().is_some_and(|b| b.conv3.is_some());

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use callbacks::logging::tags::original_tag;
-use callbacks::{Callback, CallbackContext, Sink, SinkError};
+use callbacks::{Callback, Sink, SinkError};
 use model::Classifier;
 use tensorboard::SessionStatus;
 
@@ -20,16 +20,7 @@ use crate::run::files::{self, DirIdentity, BACKBONE, CHECKPOINT, FINISHED, FINIS
 use crate::run::open;
 use crate::tensors::NamedTensor;
 
-/// When callbacks are called.
-#[derive(Debug, Clone, Copy)]
-pub enum Hook {
-    /// Before the first epoch of a new run.
-    TrainStart,
-    /// After each epoch.
-    EpochEnd,
-    /// After the last epoch.
-    TrainEnd,
-}
+pub use callbacks::Hook;
 
 /// What setting the session up cost (for the summary).
 pub struct SetupFigures {
@@ -178,25 +169,14 @@ impl Session {
 
     /// Call every callback at `hook`; returns the warnings they raised.
     pub fn run_callbacks(&mut self, hook: Hook, epoch: usize) -> Result<Vec<String>> {
-        let (mut rendered, mut warnings) = (Vec::new(), Vec::new());
-        let mut curves = callbacks::scores::faithfulness::CurveCache::default();
-        for callback in &mut self.callbacks {
-            let mut ctx = CallbackContext {
-                model: &self.model,
-                epoch,
-                sinks: &mut self.sinks,
-                rendered: &mut rendered,
-                warnings: &mut warnings,
-                curves: &mut curves,
-            };
-            match hook {
-                Hook::TrainStart => callback.on_train_start(&mut ctx),
-                Hook::EpochEnd => callback.on_epoch_end(&mut ctx),
-                Hook::TrainEnd => callback.on_train_end(&mut ctx),
-            }
-            .with_context(|| format!("callback {}", callback.name()))?;
-        }
-        Ok(warnings)
+        callbacks::run_callbacks(
+            &mut self.callbacks,
+            hook,
+            &self.model,
+            epoch,
+            &mut self.sinks,
+        )
+        .map_err(|(name, e)| anyhow::Error::new(e).context(format!("callback {name}")))
     }
 
     /// Make `epoch` durable: logs, the exported head, then the checkpoint (a run killed before

@@ -13,6 +13,7 @@ mod backbones;
 mod machine;
 mod methods;
 mod pytorch;
+mod resnet;
 
 #[cfg(test)]
 use std::path::Path;
@@ -200,6 +201,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (vgg, vgg_deviation) = backbones::vgg16(&mut bench)?;
     let effnet_deviation = backbones::effnet(&mut bench)?;
     top_step(&mut bench)?;
+    resnet::resnet50(&mut bench)?;
+    resnet::resnet50_top_step(&mut bench)?;
     cams_from_activations(&mut bench, vgg)?;
     // Every explanation method from images, on the quickstart's network and EfficientNet.
     methods::method_costs(&mut bench.figures, args.quick, &bench.device)?;
