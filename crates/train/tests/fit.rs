@@ -109,7 +109,7 @@ fn metrics(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("metrics.csv"))
         .unwrap()
         .lines()
-        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+        .map(|l| l.split(',').take(9).collect::<Vec<_>>().join(","))
         .collect()
 }
 
@@ -140,9 +140,11 @@ fn cam_then_gradcam_runs_share_the_cache_and_tensorboard_reads_both() {
     assert_eq!(dirs.len(), 2, "{dirs:?}");
     for dir in &dirs {
         let rows = metrics(dir);
+        // Each set's loss and accuracy, then its accuracy per class (named by the folders).
         assert_eq!(
             rows[0],
-            "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+            "epoch,train_loss,train_accuracy,train_accuracy_cat,train_accuracy_dog,val_loss,\
+             val_accuracy,val_accuracy_cat,val_accuracy_dog"
         );
         assert_eq!(rows.len(), 4);
         assert!(dir.join("config.toml").is_file() && dir.join("head.safetensors").is_file());
@@ -475,7 +477,8 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
             .replace(&format!(",{m}_box_iou"), "")
     };
     let header = format!(
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,\
+        "epoch,train_loss,train_accuracy,train_accuracy_cat,train_accuracy_dog,val_loss,\
+         val_accuracy,val_accuracy_cat,val_accuracy_dog,cam_drift,cam_drift_from_start,\
          cam_{},baseline_centre_{},baseline_uniform_{},train_seconds,head_seconds",
         scores.replace("{m}", "cam"),
         baseline("baseline_centre"),
@@ -540,7 +543,8 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(
         csv.starts_with(
-            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,cam_drift,cam_drift_from_start,\
+            "epoch,train_loss,train_accuracy,train_accuracy_cat,train_accuracy_dog,val_loss,\
+         val_accuracy,val_accuracy_cat,val_accuracy_dog,cam_drift,cam_drift_from_start,\
              cam_pointing_game,cam_pointing_game_15px,cam_energy_in_box,cam_box_iou,\
              baseline_centre_pointing_game,baseline_centre_pointing_game_15px,\
              baseline_centre_energy_in_box,train_seconds"

@@ -32,6 +32,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::bn_conv::{conv, BnConv, FrozenBn};
 
+mod fast;
 mod load;
 
 /// BatchNorm ε of torchvision's ResNets.
@@ -289,8 +290,22 @@ impl ResNet {
     }
 
     /// Run layers `start..=end` (0 = conv1, 1 = maxpool, 2.. = blocks) on `x`, the input of
-    /// layer `start`.
-    pub fn run(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+    /// layer `start`. On the CPU outside autodiff, a bottleneck network takes the fast path
+    /// ([`fast`]); otherwise burn's ops ([`run_burn`](Self::run_burn)).
+    pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
+        let end = end.min(self.blocks.len() + 1);
+        if start > end || !self.fast_path_applies(&x) {
+            return self.run_burn(x, start, end);
+        }
+        match self.run_fast(x.clone(), start, end) {
+            Some(y) => y,
+            None => self.run_burn(x, start, end),
+        }
+    }
+
+    /// [`run`](Self::run) on burn's ops only (any device, autodiff): the reference the fast path
+    /// is tested and timed against.
+    pub fn run_burn(&self, mut x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         for index in start..=end.min(self.blocks.len() + 1) {
             x = match index {
                 0 => conv_bn(&self.conv1, x, true),

@@ -414,7 +414,10 @@ learning_rate = 1e-3
             Config::parse(&BASE.replace("vgg16", "vgg19")).unwrap_err()
         );
         assert!(
-            error.contains("unknown backbone `vgg19` (available: vgg16, efficientnet-lite0)"),
+            error.contains(
+                "unknown backbone `vgg19` (available: vgg16, efficientnet-lite0, resnet18, \
+                 resnet34, resnet50, resnet101, resnet152)"
+            ),
             "{error}"
         );
     }

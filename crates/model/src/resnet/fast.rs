@@ -1,0 +1,363 @@
+//! A CPU fast path for ResNet-50/101/152's bottleneck blocks (inference, BatchNorm folded):
+//! the batch stays channels-last ([N, H, W, C]) on the host from block to block; each 1x1 conv
+//! is one GEMM over all pixels ([`pointwise_forward`], the EfficientNet path's), each stride-1
+//! 3x3 conv runs on the VGG path's kernels ([`Conv3x3`]: Winograd F(2x2, 3x3) or direct, bias
+//! and ReLU fused); the stem's 7x7 and the stride-2 3x3 convs gather their patches (im2col)
+//! into one GEMM per image.
+//! [`ResNet::run`](super::ResNet::run) takes this path on `flex` outside autodiff.
+
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::{Block, ResNet};
+use crate::bn_conv::BnConv;
+use crate::conv3x3::Conv3x3;
+use crate::mobile_conv::kernels::pointwise_forward;
+use crate::winograd::{to_channels_first, to_channels_last};
+
+/// A tensor's values on the host, or `None` when they cannot be read as f32.
+fn host<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().ok()
+}
+
+/// A folded conv's weight [K, C, kh, kw] and bias [K] on the host.
+fn weights(conv: &BnConv) -> Option<(Vec<f32>, Vec<f32>, [usize; 4])> {
+    let (weight, bias) = conv.weight_and_bias();
+    let dims = weight.dims();
+    Some((host(weight)?, host(bias)?, dims))
+}
+
+/// A batch of activations on the host, channels-last.
+struct Nhwc {
+    values: Vec<f32>,
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+}
+
+impl Nhwc {
+    fn from_tensor(x: Tensor<4>) -> Option<Self> {
+        let [n, c, h, w] = x.dims();
+        let values = to_channels_last(&host(x)?, n, c, h, w);
+        Some(Self { values, n, h, w, c })
+    }
+
+    fn into_tensor(self, device: &burn::tensor::Device) -> Tensor<4> {
+        let Self { values, n, h, w, c } = self;
+        let values = to_channels_first(&values, n, h, w, c);
+        Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
+    }
+
+    /// Every second row and column (a 1x1 conv's stride 2).
+    fn subsampled(&self) -> Self {
+        let (h, w) = (self.h.div_ceil(2), self.w.div_ceil(2));
+        let c = self.c;
+        let mut values = Vec::with_capacity(self.n * h * w * c);
+        for image in self.values.chunks(self.h * self.w * c) {
+            for y in 0..h {
+                for x in 0..w {
+                    let at = ((2 * y) * self.w + 2 * x) * c;
+                    values.extend_from_slice(&image[at..at + c]);
+                }
+            }
+        }
+        Self {
+            values,
+            h,
+            w,
+            ..*self
+        }
+    }
+
+    /// A k×k conv with `stride`, zero padding k/2 (weight [K, C, k, k], bias [K]), then ReLU:
+    /// each image's patches gathered into rows (im2col, channels fastest) and one GEMM.
+    fn conv_relu(
+        &self,
+        (weight, bias, dims): &(Vec<f32>, Vec<f32>, [usize; 4]),
+        stride: usize,
+    ) -> Self {
+        let [k_out, c, kh, kw] = *dims;
+        let pad = kh / 2;
+        let h = (self.h + 2 * pad - kh) / stride + 1;
+        let w = (self.w + 2 * pad - kw) / stride + 1;
+        // The filters as [K, kh, kw, C], matching the patches' order.
+        let mut filters = vec![0.0f32; weight.len()];
+        for o in 0..k_out {
+            for ci in 0..c {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        filters[((o * kh + y) * kw + x) * c + ci] =
+                            weight[((o * c + ci) * kh + y) * kw + x];
+                    }
+                }
+            }
+        }
+        let patch = kh * kw * c;
+        let mut values = Vec::with_capacity(self.n * h * w * k_out);
+        for image in self.values.chunks(self.h * self.w * c) {
+            let mut rows = vec![0.0f32; h * w * patch];
+            rows.par_chunks_mut(w * patch)
+                .enumerate()
+                .for_each(|(oy, row)| {
+                    for ox in 0..w {
+                        let cell = &mut row[ox * patch..(ox + 1) * patch];
+                        for y in 0..kh {
+                            let iy = (oy * stride + y) as isize - pad as isize;
+                            if iy < 0 || iy >= self.h as isize {
+                                continue;
+                            }
+                            for x in 0..kw {
+                                let ix = (ox * stride + x) as isize - pad as isize;
+                                if ix < 0 || ix >= self.w as isize {
+                                    continue;
+                                }
+                                let from = (iy as usize * self.w + ix as usize) * c;
+                                cell[(y * kw + x) * c..][..c]
+                                    .copy_from_slice(&image[from..from + c]);
+                            }
+                        }
+                    }
+                });
+            let mut y = pointwise_forward((h * w, patch, k_out), &rows, &filters, bias);
+            relu_in_place(&mut y);
+            values.extend_from_slice(&y);
+        }
+        Self {
+            values,
+            h,
+            w,
+            c: k_out,
+            n: self.n,
+        }
+    }
+
+    /// Max pooling 3x3, stride 2, padding 1 (torchvision's stem; padding never wins).
+    fn max_pool_3x3_s2(&self) -> Self {
+        let (h, w, c) = ((self.h + 2 - 3) / 2 + 1, (self.w + 2 - 3) / 2 + 1, self.c);
+        let mut values = vec![f32::NEG_INFINITY; self.n * h * w * c];
+        values
+            .par_chunks_mut(h * w * c)
+            .zip(self.values.par_chunks(self.h * self.w * c))
+            .for_each(|(out, image)| {
+                for oy in 0..h {
+                    for ox in 0..w {
+                        let cell = &mut out[(oy * w + ox) * c..][..c];
+                        for iy in (2 * oy).saturating_sub(1)..(2 * oy + 2).min(self.h) {
+                            for ix in (2 * ox).saturating_sub(1)..(2 * ox + 2).min(self.w) {
+                                let from = &image[(iy * self.w + ix) * c..][..c];
+                                cell.iter_mut().zip(from).for_each(|(m, v)| *m = m.max(*v));
+                            }
+                        }
+                    }
+                }
+            });
+        Self {
+            values,
+            h,
+            w,
+            ..*self
+        }
+    }
+
+    /// A 1x1 conv (weight [K, C, 1, 1], bias [K]).
+    fn pointwise(&self, (weight, bias, dims): &(Vec<f32>, Vec<f32>, [usize; 4])) -> Self {
+        let rows = self.n * self.h * self.w;
+        let values = pointwise_forward((rows, self.c, dims[0]), &self.values, weight, bias);
+        Self {
+            values,
+            c: dims[0],
+            ..*self
+        }
+    }
+}
+
+fn relu_in_place(values: &mut [f32]) {
+    values
+        .par_chunks_mut(1 << 14)
+        .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = v.max(0.0)));
+}
+
+/// A conv's host weights: (weight [K, C, kh, kw], bias [K], dims).
+type HostConv = (Vec<f32>, Vec<f32>, [usize; 4]);
+
+/// A bottleneck's weights on the host, read once per call for every image.
+struct FastBlock {
+    conv1: HostConv,
+    /// The 3x3: on the VGG kernels (stride 1) or im2col (stride 2).
+    conv2: Result<Conv3x3, (HostConv, usize)>,
+    conv3: HostConv,
+    downsample: Option<(HostConv, usize)>,
+}
+
+impl FastBlock {
+    fn new(block: &Block) -> Option<Self> {
+        let conv2 = weights(&block.conv2)?;
+        let stride = block.conv2.conv.stride[0];
+        let conv2 = if stride == 1 {
+            let [k, c, _, _] = conv2.2;
+            Ok(Conv3x3::new(&conv2.0, &conv2.1, k, c))
+        } else {
+            Err((conv2, stride))
+        };
+        let downsample = match &block.downsample {
+            Some(d) => Some((weights(d)?, d.conv.stride[0])),
+            None => None,
+        };
+        Some(Self {
+            conv1: weights(&block.conv1)?,
+            conv2,
+            conv3: weights(block.conv3.as_ref()?)?,
+            downsample,
+        })
+    }
+
+    /// The bottleneck on one image (or a batch).
+    fn forward(&self, x: Nhwc) -> Nhwc {
+        let mut y = x.pointwise(&self.conv1);
+        relu_in_place(&mut y.values);
+        let y = match &self.conv2 {
+            Ok(conv) => {
+                let values = conv.forward_relu(y.values, y.n, y.h, y.w);
+                Nhwc {
+                    values,
+                    c: conv.out_channels(),
+                    ..y
+                }
+            }
+            Err((conv, stride)) => y.conv_relu(conv, *stride),
+        };
+        let mut y = y.pointwise(&self.conv3);
+        let shortcut = match &self.downsample {
+            Some((down, stride)) => {
+                let input = if *stride == 2 { x.subsampled() } else { x };
+                input.pointwise(down)
+            }
+            None => x,
+        };
+        y.values
+            .iter_mut()
+            .zip(&shortcut.values)
+            .for_each(|(a, b)| *a = (*a + b).max(0.0));
+        y
+    }
+}
+
+impl ResNet {
+    /// Whether [`run`](Self::run) can take the fast path: a bottleneck network on `flex`, outside
+    /// autodiff, with every BatchNorm folded.
+    pub(super) fn fast_path_applies(&self, x: &Tensor<4>) -> bool {
+        x.device() == burn::tensor::Device::flex()
+            && !x.device().is_autodiff()
+            && !x.is_require_grad()
+            && self.blocks.first().is_some_and(|b| b.conv3.is_some())
+            && self.blocks.iter().all(|b| {
+                [
+                    Some(&b.conv1),
+                    Some(&b.conv2),
+                    b.conv3.as_ref(),
+                    b.downsample.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .all(|c| c.bn.is_none() && !c.conv.weight.val().is_require_grad())
+            })
+    }
+
+    /// Layers `start..=end` on the host (`x` is the input of layer `start`): the stem conv
+    /// and its max pool, then the blocks. Image by image, the images in parallel (as VGG16's
+    /// fast path): one image's activations stay in cache from conv to conv.
+    pub(super) fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
+        let device = x.device();
+        let stem = weights(&self.conv1)?;
+        let blocks = self.blocks[start.max(2) - 2..=end - 2]
+            .iter()
+            .map(FastBlock::new)
+            .collect::<Option<Vec<_>>>()?;
+        let all = Nhwc::from_tensor(x)?;
+        let plane = all.h * all.w * all.c;
+        let images: Vec<Nhwc> = all
+            .values
+            .par_chunks(plane.max(1))
+            .map(|image| {
+                let mut y = Nhwc {
+                    values: image.to_vec(),
+                    n: 1,
+                    ..all
+                };
+                for index in start..=end {
+                    y = match index {
+                        0 => y.conv_relu(&stem, self.conv1.conv.stride[0]),
+                        1 => y.max_pool_3x3_s2(),
+                        i => blocks[i - start.max(2)].forward(y),
+                    };
+                }
+                y
+            })
+            .collect();
+        let first = images.first()?;
+        let (h, w, c) = (first.h, first.w, first.c);
+        let mut values = Vec::with_capacity(all.n * h * w * c);
+        for image in &images {
+            values.extend_from_slice(&image.values);
+        }
+        Some(
+            Nhwc {
+                values,
+                n: all.n,
+                h,
+                w,
+                c,
+            }
+            .into_tensor(&device),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Depth, ResNet};
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    fn values(t: Tensor<4>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn fast_path_matches_burn_and_autodiff_takes_burn() {
+        let device = Device::flex();
+        device.seed(3);
+        let net = ResNet::random(Depth::of(50).unwrap(), None, &device);
+        // Odd sizes: the stride-2 subsampling keeps the last row and column (ceil).
+        let x = Tensor::<4>::random([2, 3, 70, 98], Distribution::Normal(0.0, 1.0), &device);
+        assert!(net.fast_path_applies(&x));
+        let last = net.blocks.len() + 1;
+        for (start, end) in [(0, last), (0, 5), (6, 9), (2, 2)] {
+            let input = match start {
+                0 => x.clone(),
+                s => net.run_burn(x.clone(), 0, s - 1),
+            };
+            let fast = values(net.run(input.clone(), start, end));
+            let reference = values(net.run_burn(input, start, end));
+            let scale = reference.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+            let err = fast
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            assert!(err < 1e-4, "layers {start}..={end}: error {err}");
+        }
+        // Under autodiff the burn ops run, so gradients reach the input.
+        let leaf = x.autodiff().require_grad();
+        assert!(!net.fast_path_applies(&leaf));
+        let grads = net.run(leaf.clone(), 0, 4).sum().backward();
+        assert!(leaf.grad(&grads).is_some());
+        // A fine-tuning network (BatchNorm kept beside trained convs) takes burn's ops too.
+        let trained = ResNet::random(Depth::of(50).unwrap(), Some(15), &device);
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        assert!(!trained.fast_path_applies(&x));
+    }
+}
