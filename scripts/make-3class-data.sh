@@ -26,6 +26,10 @@ trap 'rm -rf "$synth"' EXIT
 ./target/release/train synth --out "$synth" --train 300 --val 100 --size 224 --seed 7 > /dev/null
 for split in train val; do
     mkdir -p "$dest/$split/drawing"
-    mv "$synth/$split"/cat/* "$synth/$split"/dog/* "$dest/$split/drawing/"
+    # Named drawing_NNNNN (the synthetic set numbers its images across both of its classes).
+    for file in "$synth/$split"/cat/*.png "$synth/$split"/dog/*.png; do
+        name=$(basename "$file")
+        mv "$file" "$dest/$split/drawing/drawing_${name#*_}"
+    done
 done
 echo "wrote $dest: cat, dog (links to $shared/data/catdog) and drawing (synthetic), train and val"

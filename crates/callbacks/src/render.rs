@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use image::{Rgb, RgbImage};
 
+mod caption;
+pub use caption::{caption_text, draw_caption};
+
 /// A 256-entry RGB lookup table.
 pub type Lut = [[u8; 3]; 256];
 

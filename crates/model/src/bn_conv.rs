@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use crate::weights::{WeightError, WeightFile};
 
@@ -57,6 +57,55 @@ impl BnConv {
     pub(crate) fn raw_weight(&self) -> Option<Tensor<4>> {
         self.bn.as_ref().map(|_| self.conv.weight.val())
     }
+
+    /// This conv with its weight training (when unfolded and `trainable`) or not; the
+    /// BatchNorm constants never train.
+    pub(crate) fn trainable(self, trainable: bool) -> Self {
+        Self {
+            conv: self.conv.set_require_grad(trainable && self.bn.is_some()),
+            bn: self.bn,
+        }
+    }
+
+    /// A He-normal random conv of `shape` [out, in/groups, k, k]: unfolded beside an identity
+    /// BatchNorm when `trained` (as a fine-tuning run loads it), else folded with a zero bias.
+    pub(crate) fn random(
+        shape: [usize; 4],
+        stride: usize,
+        groups: usize,
+        trained: bool,
+        device: &Device,
+    ) -> Self {
+        let fan_in = (shape[1] * shape[2] * shape[3]) as f64;
+        let w = Tensor::random(
+            shape,
+            Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
+            device,
+        );
+        let zeros = || Tensor::zeros([shape[0]], device);
+        match trained {
+            true => Self {
+                conv: conv(w, None, stride, groups),
+                bn: Some(FrozenBn {
+                    scale: Tensor::ones([shape[0]], device),
+                    shift: zeros(),
+                }),
+            },
+            false => Self {
+                conv: conv(w, Some(zeros()), stride, groups),
+                bn: None,
+            },
+        }
+    }
+}
+
+/// The unfolded (trainable) weights among `convs`, under their file keys: what a fine-tuned
+/// backbone's weight file replaces (BatchNorm entries never change).
+pub(crate) fn raw_weights(convs: Vec<(String, &BnConv)>) -> Vec<(String, TensorData)> {
+    convs
+        .into_iter()
+        .filter_map(|(key, c)| c.raw_weight().map(|w| (key, w.into_data())))
+        .collect()
 }
 
 /// A burn `Conv2d` holding `weight` [out, in/groups, kh, kw] and `bias` (its padding field is

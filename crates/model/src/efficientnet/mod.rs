@@ -23,9 +23,8 @@
 
 use burn::backend::ops::ConvOptions;
 use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::bn_conv::conv;
 pub use crate::bn_conv::{BnConv, FrozenBn};
 use crate::mobile_conv;
 
@@ -175,27 +174,7 @@ impl EfficientNetLite0 {
     pub fn random_trainable(train_from: Option<usize>, device: &Device) -> Self {
         let trained = |layer: usize| train_from.is_some_and(|from| layer >= from);
         let random_conv = |shape: [usize; 4], stride: usize, groups: usize, layer: usize| {
-            let fan_in = (shape[1] * shape[2] * shape[3]) as f64;
-            let w = Tensor::random(
-                shape,
-                Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
-                device,
-            );
-            let zeros = || Tensor::zeros([shape[0]], device);
-            if trained(layer) {
-                BnConv {
-                    conv: conv(w, None, stride, groups),
-                    bn: Some(FrozenBn {
-                        scale: Tensor::ones([shape[0]], device),
-                        shift: zeros(),
-                    }),
-                }
-            } else {
-                BnConv {
-                    conv: conv(w, Some(zeros()), stride, groups),
-                    bn: None,
-                }
-            }
+            BnConv::random(shape, stride, groups, trained(layer), device)
         };
         let blocks = BLOCKS
             .iter()
@@ -244,18 +223,12 @@ impl EfficientNetLite0 {
     /// The unfolded (trainable) conv weights of layer `index`, under their file keys: what a
     /// fine-tuned backbone's weight file replaces (its BatchNorm entries never change).
     pub fn raw_weights(&self, index: usize) -> Vec<(String, TensorData)> {
-        self.layer_convs(index)
-            .into_iter()
-            .filter_map(|(key, c)| c.raw_weight().map(|w| (key, w.into_data())))
-            .collect()
+        crate::bn_conv::raw_weights(self.layer_convs(index))
     }
 
     /// Layer `index` trains (its conv weights) or not; BatchNorm constants never do.
     pub fn set_trainable(mut self, index: usize, trainable: bool) -> Self {
-        let set = |c: BnConv| BnConv {
-            conv: c.conv.set_require_grad(trainable && c.bn.is_some()),
-            bn: c.bn,
-        };
+        let set = |c: BnConv| c.trainable(trainable);
         match index {
             0 => self.stem = set(self.stem),
             i if i <= self.blocks.len() => {

@@ -28,9 +28,9 @@ use burn::module::Module;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use crate::bn_conv::{conv, BnConv, FrozenBn};
+use crate::bn_conv::BnConv;
 
 mod fast;
 mod load;
@@ -205,26 +205,8 @@ impl ResNet {
     /// weight, weights tracking gradients); the others folded.
     pub fn random(depth: Depth, train_from: Option<usize>, device: &Device) -> Self {
         let random_conv = |c_out: usize, c_in: usize, k: usize, stride: usize, layer: usize| {
-            let fan_in = (c_in * k * k) as f64;
-            let w = Tensor::random(
-                [c_out, c_in, k, k],
-                Distribution::Normal(0.0, (2.0 / fan_in).sqrt()),
-                device,
-            );
-            let zeros = || Tensor::zeros([c_out], device);
-            match train_from.is_some_and(|from| layer >= from) {
-                true => BnConv {
-                    conv: conv(w, None, stride, 1),
-                    bn: Some(FrozenBn {
-                        scale: Tensor::ones([c_out], device),
-                        shift: zeros(),
-                    }),
-                },
-                false => BnConv {
-                    conv: conv(w, Some(zeros()), stride, 1),
-                    bn: None,
-                },
-            }
+            let trained = train_from.is_some_and(|from| layer >= from);
+            BnConv::random([c_out, c_in, k, k], stride, 1, trained, device)
         };
         let stem = 64;
         let mut c_in = stem;
@@ -343,18 +325,12 @@ impl ResNet {
 
     /// The unfolded (trainable) conv weights of layer `index`, under their file keys.
     pub fn raw_weights(&self, index: usize) -> Vec<(String, burn::tensor::TensorData)> {
-        self.layer_convs(index)
-            .into_iter()
-            .filter_map(|(key, c)| c.raw_weight().map(|w| (key, w.into_data())))
-            .collect()
+        crate::bn_conv::raw_weights(self.layer_convs(index))
     }
 
     /// Layer `index`'s conv weights train (those kept unfolded) or not; BatchNorm never does.
     pub fn set_trainable(mut self, index: usize, trainable: bool) -> Self {
-        let set = |c: BnConv| BnConv {
-            conv: c.conv.set_require_grad(trainable && c.bn.is_some()),
-            bn: c.bn,
-        };
+        let set = |c: BnConv| c.trainable(trainable);
         match index {
             0 => self.conv1 = set(self.conv1),
             1 => {}

@@ -217,10 +217,21 @@ pub fn svg(chart: &LineChart, size: (u32, u32), path: &Path) -> Result<()> {
 
 /// Writes `text` (black, `size` px) into `image` with its top left corner at `at`.
 pub fn label(image: &mut image::RgbImage, text: &str, size: u32, at: (i32, i32)) -> Result<()> {
+    label_in(image, text, size, at, BLACK)
+}
+
+/// [`label`] in `colour`.
+pub fn label_in(
+    image: &mut image::RgbImage,
+    text: &str,
+    size: u32,
+    at: (i32, i32),
+    colour: RGBColor,
+) -> Result<()> {
     register_font();
     let dims = image.dimensions();
     let root = BitMapBackend::with_buffer(image, dims).into_drawing_area();
-    let font = TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+    let font = TextStyle::from(("sans-serif", size).into_font()).color(&colour);
     root.draw_text(text, &font, at)
         .map_err(|e| anyhow!("drawing the label {text}: {e:?}"))?;
     root.present()

@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
+use plotters::style::{BLACK, WHITE};
 
 use crate::learn::epoch::Score;
 use crate::run::files::write_atomic;
@@ -14,7 +15,7 @@ use crate::run::session::Session;
 /// A cell's side in the image, in pixels.
 const CELL: u32 = 56;
 /// Room for the class names left of and above the cells.
-const MARGIN: u32 = 110;
+const MARGIN: u32 = 90;
 
 /// Log `scores` (set name, score) of `epoch`: per-class accuracy, the matrix image and CSV.
 pub fn log(s: &mut Session, scores: &[(String, Score)], epoch: usize) -> Result<()> {
@@ -67,7 +68,8 @@ pub fn csv(matrix: &[Vec<usize>], classes: &[String]) -> String {
 }
 
 /// The matrix as an image: white (0 % of the row) to dark blue (100 %), the diagonal outlined
-/// in green, each cell's count written in it, the class names along both axes.
+/// in green, each cell's count written in it, the class names along both axes (at most 12
+/// characters each).
 pub fn render(matrix: &[Vec<usize>], classes: &[String]) -> Result<RgbImage> {
     let n = matrix.len() as u32;
     let side = MARGIN + n * CELL + 8;
@@ -96,22 +98,15 @@ pub fn render(matrix: &[Vec<usize>], classes: &[String]) -> Result<RgbImage> {
             }
         }
     }
-    // Text after the cells (the counts drawn in black on a light cell, which a dark cell hides:
-    // a white box behind the number keeps it readable).
+    // The counts: white on a dark cell (more than half of its row), black on a light one.
     for (t, row) in matrix.iter().enumerate() {
+        let total: usize = row.iter().sum();
         for (p, count) in row.iter().enumerate() {
             let (x0, y0) = (MARGIN + p as u32 * CELL, MARGIN + t as u32 * CELL);
-            for y in y0 + CELL / 2 - 9..y0 + CELL / 2 + 9 {
-                for x in x0 + 8..x0 + CELL - 8 {
-                    image.put_pixel(x, y, Rgb([255, 255, 255]));
-                }
-            }
-            crate::plot::label(
-                &mut image,
-                &count.to_string(),
-                14,
-                (x0 as i32 + 12, (y0 + CELL / 2) as i32 - 8),
-            )?;
+            let dark = total > 0 && 2 * count > total;
+            let colour = if dark { WHITE } else { BLACK };
+            let at = (x0 as i32 + 10, (y0 + CELL / 2) as i32 - 8);
+            crate::plot::label_in(&mut image, &count.to_string(), 15, at, colour)?;
         }
     }
     let name = |i: usize| {

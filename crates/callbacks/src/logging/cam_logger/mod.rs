@@ -19,7 +19,7 @@ mod localization;
 use crate::logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
 use crate::logging::sink::{each_sink, Sink};
 use crate::logging::tags::{evolution_tag, method_tag};
-use crate::render::{overlay, OverlayStyle};
+use crate::render::{caption_text, draw_caption, overlay, OverlayStyle};
 use crate::scores::faithfulness::{self, FaithfulnessScores};
 use crate::scores::probabilities::prediction;
 use crate::scores::road::RoadSummary;
@@ -275,13 +275,21 @@ impl CamLogger {
                 .unwrap_or(c.to_string())
         };
         for (i, name) in self.images.names.iter().enumerate() {
-            let picture = overlay(
+            let mut picture = overlay(
                 &maps[i * plane..(i + 1) * plane],
                 &self.images.photos[i],
                 &self.style,
             );
             let (predicted, p) = prediction(&logits[i * num_logits..(i + 1) * num_logits]);
             let label = self.images.labels[i];
+            // The picture says which class it is and which one the model sees.
+            let text = caption_text(
+                &class_name(label),
+                &class_name(predicted),
+                p,
+                picture.width(),
+            );
+            draw_caption(&mut picture, &text, predicted == label);
             captions.push_str(&format!(
                 "| {name} | {} | {}{} | {p:.3} |\n",
                 class_name(label),

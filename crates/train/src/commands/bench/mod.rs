@@ -237,11 +237,36 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// The fine-tuning step of configs/effnet-finetune.toml: block14..block16 + head conv + GAP +
 /// Linear on cached 192x7x7 inputs, forward, loss, backward, Adam with two rates.
 fn top_step(bench: &mut Bench) -> Result<()> {
-    let device = &bench.device;
     let b = bench.effnet_batch();
     let cut = 14;
-    let backbone =
-        Backbone::EfficientNetLite0(EfficientNetLite0::random_trainable(Some(cut), device));
+    let backbone = Backbone::EfficientNetLite0(EfficientNetLite0::random_trainable(
+        Some(cut),
+        &bench.device,
+    ));
+    let key = format!("effnet_top_step_b{b}");
+    top_step_figure(
+        bench,
+        backbone,
+        cut,
+        [b, 192, 7, 7],
+        "effnet_top_step",
+        &key,
+    )
+}
+
+/// One fine-tuning step figure: `backbone` trained from layer `cut` with a gap-linear head on
+/// random cached inputs of `shape` (U(0, 2), batch = shape[0]): forward, loss, backward, Adam
+/// with two rates; beside PyTorch's `figure` when asked.
+fn top_step_figure(
+    bench: &mut Bench,
+    backbone: Backbone,
+    cut: usize,
+    shape: [usize; 4],
+    figure: &str,
+    key: &str,
+) -> Result<()> {
+    let device = &bench.device;
+    let b = shape[0];
     let mut top = TopTraining::new(
         backbone,
         HeadKind::GapLinear,
@@ -252,25 +277,19 @@ fn top_step(bench: &mut Bench) -> Result<()> {
         device,
     );
     let inputs = CutActivations::from_tensor(
-        Tensor::<4>::random([b, 192, 7, 7], Distribution::Uniform(0.0, 2.0), device),
+        Tensor::<4>::random(shape, Distribution::Uniform(0.0, 2.0), device),
         cut,
     )?;
     let labels: Vec<usize> = (0..b).map(|i| i % 2).collect();
     let repeats = bench.repeats;
     let mut epoch = 0;
-    let (s, torch_s) = bench.against_pytorch("effnet_top_step", b, || {
+    let (s, torch_s) = bench.against_pytorch(figure, b, || {
         best_seconds(repeats, || {
             epoch += 1;
             top.train_epoch(&inputs, &labels, b, 0, epoch).map(drop)
         })
     })?;
-    compared(
-        &mut bench.figures,
-        &format!("effnet_top_step_b{b}"),
-        b,
-        s,
-        torch_s,
-    );
+    compared(&mut bench.figures, key, b, s, torch_s);
     Ok(())
 }
 

@@ -4,11 +4,9 @@
 use anyhow::Result;
 use burn::tensor::{Distribution, Tensor};
 use model::resnet::Depth;
-use model::{Backbone, HeadKind, ResNet};
+use model::{Backbone, ResNet};
 
 use super::{best_seconds, compared, Bench};
-use crate::features::cut::CutActivations;
-use crate::learn::top::TopTraining;
 use crate::tensors::to_vec;
 
 /// The side of the images.
@@ -44,38 +42,16 @@ pub(super) fn resnet50(bench: &mut Bench) -> Result<()> {
 /// 1024x14x14 inputs, forward, loss, backward, Adam with two rates (BN frozen beside the convs).
 pub(super) fn resnet50_top_step(bench: &mut Bench) -> Result<()> {
     let depth = Depth::of(50).expect("ResNet-50 is in the table");
-    let device = &bench.device;
     let b = if bench.quick { 4 } else { 16 };
     let (cut, _) = depth.stage_blocks("layer4").expect("layer4");
-    let backbone = Backbone::ResNet(ResNet::random(depth, Some(cut), device));
-    let mut top = TopTraining::new(
+    let backbone = Backbone::ResNet(ResNet::random(depth, Some(cut), &bench.device));
+    let key = format!("resnet50_top_step_b{b}");
+    super::top_step_figure(
+        bench,
         backbone,
-        HeadKind::GapLinear,
-        1,
         cut,
-        (1e-3, 1e-4),
-        0,
-        device,
-    );
-    let inputs = CutActivations::from_tensor(
-        Tensor::<4>::random([b, 1024, 14, 14], Distribution::Uniform(0.0, 2.0), device),
-        cut,
-    )?;
-    let labels: Vec<usize> = (0..b).map(|i| i % 2).collect();
-    let repeats = bench.repeats;
-    let mut epoch = 0;
-    let (s, torch_s) = bench.against_pytorch("resnet50_top_step", b, || {
-        best_seconds(repeats, || {
-            epoch += 1;
-            top.train_epoch(&inputs, &labels, b, 0, epoch).map(drop)
-        })
-    })?;
-    compared(
-        &mut bench.figures,
-        &format!("resnet50_top_step_b{b}"),
-        b,
-        s,
-        torch_s,
-    );
-    Ok(())
+        [b, 1024, 14, 14],
+        "resnet50_top_step",
+        &key,
+    )
 }
