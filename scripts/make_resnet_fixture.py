@@ -59,6 +59,7 @@ Note: with a GAP + linear head the gradient at layer4 is uniform in space, so hi
 equals gradcam_layer4 (to float rounding); only a layer3 HiResCAM would tell them apart.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -266,6 +267,21 @@ def cams(model, x, fixed_class):
     return out
 
 
+def relu_margin(model, x):
+    """The smallest |input| of a ReLU in layer4 (float64), relative to the largest: Grad-CAM at
+    layer3 differs between two float32 implementations when a ReLU input lies within rounding of
+    0 (the gradient takes another route), so a fixture keeps a margin (see --min-margin)."""
+    net = copy.deepcopy(model).double().eval()
+    inputs = []
+    hooks = [blk.relu.register_forward_pre_hook(lambda m, i: inputs.append(i[0].detach().abs()))
+             for blk in net.layer4]
+    with torch.no_grad():
+        net(x.double())
+    for h in hooks:
+        h.remove()
+    return min(float(z.min() / z.max()) for z in inputs)
+
+
 def check(expected, model, x, out_dir, fixed_class):
     for k, v in expected.items():
         assert torch.isfinite(v).all(), f"{k} has NaN/inf"
@@ -309,6 +325,8 @@ def main():
                     or str(Path(__file__).resolve().parent.parent.parent / "shared"))
     ap.add_argument("--no-legacy", action="store_true", help="do not write resnet-legacy.pth")
     ap.add_argument("--no-pth", action="store_true", help="do not write resnet.pth")
+    ap.add_argument("--min-margin", type=float, default=0.0,
+                    help="refuse a fixture whose smallest layer4 ReLU input (relative) is below")
     ap.add_argument("--activations", action="store_true",
                     help="also store the layer3 and layer4 activations in expected.safetensors")
     ap.add_argument("--maps-f16", action="store_true",
@@ -360,6 +378,10 @@ def main():
               for k, v in expected.items()}
     save_file(stored, out / "expected.safetensors")
     rel = check(expected, model, x, out, a.fixed_class)
+    margin = relu_margin(model, x)
+    assert margin >= a.min_margin, (
+        f"a ReLU input in layer4 is {margin:.1e} of the largest (< --min-margin "
+        f"{a.min_margin:.0e}): try another seed")
 
     predicted = logits.argmax(1).tolist()
     meta = {
@@ -368,6 +390,7 @@ def main():
         "logits": [[round(v, 6) for v in row] for row in logits.tolist()],
         "fc_in_features": model.fc.in_features, "batchnorms": n_bn, "fc_attempt": fc_attempt,
         "folded_logits_rel_err": rel,
+        "layer4_relu_margin": margin,
         "expected_shapes": {k: list(v.shape) for k, v in expected.items()},
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "pytorch_grad_cam": getattr(pytorch_grad_cam, "__version__", None) or _dist_version(),

@@ -159,6 +159,21 @@ pub fn ids_from_paths<M: Module>(module: M) -> M {
     module.map(&mut Paths(Vec::new()))
 }
 
+/// `module` with every float parameter cast to float64 (`train explain` runs a ResNet so: see
+/// [`Classifier::wants_float64`]).
+pub fn in_float64<M: Module>(module: M) -> M {
+    use burn::module::{ModuleMapper, Param};
+    struct Cast;
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, tensor, mapper) = param.consume();
+            let tensor = tensor.cast(burn::tensor::FloatDType::F64);
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    module.map(&mut Cast)
+}
+
 /// A copy of `conv` with He-normal weights (std √(2 / fan_in)) and zero biases.
 pub fn reinitialized(conv: &burn::nn::conv::Conv2d) -> burn::nn::conv::Conv2d {
     let weight = conv.weight.val();
@@ -273,6 +288,14 @@ impl Classifier {
             x
         };
         self.head.forward(features)
+    }
+
+    /// Whether explanations should run in float64: a ResNet's Grad-CAM at an inner layer
+    /// amplifies float32 rounding (a ReLU input within rounding of 0 sends the gradient another
+    /// way), so `train explain` casts it and its input to float64 (burn's ops; the CPU fast path is
+    /// float32 only). VGG16 and EfficientNet-Lite0 stay float32.
+    pub fn wants_float64(&self) -> bool {
+        matches!(self.backbone, Backbone::ResNet(_))
     }
 
     /// Logits [N, n] for a normalised image batch [N, 3, H, W].

@@ -188,3 +188,125 @@ fn class_names_name_the_target_and_the_table() {
         b.tensor("maps", &shape).unwrap()
     );
 }
+
+/// A run with a ResNet backbone: frozen (head only), then fine-tuning `layer4` (its convs train
+/// with their BatchNorm frozen beside them); the exported backbone keeps torchvision's keys,
+/// changes only layer4's conv weights, and `train explain` reads it with the run's head.
+#[test]
+fn resnet_runs_train_fine_tune_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("resnet18-w8").join("resnet.safetensors");
+    let config = |name: &str, extra: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            r#"[run]
+name = "{name}"
+runs_dir = "{runs}"
+seed = 0
+
+[data]
+synthetic = {{ seed = 1, train = 48, val = 16, size = 64 }}
+image_size = 64
+
+[model]
+backbone = "resnet18"
+weights = "{weights}"
+head = "gap-linear"
+{extra}
+
+[train]
+epochs = 2
+batch_size = 16
+learning_rate = 1e-2
+
+[[callbacks]]
+kind = "cam"
+
+[[callbacks]]
+kind = "gradcam"
+layer = "layer3"
+"#,
+            runs = dir.path().join("runs").display(),
+            weights = weights.display(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    for (name, extra) in [("frozen", ""), ("layer4", "train_from = \"layer4\"")] {
+        let out = common::train(&["--config", config(name, extra).to_str().unwrap()]);
+        let stdout = ok(&out);
+        assert!(stdout.contains("epoch   2/2"), "{stdout}");
+    }
+    let runs = common::run_dirs(&dir.path().join("runs"));
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let tuned = runs
+        .iter()
+        .find(|r| r.to_string_lossy().contains("layer4"))
+        .unwrap();
+    let metrics = std::fs::read_to_string(tuned.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.starts_with("epoch,train_loss,train_accuracy,train_accuracy_cat"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(['1', '2']))
+            .count(),
+        2
+    );
+
+    // The exported backbone: every original tensor, layer4's conv weights changed, the rest not.
+    let original = WeightFile::open(&weights).unwrap();
+    let exported = WeightFile::open(tuned.join("backbone.safetensors")).unwrap();
+    let (mut changed, mut same) = (0, 0);
+    for key in original.keys() {
+        if key.starts_with("fc.") || key.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let shape = original.shape(&key).unwrap();
+        let a = original.tensor(&key, &shape).unwrap();
+        let b = exported.tensor(&key, &shape).unwrap();
+        if a == b {
+            assert!(
+                !(key.starts_with("layer4.") && key.contains("conv")),
+                "{key} did not train"
+            );
+            same += 1;
+        } else {
+            assert!(
+                key.starts_with("layer4.") && key.ends_with("weight") && !key.contains(".bn"),
+                "{key} changed"
+            );
+            changed += 1;
+        }
+    }
+    assert!(
+        changed >= 4 && same > changed,
+        "changed {changed}, same {same}"
+    );
+
+    // explain reads the fine-tuned backbone with the run's head, its classes by name.
+    let out = tempfile::tempdir().unwrap();
+    let stdout = ok(&Command::new(env!("CARGO_BIN_EXE_train"))
+        .args([
+            "explain",
+            "--backbone",
+            "resnet18",
+            "--head",
+            "gap-linear",
+            "--size",
+            "64",
+        ])
+        .arg("--weights")
+        .arg(tuned.join("backbone.safetensors"))
+        .arg("--head-weights")
+        .arg(tuned.join("head.safetensors"))
+        .arg("--input")
+        .arg(common::shared_dir().join("data/catdog/val/dog/dog.4001.jpg"))
+        .args(["--target", "dog", "--out-dir"])
+        .arg(out.path())
+        .output()
+        .unwrap());
+    assert!(stdout.contains("dog (gradcam)"), "{stdout}");
+}

@@ -306,6 +306,12 @@ fn raw_map(
 /// The target score's weights t [N, n]: y = Σ_j t_j·logit_j. One-hot for softmax heads; ±1 for
 /// a single sigmoid logit (+logit explains class 1, −logit class 0).
 pub(crate) fn target_weights(logits: Tensor<2>, target: Target) -> Tensor<2> {
+    // In the logits' float type (float64 when `train explain` runs a ResNet so).
+    let dtype = logits.dtype();
+    target_weights_f32(logits, target).cast(dtype)
+}
+
+fn target_weights_f32(logits: Tensor<2>, target: Target) -> Tensor<2> {
     let [n, classes] = logits.dims();
     let device = logits.device();
     if classes == 1 {

@@ -8,8 +8,10 @@ use image::{Rgb, RgbImage};
 
 /// Glyph side in pixels.
 const GLYPH: u32 = 8;
-/// Band height: the glyph and a 2 px margin above and below.
-const BAND: u32 = GLYPH + 4;
+/// Band height: the glyph and a 2 px margin above and below (the rows of an image that the
+/// caption covers).
+pub const CAPTION_BAND: u32 = GLYPH + 4;
+const BAND: u32 = CAPTION_BAND;
 
 /// The caption of an image of class `truth` predicted as `predicted` with probability `p`:
 /// `true cat  pred dog 0.83`, or the shorter `cat>dog 0.83` when that does not fit `width`.

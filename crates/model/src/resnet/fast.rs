@@ -248,6 +248,7 @@ impl ResNet {
     /// autodiff, with every BatchNorm folded.
     pub(super) fn fast_path_applies(&self, x: &Tensor<4>) -> bool {
         x.device() == burn::tensor::Device::flex()
+            && x.dtype() == burn::tensor::DType::F32
             && !x.device().is_autodiff()
             && !x.is_require_grad()
             && self.blocks.first().is_some_and(|b| b.conv3.is_some())
@@ -350,6 +351,11 @@ mod tests {
                 / scale;
             assert!(err < 1e-4, "layers {start}..={end}: error {err}");
         }
+        // A float64 input (how `train explain` runs a ResNet) takes burn's ops too.
+        let x64 = x.clone().cast(burn::tensor::FloatDType::F64);
+        assert!(!net.fast_path_applies(&x64));
+        let y64 = crate::in_float64(net.clone()).run(x64, 0, 3);
+        assert_eq!(y64.dtype(), burn::tensor::DType::F64);
         // Under autodiff the burn ops run, so gradients reach the input.
         let leaf = x.autodiff().require_grad();
         assert!(!net.fast_path_applies(&leaf));

@@ -201,7 +201,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (vgg, vgg_deviation) = backbones::vgg16(&mut bench)?;
     let effnet_deviation = backbones::effnet(&mut bench)?;
     top_step(&mut bench)?;
-    resnet::resnet50(&mut bench)?;
+    let resnet_deviation = resnet::resnet50(&mut bench)?;
     resnet::resnet50_top_step(&mut bench)?;
     cams_from_activations(&mut bench, vgg)?;
     // Every explanation method from images, on the quickstart's network and EfficientNet.
@@ -226,7 +226,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "(no --pytorch: no ratios against PyTorch; scripts/setup-torch-venv.sh makes one)"
         );
     }
-    for (what, value) in [("VGG16", vgg_deviation), ("EfficientNet", effnet_deviation)] {
+    for (what, value) in [
+        ("VGG16", vgg_deviation),
+        ("EfficientNet", effnet_deviation),
+        ("ResNet-50", resnet_deviation),
+    ] {
         if value.is_nan() || value > MAX_DEVIATION {
             bail!("{what}: our kernels deviate from burn's ops by {value:e} (relative to the largest value; limit {MAX_DEVIATION:e})");
         }

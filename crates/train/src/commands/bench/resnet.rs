@@ -12,8 +12,9 @@ use crate::tensors::to_vec;
 /// The side of the images.
 const SIZE: usize = 224;
 
-/// ResNet-50 from the image to `layer4` (BN folded), 224, batch 16 (4 in quick mode).
-pub(super) fn resnet50(bench: &mut Bench) -> Result<()> {
+/// ResNet-50 from the image to `layer4` (BN folded), 224, batch 16 (4 in quick mode): the fast
+/// path, burn's ops, PyTorch. Returns the fast path's deviation from burn's ops.
+pub(super) fn resnet50(bench: &mut Bench) -> Result<f32> {
     let depth = Depth::of(50).expect("ResNet-50 is in the table");
     bench.device.seed(0);
     let net = ResNet::random(depth, None, &bench.device);
@@ -24,18 +25,28 @@ pub(super) fn resnet50(bench: &mut Bench) -> Result<()> {
         &bench.device,
     );
     let last = depth.layer_names().len() - 1;
+    let deviation = super::deviation(
+        &to_vec(net.run(x.clone(), 0, last))?,
+        &to_vec(net.run_burn(x.clone(), 0, last))?,
+    );
     let repeats = bench.repeats;
     let (s, torch_s) = bench.against_pytorch("resnet50_layer4", b, || {
         best_seconds(repeats, || to_vec(net.run(x.clone(), 0, last)).map(drop))
     })?;
-    compared(
-        &mut bench.figures,
-        &format!("resnet50_layer4_{SIZE}_b{b}"),
-        b,
-        s,
-        torch_s,
+    let s_burn = best_seconds(if bench.quick { 1 } else { 2 }, || {
+        to_vec(net.run_burn(x.clone(), 0, last)).map(drop)
+    })?;
+    let key = format!("resnet50_layer4_{SIZE}_b{b}");
+    let figures = &mut bench.figures;
+    compared(figures, &key, b, s, torch_s);
+    figures.add(&format!("{key}_burn_img_per_s"), b as f64 / s_burn, "img/s");
+    figures.add(&format!("{key}_vs_burn"), s_burn / s, "x");
+    figures.add(
+        "resnet_fast_vs_burn_max_error_rel_to_max",
+        deviation as f64,
+        "",
     );
-    Ok(())
+    Ok(deviation)
 }
 
 /// The fine-tuning step of `train_from = "layer4"`: layer4 + GAP + Linear(2048, 1) on cached

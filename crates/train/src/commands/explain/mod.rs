@@ -259,7 +259,15 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create --out-dir {}", args.out_dir.display()))?;
-    let explained = explain_all(args, &model, &layer, options, &inputs.batch)?;
+    // A ResNet is explained in float64 (see `Classifier::wants_float64`).
+    let (model, batch) = match model.wants_float64() {
+        true => (
+            model::in_float64(model),
+            inputs.batch.clone().cast(burn::tensor::FloatDType::F64),
+        ),
+        false => (model, inputs.batch.clone()),
+    };
+    let explained = explain_all(args, &model, &layer, options, &batch)?;
     outputs::write(
         args,
         &inputs,
