@@ -141,7 +141,8 @@ impl BackboneKind {
     }
 
     /// The layer a head of `kind` pools: VGG16 `block5_conv3` (gap-linear, the CAM paper's
-    /// VGGnet-GAP) or `block5_pool` (gap-dense, the seed blog's model); EfficientNet `head`.
+    /// VGGnet-GAP) or `block5_pool` (gap-dense, the seed blog's model); EfficientNet `head`;
+    /// ResNet its last block (`layer4`).
     pub fn head_input(self, kind: HeadKind) -> usize {
         let name = match (self, kind) {
             (BackboneKind::Vgg16, HeadKind::GapLinear) => "block5_conv3",
@@ -194,8 +195,8 @@ impl Backbone {
     }
 
     /// Load a backbone for fine-tuning: layers `train_from..` require gradients (for
-    /// EfficientNet: their conv weights, with BatchNorm kept frozen beside them), the layers
-    /// below do not. `None`: nothing trains (as [`load`](Self::load)).
+    /// EfficientNet and ResNet: their conv weights, with BatchNorm kept frozen beside them),
+    /// the layers below do not. `None`: nothing trains (as [`load`](Self::load)).
     pub fn load_trainable(
         kind: BackboneKind,
         file: &WeightFile,
@@ -229,8 +230,8 @@ impl Backbone {
         Ok(backbone)
     }
 
-    /// The weights of layers `from..` under the weight file's keys (for EfficientNet the raw
-    /// conv weights of the layers loaded by [`load_trainable`](Self::load_trainable)): what a
+    /// The weights of layers `from..` under the weight file's keys (for EfficientNet and ResNet
+    /// the raw conv weights of the layers loaded by [`load_trainable`](Self::load_trainable)): what a
     /// fine-tuned backbone's weight file replaces in the original one.
     pub fn trained_weights(&self, from: usize) -> Vec<(String, burn::tensor::TensorData)> {
         (from..self.layer_names().len())
@@ -247,7 +248,7 @@ impl Backbone {
         match self {
             Backbone::Vgg16(_) => BackboneKind::Vgg16,
             Backbone::EfficientNetLite0(_) => BackboneKind::EfficientNetLite0,
-            Backbone::ResNet(r) => match r.depth().layers {
+            Backbone::ResNet(r) => match r.depth().layers() {
                 18 => BackboneKind::ResNet18,
                 34 => BackboneKind::ResNet34,
                 50 => BackboneKind::ResNet50,
@@ -283,11 +284,13 @@ impl Backbone {
 
     /// The blocks, top first, with their layer indices: the order of a cascading
     /// randomisation (Adebayo et al. 2018). VGG16 `block5` … `block1`; EfficientNet `head`,
-    /// `block16` … `block1`, `stem`; ResNet `layer4.N` … `layer1.0`, `maxpool`, `conv1`.
+    /// `block16` … `block1`, `stem`; ResNet `layer4` … `layer1` (each stage's blocks together),
+    /// `maxpool`, `conv1`.
     pub fn blocks(&self) -> Vec<(String, Vec<usize>)> {
         let mut blocks: Vec<(String, Vec<usize>)> = Vec::new();
         for (index, name) in self.layer_names().into_iter().enumerate() {
-            let block = name.split('_').next().unwrap_or(name).to_string();
+            // VGG16 `block5_conv1` → `block5`; ResNet `layer4.2` → `layer4`.
+            let block = name.split(['_', '.']).next().unwrap_or(name).to_string();
             match blocks.last_mut() {
                 Some((last, layers)) if *last == block => layers.push(index),
                 _ => blocks.push((block, vec![index])),

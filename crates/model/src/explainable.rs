@@ -27,7 +27,9 @@ use burn::tensor::Tensor;
 use crate::{imagenet_normalize, Classifier, ModelError};
 
 /// A network the explanation engine can explain: named layers (in forward order), and the
-/// forward pass split at any of them. A layer's index is its position in
+/// forward pass split at any of them. Pass a model whose parameters are not tracked by autodiff
+/// (`model.clone().valid()` of a model being trained): the engine differentiates with respect
+/// to the activations only, and tracked parameters would make every call build their graph. A layer's index is its position in
 /// [`layer_names`](Self::layer_names). Inputs are normalised images [N, 3, H, W] (see
 /// [`normalize`](Self::normalize)); logits are [N, n] (a single logit is a sigmoid's: class 1
 /// when ≥ 0).

@@ -160,7 +160,9 @@ pub fn ids_from_paths<M: Module>(module: M) -> M {
 }
 
 /// `module` with every float parameter cast to float64 (`train explain` runs a ResNet so: see
-/// [`Classifier::wants_float64`]).
+/// [`Classifier::wants_float64`]). Constant tensors (a [`bn_conv::FrozenBn`] kept beside a
+/// trained conv) are not parameters and stay float32: cast only fully folded networks, as
+/// `train explain` loads them.
 pub fn in_float64<M: Module>(module: M) -> M {
     use burn::module::{ModuleMapper, Param};
     struct Cast;

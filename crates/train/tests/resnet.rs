@@ -310,3 +310,55 @@ layer = "layer3"
         .unwrap());
     assert!(stdout.contains("dog (gradcam)"), "{stdout}");
 }
+
+/// Every map method (and eigen_smooth, aug_smooth) explains a ResNet in `train explain`'s
+/// float64, at a stage and at a block, with maps in [0, 1].
+#[test]
+fn every_method_explains_a_resnet() {
+    let dir = fixture("resnet18-w8");
+    let methods = [
+        "cam",
+        "gradcam",
+        "gradcam++",
+        "layercam",
+        "hirescam",
+        "xgradcam",
+        "gradcam-elementwise",
+        "eigencam",
+        "eigengradcam",
+        "scorecam",
+        "ablationcam",
+        "random",
+    ];
+    let runs = methods
+        .iter()
+        .map(|m| vec!["--method", m, "--layer", "layer4"])
+        .chain([
+            vec![
+                "--method",
+                "gradcam",
+                "--layer",
+                "layer3.1",
+                "--eigen-smooth",
+            ],
+            vec!["--method", "gradcam", "--layer", "conv1", "--aug-smooth"],
+            vec!["--method", "ablationcam", "--layer", "maxpool"],
+        ]);
+    for args in runs {
+        let out = tempfile::tempdir().unwrap();
+        ok(&explain(
+            &dir,
+            "resnet18",
+            "resnet.safetensors",
+            &args,
+            out.path(),
+        ));
+        let maps = WeightFile::open(out.path().join("maps.safetensors")).unwrap();
+        let shape = maps.shape("maps").unwrap();
+        let values = maps.tensor("maps", &shape).unwrap();
+        assert!(
+            values.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{args:?}: a map value outside [0, 1]"
+        );
+    }
+}

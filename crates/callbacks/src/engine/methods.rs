@@ -249,6 +249,7 @@ impl CamMethod for AblationCam {
                     .map(|j| if j % c == c0 + j / c { 0.0 } else { 1.0 })
                     .collect();
                 let keep = Tensor::<2>::from_data(TensorData::new(keep, [len, c]), &device)
+                    .cast(x.activations.dtype())
                     .reshape([len, c, 1, 1]);
                 let batch = a.clone().repeat_dim(0, len);
                 let batch = batch * keep.clone() + (keep.neg() + 1.0) * value;
@@ -290,7 +291,8 @@ impl CamMethod for RandomBaseline {
             })
             .collect();
         let device = x.activations.device();
-        let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, c]), &device);
+        let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, c]), &device)
+            .cast(x.activations.dtype());
         weighted(weights, x.activations.clone())
     }
     fn needs_gradients(&self) -> bool {

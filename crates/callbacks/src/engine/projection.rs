@@ -19,7 +19,7 @@ use crate::engine::inputs::host_values;
 /// terms [N, C, h, w] → the projection on each image's first principal component [N, h, w].
 pub fn first_principal_component(terms: Tensor<4>) -> Result<Tensor<3>, ExplainError> {
     let [n, c, h, w] = terms.dims();
-    let device = terms.device();
+    let (device, dtype) = (terms.device(), terms.dtype());
     let values = host_values(terms, "the terms to project")?;
     let mut projections = Vec::with_capacity(n * h * w);
     for image in values.chunks(c * h * w) {
@@ -29,10 +29,8 @@ pub fn first_principal_component(terms: Tensor<4>) -> Result<Tensor<3>, ExplainE
         })?;
         projections.extend(projection);
     }
-    Ok(Tensor::from_data(
-        TensorData::new(projections, [n, h, w]),
-        &device,
-    ))
+    // In the terms' float type (float64 when `train explain` runs a ResNet so).
+    Ok(Tensor::<3>::from_data(TensorData::new(projections, [n, h, w]), &device).cast(dtype))
 }
 
 /// Iterations allowed to nalgebra's SVD (its default, 0, means no limit: a matrix it cannot

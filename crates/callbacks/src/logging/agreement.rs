@@ -59,14 +59,14 @@ impl Agreement {
                     (la.method, lb.method),
                     (Method::Cam, Method::GradCam) | (Method::GradCam, Method::Cam)
                 );
-                let cam_layer = model
-                    .layer(&la.layer)
-                    .is_ok_and(|index| model.cam_weights(index).is_some());
+                // By index: two names can be one layer (a ResNet's `layer4` and its last block).
+                let (a, b) = (model.layer(&la.layer).ok(), model.layer(&lb.layer).ok());
+                let cam_layer = a.is_some_and(|index| model.cam_weights(index).is_some());
                 pairs.push(Pair {
                     a: la.name(),
                     b: lb.name(),
                     label: agreement_pair(&name(la), &name(lb)),
-                    must_agree: cam_and_gradcam && la.layer == lb.layer && cam_layer,
+                    must_agree: cam_and_gradcam && a == b && cam_layer,
                 });
             }
         }

@@ -24,6 +24,10 @@ pub enum CallbackError {
     /// Scoring ROAD failed.
     #[error(transparent)]
     Road(#[from] crate::scores::road::RoadError),
+    /// A feature that needs the project's classifier ([`Explainable::as_classifier`]) was
+    /// asked of another model.
+    #[error("{0} needs the project's classifier (its layers from a fine-tuning cut); this model is another")]
+    NeedsClassifier(&'static str),
     /// The images given to explain cannot be used.
     #[error("the explained images: {0}")]
     Images(String),

@@ -241,9 +241,23 @@ fn accumulate_weight_grad(g: &Depthwise, dy_image: &[f32], image: &[f32], dw_las
 /// # Safety
 /// The strides must keep every element the product reads inside the buffers behind the pointers.
 unsafe fn matmul(
+    dims: (usize, usize, usize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) -> Vec<f32> {
+    matmul_with(dims, lhs, rhs, gemm::Parallelism::Rayon(0))
+}
+
+/// [`matmul`] with the given parallelism (`None` inside a task that already runs in parallel
+/// with others, such as one image of a batch).
+///
+/// # Safety
+/// As [`matmul`].
+unsafe fn matmul_with(
     (m, n, k): (usize, usize, usize),
     lhs: (*const f32, isize, isize),
     rhs: (*const f32, isize, isize),
+    parallelism: gemm::Parallelism,
 ) -> Vec<f32> {
     let mut dst = vec![0.0f32; m * n];
     gemm::gemm(
@@ -265,7 +279,7 @@ unsafe fn matmul(
         false,
         false,
         false,
-        gemm::Parallelism::Rayon(0),
+        parallelism,
     );
     dst
 }
@@ -291,6 +305,49 @@ pub fn pointwise_forward(
             pixel.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
         }
     });
+    y
+}
+
+/// relu(x · weightᵀ + bias (+ residual)) over all pixels, on the calling thread: x [rows, ci],
+/// weight [co, ci], bias [co], residual [rows, co] → [rows, co]. One pass after the product adds
+/// the bias (and the residual) and clamps (ResNet's fast path, one image per task).
+pub fn pointwise_forward_serial(
+    (rows, ci, co): (usize, usize, usize),
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    relu: bool,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
+    assert!(x.len() == rows * ci && weight.len() == co * ci && bias.len() == co);
+    assert!(residual.is_none_or(|r| r.len() == rows * co));
+    // SAFETY: as in `pointwise_forward`.
+    let mut y = unsafe {
+        matmul_with(
+            (rows, co, ci),
+            (x.as_ptr(), 1, ci as isize),
+            (weight.as_ptr(), ci as isize, 1),
+            gemm::Parallelism::None,
+        )
+    };
+    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+    match residual {
+        Some(r) => {
+            for (pixel, skip) in y.chunks_mut(co).zip(r.chunks(co)) {
+                for ((v, b), s) in pixel.iter_mut().zip(bias).zip(skip) {
+                    *v = (*v + b + s).max(floor);
+                }
+            }
+        }
+        None => {
+            for pixel in y.chunks_mut(co) {
+                pixel
+                    .iter_mut()
+                    .zip(bias)
+                    .for_each(|(v, b)| *v = (*v + b).max(floor));
+            }
+        }
+    }
     y
 }
 

@@ -1,9 +1,11 @@
-//! A CPU fast path for ResNet-50/101/152's bottleneck blocks (inference, BatchNorm folded):
-//! the batch stays channels-last ([N, H, W, C]) on the host from block to block; each 1x1 conv
-//! is one GEMM over all pixels ([`pointwise_forward`], the EfficientNet path's), each stride-1
-//! 3x3 conv runs on the VGG path's kernels ([`Conv3x3`]: Winograd F(2x2, 3x3) or direct, bias
-//! and ReLU fused); the stem's 7x7 and the stride-2 3x3 convs gather their patches (im2col)
-//! into one GEMM per image.
+//! A CPU fast path for ResNet-50/101/152 (inference, float32, BatchNorm folded): image by
+//! image, the images in parallel (one image's activations stay in cache from conv to conv),
+//! channels-last ([H, W, C]) on the host from the stem to the last block. Each 1x1 conv is one
+//! GEMM over the pixels on the image's thread, its bias, ReLU and (for a block's last conv) the
+//! shortcut added in one pass after it ([`pointwise_forward_serial`]); each stride-1 3x3 conv
+//! runs on the VGG path's kernels ([`Conv3x3`]: Winograd F(2x2, 3x3) or direct, bias and ReLU
+//! fused); the stem's 7x7 and the stride-2 3x3 convs gather their patches (im2col) into one
+//! GEMM. The weights are read (and the Winograd filters transformed) once per call.
 //! [`ResNet::run`](super::ResNet::run) takes this path on `flex` outside autodiff.
 
 use burn::tensor::{Tensor, TensorData};
@@ -12,7 +14,7 @@ use rayon::prelude::*;
 use super::{Block, ResNet};
 use crate::bn_conv::BnConv;
 use crate::conv3x3::Conv3x3;
-use crate::mobile_conv::kernels::pointwise_forward;
+use crate::mobile_conv::kernels::pointwise_forward_serial;
 use crate::winograd::{to_channels_first, to_channels_last};
 
 /// A tensor's values on the host, or `None` when they cannot be read as f32.
@@ -70,30 +72,14 @@ impl Nhwc {
         }
     }
 
-    /// A k×k conv with `stride`, zero padding k/2 (weight [K, C, k, k], bias [K]), then ReLU:
-    /// each image's patches gathered into rows (im2col, channels fastest) and one GEMM.
-    fn conv_relu(
-        &self,
-        (weight, bias, dims): &(Vec<f32>, Vec<f32>, [usize; 4]),
-        stride: usize,
-    ) -> Self {
-        let [k_out, c, kh, kw] = *dims;
-        let pad = kh / 2;
-        let h = (self.h + 2 * pad - kh) / stride + 1;
-        let w = (self.w + 2 * pad - kw) / stride + 1;
-        // The filters as [K, kh, kw, C], matching the patches' order.
-        let mut filters = vec![0.0f32; weight.len()];
-        for o in 0..k_out {
-            for ci in 0..c {
-                for y in 0..kh {
-                    for x in 0..kw {
-                        filters[((o * kh + y) * kw + x) * c + ci] =
-                            weight[((o * c + ci) * kh + y) * kw + x];
-                    }
-                }
-            }
-        }
-        let patch = kh * kw * c;
+    /// `conv` (im2col: each image's patches gathered into rows, channels fastest, then one
+    /// GEMM), then ReLU.
+    fn conv_relu(&self, conv: &Im2col) -> Self {
+        let (k, stride, c, k_out) = (conv.k, conv.stride, self.c, conv.k_out);
+        let pad = k / 2;
+        let h = (self.h + 2 * pad - k) / stride + 1;
+        let w = (self.w + 2 * pad - k) / stride + 1;
+        let patch = k * k * c;
         let mut values = Vec::with_capacity(self.n * h * w * k_out);
         for image in self.values.chunks(self.h * self.w * c) {
             let mut rows = vec![0.0f32; h * w * patch];
@@ -102,25 +88,25 @@ impl Nhwc {
                 .for_each(|(oy, row)| {
                     for ox in 0..w {
                         let cell = &mut row[ox * patch..(ox + 1) * patch];
-                        for y in 0..kh {
+                        for y in 0..k {
                             let iy = (oy * stride + y) as isize - pad as isize;
                             if iy < 0 || iy >= self.h as isize {
                                 continue;
                             }
-                            for x in 0..kw {
+                            for x in 0..k {
                                 let ix = (ox * stride + x) as isize - pad as isize;
                                 if ix < 0 || ix >= self.w as isize {
                                     continue;
                                 }
                                 let from = (iy as usize * self.w + ix as usize) * c;
-                                cell[(y * kw + x) * c..][..c]
+                                cell[(y * k + x) * c..][..c]
                                     .copy_from_slice(&image[from..from + c]);
                             }
                         }
                     }
                 });
-            let mut y = pointwise_forward((h * w, patch, k_out), &rows, &filters, bias);
-            relu_in_place(&mut y);
+            let dims = (h * w, patch, k_out);
+            let y = pointwise_forward_serial(dims, &rows, &conv.filters, &conv.bias, true, None);
             values.extend_from_slice(&y);
         }
         Self {
@@ -160,10 +146,23 @@ impl Nhwc {
         }
     }
 
-    /// A 1x1 conv (weight [K, C, 1, 1], bias [K]).
-    fn pointwise(&self, (weight, bias, dims): &(Vec<f32>, Vec<f32>, [usize; 4])) -> Self {
+    /// A 1x1 conv (weight [K, C, 1, 1], bias [K]), then ReLU when `relu`, with `residual`
+    /// added before it; one GEMM on the calling thread (the images run in parallel).
+    fn pointwise(
+        &self,
+        (weight, bias, dims): &HostConv,
+        relu: bool,
+        residual: Option<&Nhwc>,
+    ) -> Self {
         let rows = self.n * self.h * self.w;
-        let values = pointwise_forward((rows, self.c, dims[0]), &self.values, weight, bias);
+        let values = pointwise_forward_serial(
+            (rows, self.c, dims[0]),
+            &self.values,
+            weight,
+            bias,
+            relu,
+            residual.map(|r| r.values.as_slice()),
+        );
         Self {
             values,
             c: dims[0],
@@ -172,20 +171,46 @@ impl Nhwc {
     }
 }
 
-fn relu_in_place(values: &mut [f32]) {
-    values
-        .par_chunks_mut(1 << 14)
-        .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = v.max(0.0)));
-}
-
 /// A conv's host weights: (weight [K, C, kh, kw], bias [K], dims).
 type HostConv = (Vec<f32>, Vec<f32>, [usize; 4]);
+
+/// A k×k conv as im2col uses it: the filters laid out [K, k, k, C] (the patches' order).
+struct Im2col {
+    filters: Vec<f32>,
+    bias: Vec<f32>,
+    k_out: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl Im2col {
+    fn new((weight, bias, [k_out, c, k, _]): HostConv, stride: usize) -> Self {
+        let mut filters = vec![0.0f32; weight.len()];
+        for o in 0..k_out {
+            for ci in 0..c {
+                for y in 0..k {
+                    for x in 0..k {
+                        filters[((o * k + y) * k + x) * c + ci] =
+                            weight[((o * c + ci) * k + y) * k + x];
+                    }
+                }
+            }
+        }
+        Self {
+            filters,
+            bias,
+            k_out,
+            k,
+            stride,
+        }
+    }
+}
 
 /// A bottleneck's weights on the host, read once per call for every image.
 struct FastBlock {
     conv1: HostConv,
     /// The 3x3: on the VGG kernels (stride 1) or im2col (stride 2).
-    conv2: Result<Conv3x3, (HostConv, usize)>,
+    conv2: Result<Conv3x3, Im2col>,
     conv3: HostConv,
     downsample: Option<(HostConv, usize)>,
 }
@@ -198,7 +223,7 @@ impl FastBlock {
             let [k, c, _, _] = conv2.2;
             Ok(Conv3x3::new(&conv2.0, &conv2.1, k, c))
         } else {
-            Err((conv2, stride))
+            Err(Im2col::new(conv2, stride))
         };
         let downsample = match &block.downsample {
             Some(d) => Some((weights(d)?, d.conv.stride[0])),
@@ -214,8 +239,7 @@ impl FastBlock {
 
     /// The bottleneck on one image (or a batch).
     fn forward(&self, x: Nhwc) -> Nhwc {
-        let mut y = x.pointwise(&self.conv1);
-        relu_in_place(&mut y.values);
+        let y = x.pointwise(&self.conv1, true, None);
         let y = match &self.conv2 {
             Ok(conv) => {
                 let values = conv.forward_relu(y.values, y.n, y.h, y.w);
@@ -225,34 +249,38 @@ impl FastBlock {
                     ..y
                 }
             }
-            Err((conv, stride)) => y.conv_relu(conv, *stride),
+            Err(conv) => y.conv_relu(conv),
         };
-        let mut y = y.pointwise(&self.conv3);
         let shortcut = match &self.downsample {
             Some((down, stride)) => {
                 let input = if *stride == 2 { x.subsampled() } else { x };
-                input.pointwise(down)
+                input.pointwise(down, false, None)
             }
             None => x,
         };
-        y.values
-            .iter_mut()
-            .zip(&shortcut.values)
-            .for_each(|(a, b)| *a = (*a + b).max(0.0));
-        y
+        // conv3, its bias, the shortcut and the ReLU in one pass after the product.
+        y.pointwise(&self.conv3, true, Some(&shortcut))
     }
 }
 
 impl ResNet {
-    /// Whether [`run`](Self::run) can take the fast path: a bottleneck network on `flex`, outside
-    /// autodiff, with every BatchNorm folded.
-    pub(super) fn fast_path_applies(&self, x: &Tensor<4>) -> bool {
+    /// Whether [`run`](Self::run) can take the fast path for layers `start..=end`: a
+    /// bottleneck network, a float32 input on `flex` outside autodiff, and those layers folded
+    /// and frozen (a fine-tuning run's frozen part below its cut takes it too).
+    pub(super) fn fast_path_applies(&self, x: &Tensor<4>, start: usize, end: usize) -> bool {
+        let frozen = |c: &BnConv| c.bn.is_none() && !c.conv.weight.val().is_require_grad();
+        let blocks = match end.checked_sub(2) {
+            Some(last) if last < self.blocks.len() => &self.blocks[start.max(2) - 2..=last],
+            Some(_) => return false,
+            None => &self.blocks[..0],
+        };
         x.device() == burn::tensor::Device::flex()
             && x.dtype() == burn::tensor::DType::F32
             && !x.device().is_autodiff()
             && !x.is_require_grad()
             && self.blocks.first().is_some_and(|b| b.conv3.is_some())
-            && self.blocks.iter().all(|b| {
+            && (start > 0 || frozen(&self.conv1))
+            && blocks.iter().all(|b| {
                 [
                     Some(&b.conv1),
                     Some(&b.conv2),
@@ -261,7 +289,7 @@ impl ResNet {
                 ]
                 .into_iter()
                 .flatten()
-                .all(|c| c.bn.is_none() && !c.conv.weight.val().is_require_grad())
+                .all(frozen)
             })
     }
 
@@ -270,11 +298,20 @@ impl ResNet {
     /// fast path): one image's activations stay in cache from conv to conv.
     pub(super) fn run_fast(&self, x: Tensor<4>, start: usize, end: usize) -> Option<Tensor<4>> {
         let device = x.device();
-        let stem = weights(&self.conv1)?;
-        let blocks = self.blocks[start.max(2) - 2..=end - 2]
-            .iter()
-            .map(FastBlock::new)
-            .collect::<Option<Vec<_>>>()?;
+        let stem = match start {
+            0 => Some(Im2col::new(
+                weights(&self.conv1)?,
+                self.conv1.conv.stride[0],
+            )),
+            _ => None,
+        };
+        let blocks = match end.checked_sub(2) {
+            Some(last) => self.blocks[start.max(2) - 2..=last]
+                .iter()
+                .map(FastBlock::new)
+                .collect::<Option<Vec<_>>>()?,
+            None => Vec::new(),
+        };
         let all = Nhwc::from_tensor(x)?;
         let plane = all.h * all.w * all.c;
         let images: Vec<Nhwc> = all
@@ -288,7 +325,10 @@ impl ResNet {
                 };
                 for index in start..=end {
                     y = match index {
-                        0 => y.conv_relu(&stem, self.conv1.conv.stride[0]),
+                        0 => match &stem {
+                            Some(stem) => y.conv_relu(stem),
+                            None => y,
+                        },
                         1 => y.max_pool_3x3_s2(),
                         i => blocks[i - start.max(2)].forward(y),
                     };
@@ -334,9 +374,9 @@ mod tests {
         let net = ResNet::random(Depth::of(50).unwrap(), None, &device);
         // Odd sizes: the stride-2 subsampling keeps the last row and column (ceil).
         let x = Tensor::<4>::random([2, 3, 70, 98], Distribution::Normal(0.0, 1.0), &device);
-        assert!(net.fast_path_applies(&x));
         let last = net.blocks.len() + 1;
-        for (start, end) in [(0, last), (0, 5), (6, 9), (2, 2)] {
+        assert!(net.fast_path_applies(&x, 0, last));
+        for (start, end) in [(0, last), (0, 5), (6, 9), (2, 2), (0, 0), (0, 1), (1, 1)] {
             let input = match start {
                 0 => x.clone(),
                 s => net.run_burn(x.clone(), 0, s - 1),
@@ -353,17 +393,19 @@ mod tests {
         }
         // A float64 input (how `train explain` runs a ResNet) takes burn's ops too.
         let x64 = x.clone().cast(burn::tensor::FloatDType::F64);
-        assert!(!net.fast_path_applies(&x64));
+        assert!(!net.fast_path_applies(&x64, 0, 3));
         let y64 = crate::in_float64(net.clone()).run(x64, 0, 3);
         assert_eq!(y64.dtype(), burn::tensor::DType::F64);
         // Under autodiff the burn ops run, so gradients reach the input.
         let leaf = x.autodiff().require_grad();
-        assert!(!net.fast_path_applies(&leaf));
+        assert!(!net.fast_path_applies(&leaf, 0, 4));
         let grads = net.run(leaf.clone(), 0, 4).sum().backward();
         assert!(leaf.grad(&grads).is_some());
         // A fine-tuning network (BatchNorm kept beside trained convs) takes burn's ops too.
         let trained = ResNet::random(Depth::of(50).unwrap(), Some(15), &device);
         let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
-        assert!(!trained.fast_path_applies(&x));
+        assert!(!trained.fast_path_applies(&x, 0, 17));
+        // …but its frozen part below the cut does.
+        assert!(trained.fast_path_applies(&x, 0, 14));
     }
 }

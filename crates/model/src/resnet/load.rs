@@ -135,7 +135,16 @@ impl ResNet {
             let down_key = format!("{p}.downsample.0.weight");
             let downsample = if file.contains(&down_key) {
                 let bn = format!("{p}.downsample.1");
-                Some(reader.conv(&down_key, &bn, c_in, 1, stride, layer)?.0)
+                let (down, out) = reader.conv(&down_key, &bn, c_in, 1, stride, layer)?;
+                if out != c_out {
+                    return Err(WeightError::Shape {
+                        path: file.path().to_path_buf(),
+                        key: down_key,
+                        expected: vec![c_out, c_in, 1, 1],
+                        found: vec![out, c_in, 1, 1],
+                    });
+                }
+                Some(down)
             } else if stride != 1 || c_in != c_out {
                 // A shape change needs the projection: the reader's error names the key.
                 file.shape(&down_key)?;
@@ -151,10 +160,10 @@ impl ResNet {
             });
             c_in = c_out;
         }
-        // A deeper network's keys left over mean the depth asked for is wrong.
-        let extra = format!("layer1.{}.conv1.weight", depth.blocks[0]);
-        let extra4 = format!("layer4.{}.conv1.weight", depth.blocks[3]);
-        for key in [extra, extra4] {
+        // A deeper network's keys left over (in any stage: ResNet-50, -101 and -152 differ only
+        // in layer2 and layer3) mean the depth asked for is wrong.
+        for (stage, blocks) in depth.blocks.iter().enumerate() {
+            let key = format!("layer{}.{blocks}.conv1.weight", stage + 1);
             if file.contains(&key) {
                 return Err(WeightError::Format {
                     path: file.path().to_path_buf(),

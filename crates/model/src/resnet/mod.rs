@@ -42,11 +42,11 @@ const BN_EPS: f32 = 1e-5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Depth {
     /// 18, 34, 50, 101 or 152.
-    pub layers: usize,
+    layers: usize,
     /// Blocks in `layer1` … `layer4`.
-    pub blocks: [usize; 4],
+    blocks: [usize; 4],
     /// Bottleneck blocks (50+) or basic blocks (18, 34).
-    pub bottleneck: bool,
+    bottleneck: bool,
 }
 
 /// The five depths torchvision ships.
@@ -67,9 +67,19 @@ impl Depth {
         }
     }
 
-    /// The depth with this many layers.
+    /// The depth with this many layers (one of [`DEPTHS`]; the only way to make one).
     pub fn of(layers: usize) -> Option<Depth> {
         DEPTHS.into_iter().find(|d| d.layers == layers)
+    }
+
+    /// 18, 34, 50, 101 or 152.
+    pub fn layers(self) -> usize {
+        self.layers
+    }
+
+    /// Whether the blocks are bottlenecks (50+) rather than basic blocks (18, 34).
+    pub fn bottleneck(self) -> bool {
+        self.bottleneck
     }
 
     /// `(stage 1..=4, block within it)` of every block, in order.
@@ -111,18 +121,6 @@ impl Depth {
         }
         let first = 2 + self.blocks[..stage - 1].iter().sum::<usize>();
         Some((first, first + self.blocks[stage - 1] - 1))
-    }
-
-    /// Output channels of layer `index` for a network whose `conv1` has `stem` channels (64
-    /// for torchvision's).
-    pub fn channels(self, index: usize, stem: usize) -> usize {
-        if index < 2 {
-            return stem;
-        }
-        let positions = self.block_positions();
-        let (stage, _) = positions[(index - 2).min(positions.len() - 1)];
-        let expansion = if self.bottleneck { 4 } else { 1 };
-        (stem << (stage - 1)) * expansion
     }
 }
 
@@ -250,7 +248,8 @@ impl ResNet {
         })
     }
 
-    /// Which depth this network is (from its block count and type).
+    /// Which depth this network is (from its block count and type; a network is only ever built
+    /// for one of [`DEPTHS`]).
     pub fn depth(&self) -> Depth {
         let bottleneck = self.blocks.first().is_some_and(|b| b.conv3.is_some());
         DEPTHS
@@ -266,9 +265,18 @@ impl ResNet {
         self.conv1.conv.weight.dims()[0]
     }
 
-    /// Output channels of layer `index`.
+    /// Output channels of layer `index` (read off the loaded weights: the block's last conv).
     pub fn channels(&self, index: usize) -> usize {
-        self.depth().channels(index, self.stem_channels())
+        match index
+            .checked_sub(2)
+            .and_then(|b| self.blocks.get(b).or(self.blocks.last()))
+        {
+            Some(block) if index >= 2 => {
+                let last = block.conv3.as_ref().unwrap_or(&block.conv2);
+                last.conv.weight.dims()[0]
+            }
+            _ => self.stem_channels(),
+        }
     }
 
     /// Run layers `start..=end` (0 = conv1, 1 = maxpool, 2.. = blocks) on `x`, the input of
@@ -276,7 +284,7 @@ impl ResNet {
     /// ([`fast`]); otherwise burn's ops ([`run_burn`](Self::run_burn)).
     pub fn run(&self, x: Tensor<4>, start: usize, end: usize) -> Tensor<4> {
         let end = end.min(self.blocks.len() + 1);
-        if start > end || !self.fast_path_applies(&x) {
+        if start > end || !self.fast_path_applies(&x, start, end) {
             return self.run_burn(x, start, end);
         }
         match self.run_fast(x.clone(), start, end) {

@@ -124,8 +124,31 @@ pub fn scan(dir: &Path, key: &str) -> Result<Dataset> {
             classes.join(", ")
         );
     }
+    check_class_names(key, dir, &classes)?;
     name_samples(&mut samples, &classes);
     Ok(Dataset { classes, samples })
+}
+
+/// Class names end up in metrics.csv columns, TensorBoard tags, the confusion CSVs and the head
+/// file's `classes` metadata (comma-separated): a comma, a slash or a control character in one
+/// would corrupt them, so such a folder name is refused.
+fn check_class_names(key: &str, dir: &Path, classes: &[String]) -> Result<()> {
+    for class in classes {
+        if class.is_empty()
+            || class
+                .chars()
+                .any(|c| c == ',' || c == '/' || c == '\\' || c.is_control())
+        {
+            bail!(
+                "{key}: class folder {:?} in {}: class names may not contain commas, slashes or \
+                 control characters (they name metrics.csv columns and TensorBoard tags); \
+                 rename the folder",
+                class,
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn name_samples(samples: &mut [Sample], classes: &[String]) {

@@ -1,7 +1,8 @@
 //! Each evaluated set's per-class accuracy (`accuracy/<set>/<class>`, metrics.csv
 //! `<set>_accuracy_<class>`) and confusion matrix: a TensorBoard image `confusion/<set>` (rows:
 //! the true class, columns: the predicted one, each cell shaded by its share of the row, with
-//! its count) and `confusion/<set>-epoch-NNN.csv` in the run directory.
+//! its count; up to [`MAX_IMAGE_CLASSES`] classes) and `confusion/<set>-epoch-NNN.csv` in the run
+//! directory.
 
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
@@ -14,6 +15,8 @@ use crate::run::session::Session;
 
 /// A cell's side in the image, in pixels.
 const CELL: u32 = 56;
+/// The most classes drawn as a TensorBoard image (56 px a cell: 2,900 px a side).
+pub const MAX_IMAGE_CLASSES: usize = 50;
 /// Room for the class names left of and above the cells.
 const MARGIN: u32 = 90;
 
@@ -31,9 +34,12 @@ pub fn log(s: &mut Session, scores: &[(String, Score)], epoch: usize) -> Result<
             }
         }
         let matrix = score.confusion.padded(classes.len());
-        let image = render(&matrix, &classes)?;
-        let tag = format!("confusion/{set}");
-        s.each_sink(|sink| sink.images(&tag, std::slice::from_ref(&image), epoch as i64))?;
+        // Above MAX_IMAGE_CLASSES the picture would be unreadable (and huge): the CSV only.
+        if matrix.len() <= MAX_IMAGE_CLASSES {
+            let image = render(&matrix, &classes)?;
+            let tag = format!("confusion/{set}");
+            s.each_sink(|sink| sink.images(&tag, std::slice::from_ref(&image), epoch as i64))?;
+        }
         let dir = s.run_dir.join("confusion");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;

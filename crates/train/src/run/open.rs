@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use burn::tensor::Device;
 use callbacks::scores::localization_report::Baseline;
@@ -326,13 +326,23 @@ pub fn sinks(
             Metric::Loss(name.to_string()).tag(),
             Metric::Accuracy(name.to_string()).tag(),
         ]);
-        tags.extend(class_names.iter().map(|class| {
-            Metric::ClassAccuracy {
+        for class in class_names {
+            let metric = Metric::ClassAccuracy {
                 set: name.to_string(),
                 class: class.clone(),
+            };
+            // A class whose column would read back as another metric (e.g. `x_vs_y_spearman`).
+            if Metric::from_column(&metric.column()).as_ref() != Some(&metric)
+                || Metric::from_tag(&metric.tag()).as_ref() != Some(&metric)
+            {
+                bail!(
+                    "class `{class}`: its metrics.csv column `{}` would read as another \
+                     metric's; rename its folder",
+                    metric.column()
+                );
             }
-            .tag()
-        }));
+            tags.push(metric.tag());
+        }
     }
     // Loggers scoring the same set log the same baseline tags: one column each.
     for tag in callbacks.iter().flat_map(|c| c.scalar_tags()) {

@@ -167,10 +167,9 @@ impl CamLogger {
             None => Ok(cached),
             Some(cut) => {
                 let layer = check_method(model, &self.layer, self.method)?;
-                let classifier = model.as_classifier().ok_or(CallbackError::State(
-                    "recompute_from needs the project's classifier (its layers from the cut)"
-                        .into(),
-                ))?;
+                let classifier = model
+                    .as_classifier()
+                    .ok_or(CallbackError::NeedsClassifier("recompute_from"))?;
                 Ok(classifier.backbone.run(cached, cut, layer))
             }
         }

@@ -41,8 +41,10 @@ const UNIT_SCORES: [&str; 11] = [
 /// (a negative Spearman agreement widens it), a minimum-span axis for losses, seconds and
 /// anything else.
 pub fn y_axis(key: &str) -> YAxis {
-    let bounded = matches!(Metric::from_column(key), Some(Metric::Accuracy(_)))
-        || UNIT_SCORES.iter().any(|s| key.starts_with(s));
+    let bounded = matches!(
+        Metric::from_column(key),
+        Some(Metric::Accuracy(_) | Metric::ClassAccuracy { .. })
+    ) || UNIT_SCORES.iter().any(|s| key.starts_with(s));
     if bounded {
         YAxis::Within(0.0, 1.0)
     } else {

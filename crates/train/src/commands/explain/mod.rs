@@ -170,21 +170,25 @@ fn parse_target(text: &str, classes: &[String]) -> Result<Target> {
 /// The class names: `--classes`, else the head file's `classes` metadata, else cat,dog for a
 /// single logit (empty when unknown).
 fn class_names(args: &ExplainArgs, num_classes: usize) -> Result<Vec<String>> {
-    let names = match &args.classes {
-        Some(names) => names.clone(),
+    let (names, source) = match &args.classes {
+        Some(names) => (names.clone(), "--classes".to_string()),
         None => {
             let metadata = crate::tensors::read_metadata(&args.head_weights).unwrap_or_default();
+            let source = format!(
+                "--head-weights {} (its `classes`)",
+                args.head_weights.display()
+            );
             match metadata.get("classes") {
-                Some(list) => list.split(',').map(str::to_string).collect(),
-                None if num_classes == 1 => vec!["cat".into(), "dog".into()],
-                None => Vec::new(),
+                Some(list) => (list.split(',').map(str::to_string).collect(), source),
+                None if num_classes == 1 => (vec!["cat".into(), "dog".into()], source),
+                None => (Vec::new(), source),
             }
         }
     };
     let expected = num_classes.max(2);
     if !names.is_empty() && names.len() != expected {
         bail!(
-            "--classes: {} names for a head with {expected} classes",
+            "{source}: {} names for a head with {expected} classes",
             names.len()
         );
     }
