@@ -241,6 +241,26 @@ mod tests {
     }
 
     #[test]
+    fn class_folders_that_would_corrupt_columns_and_tags_are_refused() {
+        for bad in ["cat,dog", "tab\tname"] {
+            let dir = tempfile::tempdir().unwrap();
+            touch(&dir.path().join(format!("{bad}/0.png")));
+            touch(&dir.path().join("fox/0.png"));
+            let error = format!("{:#}", scan(dir.path(), "train_dir").unwrap_err());
+            assert!(error.contains("may not contain commas"), "{error}");
+        }
+        // Three named classes are fine.
+        let dir = tempfile::tempdir().unwrap();
+        for class in ["cat", "dog", "red fox"] {
+            touch(&dir.path().join(format!("{class}/0.png")));
+        }
+        assert_eq!(
+            scan(dir.path(), "train_dir").unwrap().classes,
+            ["cat", "dog", "red fox"]
+        );
+    }
+
+    #[test]
     fn image_folder_names_collisions_and_split() {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..5 {
