@@ -58,6 +58,66 @@ impl Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// Block `b` of stage `stage` (`layer{stage}.{b}.*`), layer `layer`, on `c_in` channels: its
+    /// convs (basic or bottleneck) and the shortcut's projection when the shape changes.
+    fn block(
+        &self,
+        depth: Depth,
+        (stage, b): (usize, usize),
+        c_in: usize,
+        layer: usize,
+    ) -> Result<Block, WeightError> {
+        let p = format!("layer{stage}.{b}");
+        let stride = if stage > 1 && b == 0 { 2 } else { 1 };
+        let conv = |n: usize, c: usize, k: usize, s: usize| {
+            self.conv(
+                &format!("{p}.conv{n}.weight"),
+                &format!("{p}.bn{n}"),
+                c,
+                k,
+                s,
+                layer,
+            )
+        };
+        let (conv1, conv2, conv3) = if depth.bottleneck {
+            let (conv1, mid) = conv(1, c_in, 1, 1)?;
+            let (conv2, mid) = conv(2, mid, 3, stride)?;
+            (conv1, conv2, Some(conv(3, mid, 1, 1)?.0))
+        } else {
+            let (conv1, mid) = conv(1, c_in, 3, stride)?;
+            (conv1, conv(2, mid, 3, 1)?.0, None)
+        };
+        let c_out = conv3.as_ref().unwrap_or(&conv2).conv.weight.dims()[0];
+        let down_key = format!("{p}.downsample.0.weight");
+        let downsample = if self.file.contains(&down_key) {
+            let bn = format!("{p}.downsample.1");
+            let (down, out) = self.conv(&down_key, &bn, c_in, 1, stride, layer)?;
+            if out != c_out {
+                return Err(WeightError::Shape {
+                    path: self.file.path().to_path_buf(),
+                    key: down_key,
+                    expected: vec![c_out, c_in, 1, 1],
+                    found: vec![out, c_in, 1, 1],
+                });
+            }
+            Some(down)
+        } else if stride != 1 || c_in != c_out {
+            // A shape change needs the projection: the reader's error names the key.
+            self.file.shape(&down_key)?;
+            None
+        } else {
+            None
+        };
+        Ok(Block {
+            conv1,
+            conv2,
+            conv3,
+            downsample,
+        })
+    }
+}
+
 impl ResNet {
     /// Load a torchvision ResNet of `depth` (`conv1`, `bn1`, `layer1.0.conv1`, …; `fc.*` and
     /// `num_batches_tracked` are ignored), folding every BatchNorm into its conv.
@@ -83,82 +143,9 @@ impl ResNet {
         let mut blocks = Vec::new();
         let mut c_in = stem;
         for (i, (stage, b)) in depth.block_positions().into_iter().enumerate() {
-            let layer = i + 2;
-            let p = format!("layer{stage}.{b}");
-            let stride = if stage > 1 && b == 0 { 2 } else { 1 };
-            let block = if depth.bottleneck {
-                let (conv1, mid) = reader.conv(
-                    &format!("{p}.conv1.weight"),
-                    &format!("{p}.bn1"),
-                    c_in,
-                    1,
-                    1,
-                    layer,
-                )?;
-                let (conv2, mid) = reader.conv(
-                    &format!("{p}.conv2.weight"),
-                    &format!("{p}.bn2"),
-                    mid,
-                    3,
-                    stride,
-                    layer,
-                )?;
-                let (conv3, _) = reader.conv(
-                    &format!("{p}.conv3.weight"),
-                    &format!("{p}.bn3"),
-                    mid,
-                    1,
-                    1,
-                    layer,
-                )?;
-                (conv1, conv2, Some(conv3))
-            } else {
-                let (conv1, mid) = reader.conv(
-                    &format!("{p}.conv1.weight"),
-                    &format!("{p}.bn1"),
-                    c_in,
-                    3,
-                    stride,
-                    layer,
-                )?;
-                let (conv2, _) = reader.conv(
-                    &format!("{p}.conv2.weight"),
-                    &format!("{p}.bn2"),
-                    mid,
-                    3,
-                    1,
-                    layer,
-                )?;
-                (conv1, conv2, None)
-            };
-            let c_out = block.2.as_ref().unwrap_or(&block.1).conv.weight.dims()[0];
-            let down_key = format!("{p}.downsample.0.weight");
-            let downsample = if file.contains(&down_key) {
-                let bn = format!("{p}.downsample.1");
-                let (down, out) = reader.conv(&down_key, &bn, c_in, 1, stride, layer)?;
-                if out != c_out {
-                    return Err(WeightError::Shape {
-                        path: file.path().to_path_buf(),
-                        key: down_key,
-                        expected: vec![c_out, c_in, 1, 1],
-                        found: vec![out, c_in, 1, 1],
-                    });
-                }
-                Some(down)
-            } else if stride != 1 || c_in != c_out {
-                // A shape change needs the projection: the reader's error names the key.
-                file.shape(&down_key)?;
-                None
-            } else {
-                None
-            };
-            blocks.push(Block {
-                conv1: block.0,
-                conv2: block.1,
-                conv3: block.2,
-                downsample,
-            });
-            c_in = c_out;
+            let block = reader.block(depth, (stage, b), c_in, i + 2)?;
+            c_in = block.out_channels();
+            blocks.push(block);
         }
         // A deeper network's keys left over (in any stage: ResNet-50, -101 and -152 differ only
         // in layer2 and layer3) mean the depth asked for is wrong.

@@ -174,6 +174,16 @@ impl Block {
         relu(y + shortcut)
     }
 
+    /// Output channels (the last conv's).
+    fn out_channels(&self) -> usize {
+        self.conv3
+            .as_ref()
+            .unwrap_or(&self.conv2)
+            .conv
+            .weight
+            .dims()[0]
+    }
+
     /// The block's convs with their torchvision key prefixes (`conv1`, `bn1`, …).
     fn convs(&self) -> Vec<(&'static str, &BnConv)> {
         let mut convs = vec![("conv1", &self.conv1), ("conv2", &self.conv2)];
@@ -271,10 +281,7 @@ impl ResNet {
             .checked_sub(2)
             .and_then(|b| self.blocks.get(b).or(self.blocks.last()))
         {
-            Some(block) if index >= 2 => {
-                let last = block.conv3.as_ref().unwrap_or(&block.conv2);
-                last.conv.weight.dims()[0]
-            }
+            Some(block) if index >= 2 => block.out_channels(),
             _ => self.stem_channels(),
         }
     }
