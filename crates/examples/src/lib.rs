@@ -16,6 +16,7 @@ use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use callbacks::scores::faithfulness::planes;
 use image::RgbImage;
 use model::{global_average_pool, Explainable};
 
@@ -129,15 +130,8 @@ impl Photos {
     /// default normalisation) and their labels, on `device`.
     pub fn batch(&self, rows: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         let (w, h) = self.images[0].dimensions();
-        let plane = (w * h) as usize;
-        let mut values = Vec::with_capacity(rows.len() * 3 * plane);
-        for &row in rows {
-            let raw = self.images[row].as_raw();
-            for c in 0..3 {
-                values.extend((0..plane).map(|i| raw[i * 3 + c] as f32 / 255.0));
-            }
-        }
-        model::imagenet_normalize(&mut values, plane);
+        let mut values: Vec<f32> = rows.iter().flat_map(|&r| planes(&self.images[r])).collect();
+        model::imagenet_normalize(&mut values, (w * h) as usize);
         let images = Tensor::from_data(
             TensorData::new(values, [rows.len(), 3, h as usize, w as usize]),
             device,

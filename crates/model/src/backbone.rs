@@ -248,13 +248,10 @@ impl Backbone {
         match self {
             Backbone::Vgg16(_) => BackboneKind::Vgg16,
             Backbone::EfficientNetLite0(_) => BackboneKind::EfficientNetLite0,
-            Backbone::ResNet(r) => match r.depth().layers() {
-                18 => BackboneKind::ResNet18,
-                34 => BackboneKind::ResNet34,
-                50 => BackboneKind::ResNet50,
-                101 => BackboneKind::ResNet101,
-                _ => BackboneKind::ResNet152,
-            },
+            Backbone::ResNet(r) => BackboneKind::ALL
+                .into_iter()
+                .find(|k| k.resnet_depth() == Some(r.depth()))
+                .unwrap_or(BackboneKind::ResNet50),
         }
     }
 

@@ -5,6 +5,7 @@ use image::RgbImage;
 use model::Explainable;
 
 use crate::logging::callback::CallbackError;
+use crate::scores::faithfulness::planes;
 
 use crate::scores::faithfulness::Baseline;
 use crate::scores::localization_report::{
@@ -65,15 +66,8 @@ impl ExplainedImages {
             )));
         }
         let (w, h) = (w as usize, h as usize);
-        let plane = w * h;
-        let mut values = Vec::with_capacity(photos.len() * 3 * plane);
-        for photo in &photos {
-            let raw = photo.as_raw();
-            for c in 0..3 {
-                values.extend((0..plane).map(|i| raw[i * 3 + c] as f32 / 255.0));
-            }
-        }
-        model.normalize(&mut values, plane);
+        let mut values: Vec<f32> = photos.iter().flat_map(planes).collect();
+        model.normalize(&mut values, w * h);
         let n = photos.len();
         let inputs = Tensor::<4>::from_data(TensorData::new(values, [n, 3, h, w]), device);
         Ok(Self {

@@ -139,6 +139,15 @@ impl Metric {
     }
 }
 
+/// Class `class`'s name in captions and tables: `class_names[class]`, or its index when the
+/// names are unknown.
+pub fn class_name(class_names: &[String], class: usize) -> String {
+    class_names
+        .get(class)
+        .cloned()
+        .unwrap_or_else(|| class.to_string())
+}
+
 /// Why `name` cannot name an evaluation set (`None` when it can): the sets `train` and `val`
 /// are built in; a method's or a baseline's name would mix the set's scores with the method's;
 /// and the set's columns and tags must read back as its own loss and accuracy (a name such as

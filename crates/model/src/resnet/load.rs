@@ -69,7 +69,7 @@ impl Reader<'_> {
         layer: usize,
     ) -> Result<Block, WeightError> {
         let p = format!("layer{stage}.{b}");
-        let stride = if stage > 1 && b == 0 { 2 } else { 1 };
+        let stride = Depth::stride((stage, b));
         let conv = |n: usize, c: usize, k: usize, s: usize| {
             self.conv(
                 &format!("{p}.conv{n}.weight"),

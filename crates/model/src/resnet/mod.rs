@@ -105,6 +105,16 @@ impl Depth {
             .clone()
     }
 
+    /// The stride of block `b` of stage `stage`: 2 for the first block of stages 2–4 (its 3x3
+    /// conv in a bottleneck, its first conv in a basic block, and the shortcut's projection).
+    pub fn stride((stage, b): (usize, usize)) -> usize {
+        if stage > 1 && b == 0 {
+            2
+        } else {
+            1
+        }
+    }
+
     /// The index of layer `name`, where a stage name (`layer3`) is its last block (the stage's
     /// output, what an explanation of `layer3` shows).
     pub fn layer(self, name: &str) -> Option<usize> {
@@ -222,7 +232,7 @@ impl ResNet {
         for (i, (stage, b)) in depth.block_positions().into_iter().enumerate() {
             let layer = i + 2;
             let planes = stem << (stage - 1);
-            let stride = if stage > 1 && b == 0 { 2 } else { 1 };
+            let stride = Depth::stride((stage, b));
             let (conv1, conv2, conv3, c_out) = if depth.bottleneck {
                 (
                     random_conv(planes, c_in, 1, 1, layer),

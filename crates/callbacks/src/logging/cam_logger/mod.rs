@@ -18,7 +18,7 @@ use crate::logging::grid::{grid, grid_with_columns};
 mod localization;
 use crate::logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
 use crate::logging::sink::{each_sink, Sink};
-use crate::logging::tags::{evolution_tag, method_tag};
+use crate::logging::tags::{class_name, evolution_tag, method_tag};
 use crate::render::{caption_text, draw_caption, overlay, OverlayStyle};
 use crate::scores::faithfulness::{self, FaithfulnessScores};
 use crate::scores::probabilities::prediction;
@@ -266,13 +266,7 @@ impl CamLogger {
             "epoch {step}, {method} at `{}`\n\n| image | true | predicted | p |\n|---|---|---|---|\n",
             self.layer
         );
-        let class_name = |c: usize| {
-            self.images
-                .class_names
-                .get(c)
-                .cloned()
-                .unwrap_or(c.to_string())
-        };
+        let class_name = |c: usize| class_name(&self.images.class_names, c);
         for (i, name) in self.images.names.iter().enumerate() {
             let mut picture = overlay(
                 &maps[i * plane..(i + 1) * plane],

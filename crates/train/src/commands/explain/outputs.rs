@@ -9,6 +9,7 @@ use super::inputs::Inputs;
 use super::{boxes, ExplainArgs};
 use crate::data::annotations::UprightAnnotations;
 use crate::tensors::write_safetensors;
+use callbacks::logging::tags::class_name;
 
 /// What the method gave for every image, in order.
 pub(super) struct Explained {
@@ -67,8 +68,8 @@ pub(super) fn write(
         println!(
             "{name:<28} {:>10} {:>9}  {} ({})",
             shown.join(","),
-            class_name(predicted, class_names),
-            class_name(classes[i] as usize, class_names),
+            class_name(class_names, predicted),
+            class_name(class_names, classes[i] as usize),
             args.method
         );
     }
@@ -101,12 +102,4 @@ pub(super) fn write(
     write_safetensors(&maps_path, &tensors, Default::default())?;
     println!("wrote {n} overlays and {}", maps_path.display());
     Ok(())
-}
-
-/// The name of a class for the table (its index when no names are known).
-fn class_name(class: usize, class_names: &[String]) -> String {
-    class_names
-        .get(class)
-        .cloned()
-        .unwrap_or_else(|| class.to_string())
 }
