@@ -129,66 +129,80 @@ def check_data_provider(logdir):
               f"hparams plugin: {method} lacks session info")
 
 
-def check_server(logdir):
-    """Start the real TensorBoard server with scripts/tensorboard.sh (the flags users get) and
-    read images and HParams over its HTTP API, as the web UI does. Always stops the server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tensorboard.sh")
-    server = subprocess.Popen([script, logdir], env={**os.environ, "PORT": str(port)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+class Served:
+    """The real TensorBoard server on `logdir`, started with scripts/tensorboard.sh (the flags
+    users get); `get` reads its HTTP API as the web UI does. Always stopped on exit."""
 
-    def get(path, body=None):
+    def __init__(self, logdir):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tensorboard.sh")
+        self.server = subprocess.Popen([script, logdir], env={**os.environ, "PORT": str(port)},
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True)
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path, body=None):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(base + path, data=data,
+        request = urllib.request.Request(self.base + path, data=data,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
-    try:
-        deadline = time.time() + 90
-        tags = {}
-        while time.time() < deadline:
-            try:
-                tags = json.loads(get("/data/plugin/images/tags"))
-                if all(len(tags.get(m, {})) == 3 for m, _, _ in RUNS):
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        check(all(len(tags.get(m, {})) == 3 for m, _, _ in RUNS), f"server: image tags {tags}")
-        for tag, (w, h), sample in [("shape/w64_h32", (64, 32), 0), ("cam/pair", (48, 40), 1)]:
-            query = urllib.parse.urlencode({"run": "gradcam", "tag": tag, "sample": sample})
-            entries = json.loads(get(f"/data/plugin/images/images?{query}"))
-            check([e["step"] for e in entries] == [1, 2, 3], f"server: {tag} sample {sample} steps {entries}")
-            for entry in entries:
-                png = Image.open(io.BytesIO(get(f"/data/plugin/images/individualImage?{entry['query']}")))
-                check(png.size == (w, h) and png.convert("RGB").tobytes()
-                      == demo_pixels(w, h, entry["step"], sample),
-                      f"server: {tag} sample {sample} step {entry['step']} pixels")
-        groups = json.loads(get("/data/plugin/hparams/session_groups", {
-            "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
-            "startIndex": 0, "sliceSize": 10}))["sessionGroups"]
-        served = {g["hparams"]["method"]: g for g in groups}
-        check(sorted(served) == ["cam", "gradcam"], f"server: hparams session groups {sorted(served)}")
-        for i, (method, head, lr) in enumerate(RUNS):
-            group = served.get(method, {"hparams": {}, "metricValues": []})
-            check(group["hparams"].get("head") == head and group["hparams"].get("learning_rate") == lr,
-                  f"server: {method} hparams {group['hparams']}")
-            metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
-            check(abs(metrics.get("val/accuracy", -1) - (0.9 + 0.01 * i)) < 1e-6,
-                  f"server: {method} metric columns {metrics}")
-        print(f"server on port {port}: images and hparams served")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        os.killpg(self.server.pid, signal.SIGTERM)
         try:
-            server.wait(timeout=15)
+            self.server.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait()
+
+
+def check_server(logdir):
+    """Read images and HParams of the demo log over the real server's HTTP API."""
+    with Served(logdir) as served:
+        check_demo_server(served.get)
+
+
+def check_demo_server(get):
+    """The demo log's images and HParams, as the server serves them."""
+    deadline = time.time() + 90
+    tags = {}
+    while time.time() < deadline:
+        try:
+            tags = json.loads(get("/data/plugin/images/tags"))
+            if all(len(tags.get(m, {})) == 3 for m, _, _ in RUNS):
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    check(all(len(tags.get(m, {})) == 3 for m, _, _ in RUNS), f"server: image tags {tags}")
+    for tag, (w, h), sample in [("shape/w64_h32", (64, 32), 0), ("cam/pair", (48, 40), 1)]:
+        query = urllib.parse.urlencode({"run": "gradcam", "tag": tag, "sample": sample})
+        entries = json.loads(get(f"/data/plugin/images/images?{query}"))
+        check([e["step"] for e in entries] == [1, 2, 3], f"server: {tag} sample {sample} steps {entries}")
+        for entry in entries:
+            png = Image.open(io.BytesIO(get(f"/data/plugin/images/individualImage?{entry['query']}")))
+            check(png.size == (w, h) and png.convert("RGB").tobytes()
+                  == demo_pixels(w, h, entry["step"], sample),
+                  f"server: {tag} sample {sample} step {entry['step']} pixels")
+    groups = json.loads(get("/data/plugin/hparams/session_groups", {
+        "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
+        "startIndex": 0, "sliceSize": 10}))["sessionGroups"]
+    served = {g["hparams"]["method"]: g for g in groups}
+    check(sorted(served) == ["cam", "gradcam"], f"server: hparams session groups {sorted(served)}")
+    for i, (method, head, lr) in enumerate(RUNS):
+        group = served.get(method, {"hparams": {}, "metricValues": []})
+        check(group["hparams"].get("head") == head and group["hparams"].get("learning_rate") == lr,
+              f"server: {method} hparams {group['hparams']}")
+        metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        check(abs(metrics.get("val/accuracy", -1) - (0.9 + 0.01 * i)) < 1e-6,
+              f"server: {method} metric columns {metrics}")
+    print("server: images and hparams served")
 
 
 def _filter(runs, tags):
@@ -308,6 +322,74 @@ def check_score_scalars(acc, run, metrics_csv, methods):
     print(f"  {checked} score scalars match metrics.csv")
 
 
+def check_runs_server(get, runs):
+    """What a user sees of training runs, read through the real server: one run per run (the
+    baselines are tags of the run, not runs), each localization score charted with its
+    baselines (custom scalars), evolution strips served with frames of at least 112 px, and
+    HParams trial names that differ in the ~15 characters the table's first column shows."""
+    deadline = time.time() + 90
+    listed = []
+    while time.time() < deadline:
+        try:
+            listed = json.loads(get("/data/runs"))
+            if sorted(listed) == sorted(runs):
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    check(sorted(listed) == sorted(runs), f"server: runs {listed}, expected one per run {runs}")
+    layout = json.loads(get("/data/plugin/custom_scalars/layout"))
+    charts = [c for cat in layout.get("category", []) for c in cat["chart"]]
+    scored = 0
+    for run in runs:
+        scalars = json.loads(get("/data/plugin/scalars/tags"))[run]
+        baselines = [t for t in scalars if t.startswith("baseline_")]
+        for tag in baselines:
+            score = tag.split("/", 1)[1]
+            methods = [t for t in scalars if t.endswith("/" + score) and not t.startswith("baseline_")]
+            for method_tag in methods:
+                chart = [c for c in charts if c["title"] == method_tag]
+                check(len(chart) == 1, f"server: no custom scalars chart for {method_tag}")
+                if not chart:
+                    continue
+                drawn = set()
+                for regex in chart[0]["multiline"]["tag"]:
+                    query = urllib.parse.urlencode({"run": run, "tag": regex})
+                    answer = json.loads(get(f"/data/plugin/custom_scalars/scalars?{query}"))
+                    drawn |= {t for t, events in answer["tag_to_events"].items() if events}
+                check({method_tag, tag} <= drawn, f"server: {run} chart {method_tag} draws {sorted(drawn)}")
+                scored += 1
+        images = json.loads(get("/data/plugin/images/tags")).get(run, {})
+        for tag in (t for t in images if "/evolution/" in t):
+            query = urllib.parse.urlencode({"run": run, "tag": tag, "sample": 0})
+            entry = json.loads(get(f"/data/plugin/images/images?{query}"))[-1]
+            png = Image.open(io.BytesIO(get(f"/data/plugin/images/individualImage?{entry['query']}")))
+            # Frames of side f, up to STRIP_COLUMNS (3) a row, 4-px gaps; the frame count from
+            # the strip's text.
+            columns = min(3, frames_in_strip(get, run, tag))
+            frame = (png.size[0] - 4 * (columns - 1)) / columns
+            check(frame >= 112, f"server: {run} {tag}: {png.size} strip has frames of {frame:.0f} px")
+    check(scored > 0, "server: no score with a baseline to chart")
+    groups = json.loads(get("/data/plugin/hparams/session_groups", {
+        "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN"], "colParams": [],
+        "startIndex": 0, "sliceSize": 100}))["sessionGroups"]
+    shown = [g["name"][:15] for g in groups]
+    check(len(groups) == len(runs) and len(set(shown)) == len(shown),
+          f"server: HParams trial names {[g['name'] for g in groups]} (first 15 characters must differ)")
+    print(f"server: {len(runs)} runs listed, {scored} score charts with their baselines, "
+          f"strips and HParams names {shown} checked")
+
+
+def frames_in_strip(get, run, strip_tag):
+    """How many frames a method's evolution strips hold: the steps its `<method>/evolution`
+    text lists."""
+    method = strip_tag.split("/", 1)[0]
+    query = urllib.parse.urlencode({"run": run, "tag": f"{method}/evolution"})
+    text = json.loads(get(f"/data/plugin/text/text?{query}"))[-1]["text"]
+    steps = text.split("steps ", 1)[1].split(" left to right", 1)[0]
+    return len(steps.split(","))
+
+
 def check_runs(runs_dir, epochs):
     runs = sorted(d for d in os.listdir(runs_dir)
                   if os.path.isdir(os.path.join(runs_dir, d)) and not d.startswith(".")
@@ -360,6 +442,8 @@ def check_runs(runs_dir, epochs):
                 check_png_tensor(acc, run, tag, [rendered[-1]])
         check_score_scalars(acc, run, os.path.join(runs_dir, run, "metrics.csv"), methods)
     check(experiments == len(runs), "every run carries the HParams experiment")
+    with Served(runs_dir) as served:
+        check_runs_server(served.get, runs)
     if failures:
         print(f"{len(failures)} CHECKS FAILED")
         return 1

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use image::{Rgb, RgbImage};
 
 mod caption;
-pub use caption::{caption_text, draw_caption, CAPTION_BAND};
+pub use caption::{caption_text, draw_caption, draw_label, CAPTION_BAND};
 
 /// A 256-entry RGB lookup table.
 pub type Lut = [[u8; 3]; 256];

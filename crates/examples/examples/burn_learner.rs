@@ -142,7 +142,7 @@ fn main() -> Result<()> {
                 images,
             )),
         ],
-        sinks: vec![Box::new(TensorBoardSink::open(&out, None, &[])?)],
+        sinks: vec![Box::new(TensorBoardSink::open(&out, None)?)],
         template: template.clone(),
     }));
     lock(&explainer)?.run(Hook::TrainStart, &template, 0)?;

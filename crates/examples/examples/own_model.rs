@@ -58,7 +58,7 @@ fn main() -> Result<()> {
         )),
     ];
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TensorBoardSink::open(&out, None, &[])?)];
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(TensorBoardSink::open(&out, None)?)];
     let explain = |callbacks: &mut Vec<Box<dyn Callback>>,
                    sinks: &mut Vec<Box<dyn Sink>>,
                    hook,

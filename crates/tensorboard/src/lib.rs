@@ -1,4 +1,5 @@
-//! A small TensorBoard event-file writer: scalars, RGB images (PNG), markdown text and HParams.
+//! A small TensorBoard event-file writer: scalars, RGB images (PNG), markdown text, HParams and
+//! the custom scalars layout.
 //!
 //! Why not `tensorboard-rs`: two of its writers in one directory within a second overwrite each
 //! other's file, non-square images are stored transposed, every error panics, `flush()` does
@@ -17,6 +18,7 @@
 //! [`EventWriter`] knows nothing of training; [`read`] parses event files back (tests, tools).
 
 pub mod hparams;
+pub mod layout;
 pub mod proto;
 pub mod read;
 pub mod record;
@@ -25,4 +27,5 @@ mod writer;
 pub use hparams::{
     DatasetType, Domain, Experiment, HParamSpec, HParamValue, MetricSpec, SessionStatus,
 };
+pub use layout::{exact_tag, Category, Chart, Layout};
 pub use writer::{now_secs, EventWriter, TbError};

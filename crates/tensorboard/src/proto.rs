@@ -260,3 +260,47 @@ pub struct SessionEndInfo {
     #[prost(double, tag = "2")]
     pub end_time_secs: f64,
 }
+
+/// `tensorboard.Layout` (`plugins/custom_scalar/layout.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LayoutProto {
+    /// Version (0).
+    #[prost(int32, tag = "1")]
+    pub version: i32,
+    /// The categories.
+    #[prost(message, repeated, tag = "2")]
+    pub category: Vec<LayoutCategory>,
+}
+
+/// `tensorboard.Category`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LayoutCategory {
+    /// The heading.
+    #[prost(string, tag = "1")]
+    pub title: String,
+    /// The charts.
+    #[prost(message, repeated, tag = "2")]
+    pub chart: Vec<LayoutChart>,
+    /// Whether it starts collapsed.
+    #[prost(bool, tag = "3")]
+    pub closed: bool,
+}
+
+/// `tensorboard.Chart` (only its multi-line content).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LayoutChart {
+    /// The title.
+    #[prost(string, tag = "1")]
+    pub title: String,
+    /// `content.multiline`.
+    #[prost(message, optional, tag = "2")]
+    pub multiline: Option<MultilineChartContent>,
+}
+
+/// `tensorboard.MultilineChartContent`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MultilineChartContent {
+    /// Tag regular expressions.
+    #[prost(string, repeated, tag = "1")]
+    pub tag: Vec<String>,
+}

@@ -10,6 +10,7 @@ use image::{ImageFormat, RgbImage};
 use prost::Message;
 
 use crate::hparams::{Experiment, HParamValue, SessionStatus};
+use crate::layout::Layout;
 use crate::proto::{self, Event, EventWhat, Summary, SummaryValue, SummaryValueKind};
 use crate::record::write_record;
 
@@ -297,10 +298,13 @@ impl EventWriter {
         )
     }
 
-    /// `_hparams_/session_start_info`: this run's hyperparameter values.
+    /// `_hparams_/session_start_info`: this run's hyperparameter values. `group_name` is the
+    /// name the HPARAMS table shows for the run (its "Trial ID"; empty: the run's directory);
+    /// runs of one group name share a row.
     pub fn add_session_start(
         &mut self,
         hparams: &[(&str, HParamValue)],
+        group_name: &str,
         start_time_secs: f64,
     ) -> Result<(), TbError> {
         let info = proto::SessionStartInfo {
@@ -308,7 +312,7 @@ impl EventWriter {
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_proto()))
                 .collect(),
-            group_name: String::new(),
+            group_name: group_name.into(),
             start_time_secs,
         };
         self.add_hparams(
@@ -331,6 +335,18 @@ impl EventWriter {
             "_hparams_/session_end_info",
             proto::HParamsData::SessionEndInfo(info),
         )
+    }
+
+    /// The custom scalars layout ([`Layout`]): which tags the CUSTOM SCALARS tab draws together.
+    pub fn add_custom_scalars_layout(&mut self, layout: &Layout) -> Result<(), TbError> {
+        let value = tensor_value(
+            crate::layout::LAYOUT_TAG,
+            "custom_scalars",
+            proto::DATA_CLASS_TENSOR,
+            vec![layout.to_proto().encode_to_vec()],
+            false,
+        );
+        self.write_value(0, value)
     }
 
     /// Write everything buffered and fsync it: when this returns, the records are on disk.

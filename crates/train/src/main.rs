@@ -66,14 +66,22 @@ struct SynthArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Add the spurious cue (a square cyan for cat, magenta for dog) and the eval sets `cue/`
+    /// and `clean/`: the mark's side in pixels (0: a quarter of the image's side).
+    #[arg(long)]
+    cue: Option<usize>,
+    /// With `--cue`: share of training images whose mark has their label's colour.
+    #[arg(long, default_value_t = 1.0)]
+    mark_agrees: f64,
+    /// With `--cue`: share of training images whose animal is their label's.
+    #[arg(long, default_value_t = 0.7)]
+    animal_agrees: f64,
 }
 
 fn run(cli: Cli) -> Result<()> {
     match (cli.command, cli.config, cli.resume) {
         (Some(Command::Explain(args)), _, _) => explain::run(&args),
-        (Some(Command::Synth(a)), _, _) => {
-            synth::write_dataset(&a.out, a.seed, a.train, a.val, a.size)
-        }
+        (Some(Command::Synth(a)), _, _) => synth_command(&a),
         (Some(Command::Pretrain(args)), _, _) => pretrain::run(&args),
         (Some(Command::Sanity(args)), _, _) => sanity::run(&args),
         (Some(Command::Compare(args)), _, _) => compare::run(&args),
@@ -87,6 +95,23 @@ fn run(cli: Cli) -> Result<()> {
             "nothing to do: give --config FILE, --resume RUN_DIR, or a subcommand (see --help)"
         ),
     }
+}
+
+/// `train synth`: the set, checked as a config's `[data] synthetic` is.
+fn synth_command(a: &SynthArgs) -> Result<()> {
+    let spec = config::SyntheticConfig {
+        seed: a.seed,
+        train: a.train,
+        val: a.val,
+        size: a.size,
+        cue: a.cue.map(|side| config::CueConfig {
+            size: (side > 0).then_some(side),
+            mark_agrees: a.mark_agrees,
+            animal_agrees: a.animal_agrees,
+        }),
+    };
+    spec.check(&[])?;
+    synth::write_dataset(&a.out, &spec)
 }
 
 /// mimalloc instead of glibc's malloc: the fast paths allocate and free multi-megabyte

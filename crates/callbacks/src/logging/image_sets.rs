@@ -129,6 +129,9 @@ impl LocalizationSet {
     /// The names of the scores a drawing logs (see [`LocalizationSummary::scores`]).
     pub(crate) fn score_names(&self) -> Vec<&'static str> {
         let mut names = LocalizationSummary::HEAD_SCORES.to_vec();
+        if self.annotations.iter().any(|a| a.cue.is_some()) {
+            names.push("energy_in_cue_box");
+        }
         names.push("box_iou");
         if self.has_outlines() {
             names.extend(LocalizationSummary::OUTLINE_SCORES);

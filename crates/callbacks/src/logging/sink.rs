@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use tensorboard::{EventWriter, Experiment, HParamValue, SessionStatus, TbError};
+use tensorboard::{EventWriter, Experiment, HParamValue, Layout, SessionStatus, TbError};
 
 /// An error from a sink, naming what was being written.
 #[derive(Debug, thiserror::Error)]
@@ -29,32 +29,22 @@ pub trait Sink: Send {
     fn images(&mut self, tag: &str, images: &[RgbImage], step: i64) -> Result<(), SinkError>;
     /// Markdown text.
     fn text(&mut self, tag: &str, markdown: &str, step: i64) -> Result<(), SinkError>;
-    /// A reference series' value for the scalar `tag` (`<method>/<score>`), e.g. a baseline's
-    /// score beside a method's. By default it is the scalar `<series>/<score>`; TensorBoard
-    /// draws it in `tag`'s own chart, as a run-like series.
-    fn series_scalar(
-        &mut self,
-        series: &str,
-        tag: &str,
-        value: f32,
-        step: i64,
-    ) -> Result<(), SinkError> {
-        let score = tag.split_once('/').map_or(tag, |(_, score)| score);
-        self.scalar(
-            &crate::logging::tags::method_tag(series, score),
-            value,
-            step,
-        )
-    }
     /// Make everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
     /// The run's hyperparameters and the metrics to compare them by (TensorBoard's HParams
-    /// tab); sinks without such a view ignore them.
+    /// tab), under the name `session` the table shows for the run; sinks without such a view
+    /// ignore them.
     fn hparams(
         &mut self,
         _experiment: &Experiment,
         _values: &[(&str, HParamValue)],
+        _session: &str,
     ) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Which scalars to draw together (a score and its baselines, the sets' accuracies):
+    /// TensorBoard's custom scalars layout; ignored by default.
+    fn layout(&mut self, _layout: &Layout) -> Result<(), SinkError> {
         Ok(())
     }
     /// The run ended with `status` (HParams session end); ignored by default.
@@ -63,47 +53,22 @@ pub trait Sink: Send {
     }
 }
 
-/// TensorBoard event files: the run's, and one sub-directory per reference series (e.g.
-/// `baseline_centre/`), which TensorBoard lists as a run of its own and draws in the same charts.
+/// TensorBoard event files: the run's own (baselines are tags of the run, drawn beside their
+/// scores by the custom scalars [`Layout`], not runs of their own).
 pub struct TensorBoardSink {
     /// The run's event file.
     pub writer: EventWriter,
-    run_dir: PathBuf,
-    /// `Some(step)`: a resumed run, whose series files are cut back to `step` when opened.
-    resume_through: Option<i64>,
-    series: std::collections::BTreeMap<String, EventWriter>,
 }
 
 impl TensorBoardSink {
     /// A sink writing into `run_dir`: a new event file, or with `resume_through` the newest one
-    /// cut back to that step (see [`EventWriter::resume`]). Series files are opened likewise
-    /// when first written; on a resume, those of the `series` a run may write that exist are cut
-    /// back at once, so a series the resumed run no longer writes keeps no record past the
-    /// checkpoint either.
-    pub fn open(
-        run_dir: &Path,
-        resume_through: Option<i64>,
-        series: &[&str],
-    ) -> Result<Self, SinkError> {
+    /// cut back to that step (see [`EventWriter::resume`]).
+    pub fn open(run_dir: &Path, resume_through: Option<i64>) -> Result<Self, SinkError> {
         let writer = match resume_through {
             Some(step) => EventWriter::resume(run_dir, step)?,
             None => EventWriter::create(run_dir)?,
         };
-        let mut opened = std::collections::BTreeMap::new();
-        if let Some(step) = resume_through {
-            for name in series.iter().filter(|n| run_dir.join(n).is_dir()) {
-                opened.insert(
-                    name.to_string(),
-                    EventWriter::resume(run_dir.join(name), step)?,
-                );
-            }
-        }
-        Ok(Self {
-            writer,
-            run_dir: run_dir.to_path_buf(),
-            resume_through,
-            series: opened,
-        })
+        Ok(Self { writer })
     }
 }
 
@@ -117,40 +82,22 @@ impl Sink for TensorBoardSink {
     fn text(&mut self, tag: &str, markdown: &str, step: i64) -> Result<(), SinkError> {
         Ok(self.writer.add_text(tag, markdown, step)?)
     }
-    fn series_scalar(
-        &mut self,
-        series: &str,
-        tag: &str,
-        value: f32,
-        step: i64,
-    ) -> Result<(), SinkError> {
-        let writer = match self.series.entry(series.to_string()) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let dir = self.run_dir.join(series);
-                e.insert(match self.resume_through {
-                    Some(step) => EventWriter::resume(dir, step)?,
-                    None => EventWriter::create(dir)?,
-                })
-            }
-        };
-        Ok(writer.add_scalar(tag, value, step)?)
-    }
     fn flush(&mut self) -> Result<(), SinkError> {
-        for writer in self.series.values_mut() {
-            writer.flush()?;
-        }
         Ok(self.writer.flush()?)
     }
     fn hparams(
         &mut self,
         experiment: &Experiment,
         values: &[(&str, HParamValue)],
+        session: &str,
     ) -> Result<(), SinkError> {
         self.writer.add_hparams_experiment(experiment)?;
         Ok(self
             .writer
-            .add_session_start(values, tensorboard::now_secs())?)
+            .add_session_start(values, session, tensorboard::now_secs())?)
+    }
+    fn layout(&mut self, layout: &Layout) -> Result<(), SinkError> {
+        Ok(self.writer.add_custom_scalars_layout(layout)?)
     }
     fn session_end(&mut self, status: SessionStatus) -> Result<(), SinkError> {
         Ok(self
@@ -272,86 +219,55 @@ mod tests {
     }
 
     #[test]
-    fn a_series_is_a_run_like_sub_directory_with_the_methods_tag_and_resumes_cleanly() {
+    fn baselines_are_tags_of_the_run_and_the_layout_is_written_once_at_step_0() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = TensorBoardSink::open(dir.path(), None, &[]).unwrap();
+        let mut sink = TensorBoardSink::open(dir.path(), None).unwrap();
+        let layout = Layout {
+            categories: vec![tensorboard::Category {
+                title: "cam".into(),
+                charts: vec![tensorboard::Chart {
+                    title: "cam/pointing_game".into(),
+                    tags: vec![
+                        "^cam/pointing_game$".into(),
+                        "^baseline_centre/pointing_game$".into(),
+                    ],
+                }],
+            }],
+        };
+        sink.layout(&layout).unwrap();
         sink.scalar("cam/pointing_game", 0.75, 1).unwrap();
-        for step in [1, 2] {
-            sink.series_scalar("baseline_centre", "cam/pointing_game", 0.5, step)
-                .unwrap();
-        }
+        sink.scalar("baseline_centre/pointing_game", 0.5, 1).unwrap();
         sink.flush().unwrap();
-        let series = dir.path().join("baseline_centre");
+        // One run: no sub-directory.
+        let dirs = std::fs::read_dir(dir.path()).unwrap();
+        assert!(dirs.into_iter().all(|e| e.unwrap().path().is_file()));
         assert_eq!(
             scalars(dir.path()),
-            [(1, "cam/pointing_game".to_string(), 0.75)]
-        );
-        assert_eq!(
-            scalars(&series),
             [
-                (1, "cam/pointing_game".to_string(), 0.5),
-                (2, "cam/pointing_game".to_string(), 0.5)
+                (1, "cam/pointing_game".to_string(), 0.75),
+                (1, "baseline_centre/pointing_game".to_string(), 0.5)
             ]
         );
-        drop(sink);
-        // Resumed after step 1, a run that no longer writes the series: its step 2 is cut all
-        // the same.
-        drop(TensorBoardSink::open(dir.path(), Some(1), &["baseline_centre"]).unwrap());
-        assert_eq!(
-            scalars(&series),
-            [(1, "cam/pointing_game".to_string(), 0.5)]
-        );
-        // Resumed after step 1 again: step 2 is written once again.
-        let mut sink = TensorBoardSink::open(dir.path(), Some(1), &["baseline_centre"]).unwrap();
-        sink.series_scalar("baseline_centre", "cam/pointing_game", 0.25, 2)
-            .unwrap();
-        sink.flush().unwrap();
-        assert_eq!(
-            scalars(&series),
-            [
-                (1, "cam/pointing_game".to_string(), 0.5),
-                (2, "cam/pointing_game".to_string(), 0.25)
-            ]
-        );
-        // A run killed before its first series value resumes into a new series directory.
-        let mut sink = TensorBoardSink::open(dir.path(), Some(1), &["baseline_uniform"]).unwrap();
-        sink.series_scalar("baseline_uniform", "cam/pxap", 0.125, 2)
-            .unwrap();
-        sink.flush().unwrap();
-        assert_eq!(
-            scalars(&dir.path().join("baseline_uniform")),
-            [(2, "cam/pxap".to_string(), 0.125)]
-        );
-    }
-
-    /// A sink that only records scalars.
-    #[derive(Default)]
-    struct Recorder(Vec<(String, f32, i64)>);
-
-    impl Sink for Recorder {
-        fn scalar(&mut self, tag: &str, value: f32, step: i64) -> Result<(), SinkError> {
-            self.0.push((tag.to_string(), value, step));
-            Ok(())
+        let mut layouts = Vec::new();
+        for file in tensorboard::read::event_files(dir.path()).unwrap() {
+            for event in tensorboard::read::read_event_file(&file).unwrap().events {
+                let Some(EventWhat::Summary(summary)) = event.what else {
+                    continue;
+                };
+                for v in summary.value {
+                    if v.tag == tensorboard::layout::LAYOUT_TAG {
+                        let plugin = v.metadata.unwrap().plugin_data.unwrap().plugin_name;
+                        assert_eq!((plugin.as_str(), event.step), ("custom_scalars", 0));
+                        layouts.push(v.value);
+                    }
+                }
+            }
         }
-        fn images(&mut self, _: &str, _: &[RgbImage], _: i64) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn text(&mut self, _: &str, _: &str, _: i64) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn flush(&mut self) -> Result<(), SinkError> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn elsewhere_a_series_value_is_the_scalar_series_slash_score() {
-        let mut sink = Recorder::default();
-        sink.series_scalar("baseline_centre", "gradcam++/maxboxacc_0.5", 0.5, 3)
-            .unwrap();
-        assert_eq!(
-            sink.0,
-            [("baseline_centre/maxboxacc_0.5".to_string(), 0.5, 3)]
-        );
+        let Some(Some(SummaryValueKind::Tensor(t))) = layouts.pop() else {
+            panic!("no layout");
+        };
+        assert!(layouts.is_empty());
+        let written = String::from_utf8_lossy(&t.string_val[0]).into_owned();
+        assert!(written.contains("^baseline_centre/pointing_game$"), "{written}");
     }
 }

@@ -4,6 +4,8 @@
 //! `agreement/<a>_vs_<b>/<measure>`, `seconds/<part>`; images `<method>/<image>`,
 //! `<method>/grid`, `<method>/evolution/<image>`, `originals/<image>`.
 
+use tensorboard::{exact_tag, Category, Chart, Layout};
+
 use crate::engine::method::Method;
 use crate::scores::localization_report::Baseline;
 
@@ -194,4 +196,124 @@ pub fn original_tag(image: &str) -> String {
 /// The name of a pair of callbacks in agreement tags (`<a>_vs_<b>`).
 pub fn agreement_pair(a: &str, b: &str) -> String {
     format!("{a}_vs_{b}")
+}
+/// The charts that draw a run's scalars (`tags`) together: every set's accuracy in one chart
+/// and its loss in another, then per method each score with its baselines' values of the same
+/// score (TensorBoard's custom scalars tab; the baselines stay tags of the run, not runs).
+pub fn scalar_layout(tags: &[String]) -> Layout {
+    let metrics: Vec<Metric> = tags.iter().filter_map(|t| Metric::from_tag(t)).collect();
+    let of_kind = |pick: fn(&Metric) -> bool| -> Vec<String> {
+        metrics.iter().filter(|m| pick(m)).map(|m| exact_tag(&m.tag())).collect()
+    };
+    let mut sets = Category {
+        title: "accuracy and loss by set".into(),
+        charts: Vec::new(),
+    };
+    for (title, pick) in [
+        ("accuracy", (|m: &Metric| matches!(m, Metric::Accuracy(_))) as fn(&Metric) -> bool),
+        ("loss", |m: &Metric| matches!(m, Metric::Loss(_))),
+    ] {
+        let tags = of_kind(pick);
+        if !tags.is_empty() {
+            sets.charts.push(Chart {
+                title: title.into(),
+                tags,
+            });
+        }
+    }
+    let baselines = Baseline::ALL.map(|b| b.name());
+    let mut categories = vec![sets];
+    for metric in &metrics {
+        let Metric::Score { method, score } = metric else {
+            continue;
+        };
+        if baselines.contains(&method.as_str()) {
+            continue;
+        }
+        let title = format!("{method}: scores and their baselines");
+        let at = match categories.iter().position(|c| c.title == title) {
+            Some(at) => at,
+            None => {
+                categories.push(Category {
+                    title,
+                    charts: Vec::new(),
+                });
+                categories.len() - 1
+            }
+        };
+        let mut chart_tags = vec![exact_tag(&metric.tag())];
+        for baseline in baselines {
+            let tag = method_tag(baseline, score);
+            if tags.contains(&tag) {
+                chart_tags.push(exact_tag(&tag));
+            }
+        }
+        categories[at].charts.push(Chart {
+            title: metric.tag(),
+            tags: chart_tags,
+        });
+    }
+    categories.retain(|c| !c.charts.is_empty());
+    Layout { categories }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_puts_each_score_with_its_baselines_and_the_sets_together() {
+        let tags: Vec<String> = [
+            "loss/train",
+            "accuracy/train",
+            "accuracy/val",
+            "accuracy/clean",
+            "accuracy/val/cat",
+            "cam/pointing_game",
+            "cam/drift",
+            "baseline_centre/pointing_game",
+            "baseline_uniform/pointing_game",
+            "gradcam++/energy_in_cue_box",
+            "baseline_centre/energy_in_cue_box",
+            "seconds/train",
+        ]
+        .map(String::from)
+        .to_vec();
+        let layout = scalar_layout(&tags);
+        let titles: Vec<&str> = layout.categories.iter().map(|c| c.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "accuracy and loss by set",
+                "cam: scores and their baselines",
+                "gradcam++: scores and their baselines"
+            ]
+        );
+        let sets = &layout.categories[0].charts;
+        assert_eq!(
+            sets[0].tags,
+            ["^accuracy/train$", "^accuracy/val$", "^accuracy/clean$"]
+        );
+        assert_eq!(sets[1].tags, ["^loss/train$"]);
+        let cam = &layout.categories[1].charts;
+        assert_eq!(cam[0].title, "cam/pointing_game");
+        assert_eq!(
+            cam[0].tags,
+            [
+                "^cam/pointing_game$",
+                "^baseline_centre/pointing_game$",
+                "^baseline_uniform/pointing_game$"
+            ]
+        );
+        assert_eq!(cam[1].tags, ["^cam/drift$"]);
+        let plus = &layout.categories[2].charts[0];
+        assert_eq!(
+            plus.tags,
+            [
+                r"^gradcam\+\+/energy_in_cue_box$",
+                "^baseline_centre/energy_in_cue_box$"
+            ]
+        );
+    }
 }

@@ -25,8 +25,19 @@ pub fn caption_text(truth: &str, predicted: &str, p: f32, width: u32) -> String 
 }
 
 /// Draw `text` in a band over the top of `image` (cut at the image's width; characters outside
-/// ASCII become `?`). Images under 24 px a side are left alone.
+/// ASCII become `?`): green when the prediction is `right`, red when not. Images under 24 px a
+/// side are left alone.
 pub fn draw_caption(image: &mut RgbImage, text: &str, right: bool) {
+    let colour = if right {
+        Rgb([120, 255, 120])
+    } else {
+        Rgb([255, 110, 110])
+    };
+    draw_label(image, text, colour);
+}
+
+/// Draw `text` in `colour` in a band over the top of `image`, as [`draw_caption`] does.
+pub fn draw_label(image: &mut RgbImage, text: &str, colour: Rgb<u8>) {
     let (width, height) = image.dimensions();
     if width < 24 || height < 24 {
         return;
@@ -37,11 +48,6 @@ pub fn draw_caption(image: &mut RgbImage, text: &str, right: bool) {
             pixel.0 = pixel.0.map(|v| v / 3);
         }
     }
-    let colour = if right {
-        Rgb([120, 255, 120])
-    } else {
-        Rgb([255, 110, 110])
-    };
     let fits = ((width - 4) / GLYPH) as usize;
     for (i, ch) in text.chars().take(fits).enumerate() {
         let glyph = font8x8::BASIC_FONTS

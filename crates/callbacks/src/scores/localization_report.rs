@@ -21,6 +21,8 @@ pub struct Annotation {
     pub head: BoxXyxy,
     /// The whole animal's outline, `(x, y)` vertices, when the annotations have it.
     pub body: Option<Vec<(f32, f32)>>,
+    /// A spurious cue's box (a mark the model should not look at), when the photo has one.
+    pub cue: Option<BoxXyxy>,
 }
 
 /// The scores over a set of photos (means over the photos scored; the WSOL scores over those
@@ -39,6 +41,10 @@ pub struct LocalizationSummary {
     pub maxboxacc: Option<std::collections::BTreeMap<String, f64>>,
     /// Pixel average precision against the filled outline, as a fraction.
     pub pxap: Option<f64>,
+    /// Mean share of the map's mass inside the cue's box, over the photos with one (`None`
+    /// when none has a cue): how much the map looks at a spurious mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy_in_cue_box: Option<f64>,
     /// Mean IoU of the head box with the box around the map's largest region (the CAM paper's
     /// score; only when the report was made [`with_box_iou`](LocalizationReport::with_box_iou)).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +62,9 @@ pub struct LocalizationReport {
     tolerant_hits: usize,
     energy: f64,
     images: usize,
+    /// The energy in the cue's box summed, and the photos with a cue.
+    cue_energy: f64,
+    cued: usize,
     boxes: MaxBoxAcc,
     pixels: PxAp,
     outlined: usize,
@@ -83,6 +92,8 @@ impl LocalizationReport {
         self.tolerant_hits += other.tolerant_hits;
         self.energy += other.energy;
         self.images += other.images;
+        self.cue_energy += other.cue_energy;
+        self.cued += other.cued;
         self.boxes.merge(&other.boxes);
         self.pixels.merge(&other.pixels);
         self.outlined += other.outlined;
@@ -102,6 +113,10 @@ impl LocalizationReport {
             POINTING_TOLERANCE,
         ));
         self.energy += energy_in_box(map, &truth.head) as f64;
+        if let Some(cue) = &truth.cue {
+            self.cue_energy += energy_in_box(map, cue) as f64;
+            self.cued += 1;
+        }
         if let Some((threshold, sum)) = &mut self.box_iou {
             *sum += box_iou(map, &truth.head, *threshold) as f64;
         }
@@ -134,6 +149,7 @@ impl LocalizationReport {
                     .collect()
             }),
             pxap: wsol.then(|| self.pixels.value()),
+            energy_in_cue_box: (self.cued > 0).then(|| self.cue_energy / self.cued as f64),
             box_iou: self.box_iou.map(|(_, sum)| sum / n),
             images: self.images,
             images_with_outline: self.outlined,
@@ -154,8 +170,9 @@ impl LocalizationSummary {
         "pxap",
     ];
 
-    /// Every score present, as (name, value): the head-box scores, `box_iou` when scored, then
-    /// the outline scores when some photo had an outline (the loggers' scalar names).
+    /// Every score present, as (name, value): the head-box scores, `energy_in_cue_box` when
+    /// some photo had a cue, `box_iou` when scored, then the outline scores when some photo had
+    /// an outline (the loggers' scalar names).
     pub fn scores(&self) -> Vec<(&'static str, f64)> {
         let mut out: Vec<(&'static str, f64)> = Self::HEAD_SCORES
             .into_iter()
@@ -165,6 +182,9 @@ impl LocalizationSummary {
                 self.energy_in_box,
             ])
             .collect();
+        if let Some(v) = self.energy_in_cue_box {
+            out.push(("energy_in_cue_box", v));
+        }
         if let Some(v) = self.box_iou {
             out.push(("box_iou", v));
         }
@@ -349,6 +369,7 @@ mod tests {
         let truth = Annotation {
             head: [2.0, 1.0, 6.0, 5.0],
             body: Some(square.to_vec()),
+            cue: None,
         };
         report.add(&map, &truth);
         let s = report.summary();
@@ -373,6 +394,7 @@ mod tests {
         let truth = Annotation {
             head: [1.0, 1.0, 4.0, 4.0],
             body: None,
+            cue: None,
         };
         report.add(&map, &truth);
         let s = report.summary();
@@ -399,6 +421,7 @@ mod tests {
                         (fw * 0.6, fh * 0.9),
                     ]
                 }),
+                cue: (i % 2 == 0).then_some([fw * 0.6, fh * 0.6, fw * 0.9, fh * 0.9]),
             });
             let values = (0..w * h)
                 .map(|k| {
@@ -435,6 +458,7 @@ mod tests {
                 "pointing_game",
                 "pointing_game_15px",
                 "energy_in_box",
+                "energy_in_cue_box",
                 "box_iou",
                 "maxboxacc_v2",
                 "maxboxacc_0.3",
@@ -444,7 +468,14 @@ mod tests {
             ]
         );
         let levels = a.maxboxacc.as_ref().unwrap();
-        assert_eq!(a.scores()[6].1, levels["0.5"]);
+        assert_eq!(a.scores()[7].1, levels["0.5"]);
+        // The cue's energy is a mean over the 4 photos with a cue, not all 7.
+        let cued: Vec<f64> = (0..7)
+            .filter(|i| i % 2 == 0)
+            .map(|i| energy_in_box(&maps[i], &truths[i].cue.unwrap()) as f64)
+            .collect();
+        let mean = cued.iter().sum::<f64>() / 4.0;
+        assert!((a.energy_in_cue_box.unwrap() - mean).abs() < 1e-9);
         assert!(a.scores().iter().all(|(_, v)| v.is_finite()));
         // Without box IoU or outlines, those names are absent.
         let heads: Vec<Annotation> = truths
@@ -452,6 +483,7 @@ mod tests {
             .map(|t| Annotation {
                 head: t.head,
                 body: None,
+                cue: None,
             })
             .collect();
         let plain = score_photos(&LocalizationReport::default(), &heads, |i| maps[i].clone());
@@ -466,6 +498,7 @@ mod tests {
         let truth = Annotation {
             head: [0.0, 0.0, 5.0, 4.0],
             body: Some(vec![(0.0, 0.0), (10.0, 0.0), (10.0, 8.0), (0.0, 8.0)]),
+            cue: None,
         };
         let mut report = LocalizationReport::with_box_iou(0.2);
         report.add(&Baseline::Uniform.map(20, 10), &truth);

@@ -83,6 +83,7 @@ pub fn write_demo(root: &Path) {
                 ("learning_rate", HParamValue::from(*lr)),
                 ("freeze_backbone", HParamValue::from(true)),
             ],
+            "",
             1_700_000_100.0,
         )
         .unwrap();

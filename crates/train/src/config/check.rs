@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::{CallbackConfig, Config};
+use super::{CallbackConfig, Config, CueConfig, EvalConfig, SyntheticConfig};
 
 impl CallbackConfig {
     /// Check the values (no file system).
@@ -174,11 +174,7 @@ impl Config {
         match (&self.data.train_dir, &self.data.synthetic) {
             (Some(_), None) => {}
             (None, Some(s)) => {
-                if s.train < 2 || s.val < 2 || s.train > 1_000_000 || s.val > 1_000_000 {
-                    bail!("[data] synthetic needs 2 to 1,000,000 train and val images");
-                }
-                model::Classifier::check_input_size(s.size, s.size)
-                    .map_err(|e| anyhow::anyhow!("[data] synthetic size: {e}"))?;
+                s.check(&self.data.eval)?;
                 if self.data.val_dir.is_some() || self.data.boxes.is_some() {
                     bail!("[data] synthetic makes its own val_dir and boxes: remove them");
                 }
@@ -302,4 +298,45 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl SyntheticConfig {
+    /// Counts, size and cue of a synthetic set (`eval`: the config's other eval sets).
+    pub fn check(&self, eval: &[EvalConfig]) -> Result<()> {
+        if self.train < 2 || self.val < 2 || self.train > 1_000_000 || self.val > 1_000_000 {
+            bail!("[data] synthetic needs 2 to 1,000,000 train and val images");
+        }
+        model::Classifier::check_input_size(self.size, self.size)
+            .map_err(|e| anyhow::anyhow!("[data] synthetic size: {e}"))?;
+        match &self.cue {
+            Some(cue) => check_cue(cue, self.size, eval),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `[data] synthetic.cue`: a mark that fits a corner, shares in [0, 1], and no eval set of
+/// the names it adds.
+fn check_cue(cue: &CueConfig, size: usize, eval: &[EvalConfig]) -> Result<()> {
+    let side = cue.side(size);
+    if side < 2 || 2 * side > size {
+        bail!("[data] synthetic.cue size: {side} px must be 2 to half the image's {size} px");
+    }
+    for (key, share) in [
+        ("mark_agrees", cue.mark_agrees),
+        ("animal_agrees", cue.animal_agrees),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            bail!("[data] synthetic.cue {key}: {share} is not a share in [0, 1]");
+        }
+    }
+    for e in eval {
+        if crate::data::synth::cue::EVAL_SETS.contains(&e.name.as_str()) {
+            bail!(
+                "[data.eval] {:?}: a synthetic cue adds the eval sets \"cue\" and \"clean\" itself",
+                e.name
+            );
+        }
+    }
+    Ok(())
 }

@@ -134,6 +134,28 @@ pub struct SyntheticConfig {
     pub val: usize,
     /// Side in pixels.
     pub size: usize,
+    /// A spurious cue that goes with the label in the training images (the shortcut
+    /// quickstart): `cue = { size, mark_agrees, animal_agrees }`. Adds the eval sets `cue` and
+    /// `clean`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cue: Option<CueConfig>,
+}
+
+/// `[data] synthetic.cue`: a coloured square in a corner, cyan for cat and magenta for dog
+/// (`data::synth::cue`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CueConfig {
+    /// The mark's side in pixels (default a quarter of the image's side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Share of training images whose mark has their label's colour (default 1).
+    #[serde(default = "default_one")]
+    pub mark_agrees: f64,
+    /// Share of training images whose animal is their label's (default 0.7): below
+    /// `mark_agrees`, the mark predicts the label better than the animal does.
+    #[serde(default = "default_animal_agrees")]
+    pub animal_agrees: f64,
 }
 
 /// `[model]`.
@@ -204,6 +226,12 @@ fn default_device() -> String {
 }
 fn default_image_size() -> ImageSize {
     ImageSize::Square(224)
+}
+fn default_one() -> f64 {
+    1.0
+}
+fn default_animal_agrees() -> f64 {
+    0.7
 }
 fn default_true() -> bool {
     true

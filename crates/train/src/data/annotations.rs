@@ -38,6 +38,9 @@ struct BoxEntry {
     /// The whole animal's outline, x0, y0, x1, y1, … (Oxford-IIIT Pet's `oxford_loc.json`).
     #[serde(default)]
     body_polygon_xy: Option<Vec<f32>>,
+    /// A spurious cue's box (the synthetic set's mark, `data::synth::cue`).
+    #[serde(default)]
+    cue_box_xyxy: Option<[f32; 4]>,
 }
 
 /// Read a boxes file: annotation (head box, and outline where given) by image file name; boxes
@@ -50,7 +53,7 @@ struct BoxEntry {
 /// entry listed twice is accepted. An outline with an odd number of coordinates, fewer than 3
 /// points or a non-finite value is an error.
 pub fn read_annotations(path: &Path) -> Result<Annotations> {
-    let (heads, outlines) = read_entries(path)?;
+    let (heads, outlines, cues) = read_entries(path)?;
     let mut annotations = HashMap::new();
     for (name, head) in heads {
         let body = match outlines.get(&name) {
@@ -67,16 +70,19 @@ pub fn read_annotations(path: &Path) -> Result<Annotations> {
                 Some(xy.chunks(2).map(|p| (p[0], p[1])).collect())
             }
         };
-        let annotation = Annotation { head, body };
+        let cue = cues.get(&name).copied();
+        let annotation = Annotation { head, body, cue };
         annotations.insert(name, annotation);
     }
     Ok(annotations)
 }
 
-/// Head boxes, and outlines as written (x, y, … and the entry's `file`), by file name.
+/// Head boxes, outlines as written (x, y, … and the entry's `file`) and cue boxes, by file
+/// name.
 type Entries = (
     HashMap<String, [f32; 4]>,
     HashMap<String, (Vec<f32>, String)>,
+    HashMap<String, [f32; 4]>,
 );
 
 fn read_entries(path: &Path) -> Result<Entries> {
@@ -87,6 +93,7 @@ fn read_entries(path: &Path) -> Result<Entries> {
     // File name → (box, the entry's `file` as written).
     let mut boxes: HashMap<String, ([f32; 4], String)> = HashMap::new();
     let mut outlines = HashMap::new();
+    let mut cues: HashMap<String, ([f32; 4], String)> = HashMap::new();
     for entry in file.images {
         let name = Path::new(&entry.file)
             .file_name()
@@ -107,14 +114,28 @@ fn read_entries(path: &Path) -> Result<Entries> {
                 }
             }
         }
-        let [x0, y0, x1, y1] = entry.head_box_xyxy;
-        if !(x0 < x1 && y0 < y1) || entry.head_box_xyxy.iter().any(|v| !v.is_finite()) {
-            bail!(
-                "[data] boxes: {}: box {:?} of {} is empty or invalid",
-                path.display(),
-                entry.head_box_xyxy,
-                entry.file
-            );
+        for b in std::iter::once(&entry.head_box_xyxy).chain(&entry.cue_box_xyxy) {
+            let [x0, y0, x1, y1] = *b;
+            if !(x0 < x1 && y0 < y1) || b.iter().any(|v| !v.is_finite()) {
+                bail!(
+                    "[data] boxes: {}: box {b:?} of {} is empty or invalid",
+                    path.display(),
+                    entry.file
+                );
+            }
+        }
+        if let Some(cue) = entry.cue_box_xyxy {
+            match cues.get(&name) {
+                Some((earlier, earlier_file)) if *earlier != cue => bail!(
+                    "[data] boxes: {}: two entries for file name `{name}` with different \
+                     cue_box_xyxy: {earlier_file} and {}",
+                    path.display(),
+                    entry.file
+                ),
+                _ => {
+                    cues.insert(name.clone(), (cue, entry.file.clone()));
+                }
+            }
         }
         match boxes.get(&name) {
             Some((earlier, _)) if *earlier == entry.head_box_xyxy => {}
@@ -132,7 +153,8 @@ fn read_entries(path: &Path) -> Result<Entries> {
         }
     }
     let heads = boxes.into_iter().map(|(name, (b, _))| (name, b)).collect();
-    Ok((heads, outlines))
+    let cues = cues.into_iter().map(|(name, (b, _))| (name, b)).collect();
+    Ok((heads, outlines, cues))
 }
 
 /// Refuse an annotation reaching outside its stored photo (`width`, `height`) by more than the
@@ -141,13 +163,14 @@ fn check_inside(path: &Path, truth: &Annotation, (width, height): (u32, u32)) ->
     let (w, h) = (width as f32, height as f32);
     let (mx, my) = ((OUTSIDE_MARGIN * w).max(2.0), (OUTSIDE_MARGIN * h).max(2.0));
     let inside = |(x, y): (f32, f32)| x >= -mx && x <= w + mx && y >= -my && y <= h + my;
-    let [x0, y0, x1, y1] = truth.head;
-    if !inside((x0, y0)) || !inside((x1, y1)) {
-        bail!(
-            "[data] boxes: the head box {:?} of {} lies outside the photo ({width}x{height})",
-            truth.head,
-            path.display()
-        );
+    for (what, b) in std::iter::once(("head box", &truth.head)).chain(truth.cue.iter().map(|c| ("cue box", c))) {
+        let [x0, y0, x1, y1] = *b;
+        if !inside((x0, y0)) || !inside((x1, y1)) {
+            bail!(
+                "[data] boxes: the {what} {b:?} of {} lies outside the photo ({width}x{height})",
+                path.display()
+            );
+        }
     }
     if let Some(point) = truth.body.iter().flatten().find(|p| !inside(**p)) {
         bail!(
@@ -210,6 +233,7 @@ pub fn upright_annotation(path: &Path, truth: &Annotation) -> Result<(Annotation
     let size = (stored.0 as f32, stored.1 as f32);
     let mut truth = truth.clone();
     truth.head = upright_box(truth.head, stored, orientation);
+    truth.cue = truth.cue.map(|b| upright_box(b, stored, orientation));
     if let Some(outline) = &mut truth.body {
         for point in outline.iter_mut() {
             *point = upright_point(*point, size, orientation);
@@ -255,6 +279,7 @@ mod tests {
                 (201.5, 100.0),
                 (-1.0, 100.5),
             ]),
+            cue: Some([150.0, 0.0, 200.0, 40.0]),
         };
         let (upright, size) = upright_annotation(&photo, &inside).unwrap();
         assert_eq!((upright, size), (inside.clone(), (200, 100)));
@@ -268,6 +293,12 @@ mod tests {
             "{error}"
         );
         assert!(error.contains("body_polygon_xy"), "{error}");
+        let cue_outside = Annotation {
+            cue: Some([150.0, 0.0, 230.0, 40.0]),
+            ..inside.clone()
+        };
+        let error = format!("{:#}", upright_annotation(&photo, &cue_outside).unwrap_err());
+        assert!(error.contains("cue box"), "{error}");
         for head in [[10.0, 10.0, 260.0, 50.0], [-30.0, 10.0, 60.0, 50.0]] {
             let wide = Annotation {
                 head,

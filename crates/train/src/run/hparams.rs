@@ -66,3 +66,66 @@ pub fn experiment(config: &Config) -> Experiment {
         ],
     }
 }
+
+/// The name the HPARAMS table shows for a run (its "Trial ID" column, whose default width shows
+/// ~15 characters): the start time first, so that runs of one config (which share a name)
+/// differ where the table can show it — `runs/quickstart-20261207-154528` becomes
+/// `15:45:28 quickstart 2026-12-07` (a second run of that second: `… #1`). A directory not
+/// named `<name>-<YYYYMMDD>-<HHMMSS>[-n]` keeps its own name.
+pub fn session_name(run_dir: &std::path::Path) -> String {
+    let dir = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parse = || -> Option<String> {
+        let parts: Vec<&str> = dir.rsplitn(4, '-').collect();
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        // name-date-time, or name-date-time-n.
+        let (name, date, time, n) = match parts.as_slice() {
+            [n, time, date, name] if digits(time, 6) && digits(date, 8) && digits(n, n.len()) => {
+                (*name, *date, *time, Some(*n))
+            }
+            _ => {
+                let parts: Vec<&str> = dir.rsplitn(3, '-').collect();
+                match parts.as_slice() {
+                    [time, date, name] if digits(time, 6) && digits(date, 8) => {
+                        (*name, *date, *time, None)
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        let suffix = n.map(|n| format!(" #{n}")).unwrap_or_default();
+        Some(format!(
+            "{}:{}:{} {name} {}-{}-{}{suffix}",
+            &time[0..2],
+            &time[2..4],
+            &time[4..6],
+            &date[0..4],
+            &date[4..6],
+            &date[6..8]
+        ))
+    };
+    parse().unwrap_or(dir.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_name;
+    use std::path::Path;
+
+    #[test]
+    fn session_names_lead_with_the_start_time() {
+        let name = |d: &str| session_name(Path::new(d));
+        assert_eq!(
+            name("runs/quickstart-20261207-154528"),
+            "15:45:28 quickstart 2026-12-07"
+        );
+        assert_eq!(
+            name("runs/quickstart-shortcut-20261207-154600-1"),
+            "15:46:00 quickstart-shortcut 2026-12-07 #1"
+        );
+        assert_eq!(name("/tmp/my-run"), "my-run");
+        assert_eq!(name("runs/x-2026120-154528"), "x-2026120-154528");
+    }
+}

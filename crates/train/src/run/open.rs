@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use burn::tensor::Device;
-use callbacks::scores::localization_report::Baseline;
+use callbacks::logging::tags::scalar_layout;
 use callbacks::{Agreement, Callback, CamLogger, PngSink, Sink, TensorBoardSink};
 use model::{Backbone, Classifier, WeightFile};
 
@@ -56,7 +56,7 @@ pub struct Inputs {
 pub fn load_inputs(config: &Config) -> Result<Inputs> {
     let data_config = setup::with_synthetic_data(config)?;
     let (train, val) = setup::load_data(&data_config)?;
-    let evals = scan_eval_sets(config, &train)?;
+    let evals = scan_eval_sets(&data_config, &train)?;
     // The synthetic set's boxes have no outlines by design: nothing to say about them.
     let say_what_scores = config.data.synthetic.is_none();
     let boxes = data_config
@@ -363,12 +363,12 @@ pub fn sinks(
             Some(_) => Some(start_epoch as i64),
             None => None,
         };
-        let series = Baseline::ALL.map(|b| b.name());
-        sinks.push(Box::new(TensorBoardSink::open(
-            run_dir,
-            resume_through,
-            &series,
-        )?));
+        let mut sink = TensorBoardSink::open(run_dir, resume_through)?;
+        // The layout is a step-0 record: a resume past step 0 keeps it.
+        if matches!(resume_through, None | Some(-1)) {
+            sink.layout(&scalar_layout(&tags))?;
+        }
+        sinks.push(Box::new(sink));
     }
     if config.logging.png {
         sinks.push(Box::new(PngSink::new(run_dir.join("images"))));

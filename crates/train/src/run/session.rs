@@ -144,12 +144,13 @@ impl Session {
         );
         let experiment = crate::run::hparams::experiment(&self.config);
         let hparams = crate::run::hparams::hparams(&self.config);
+        let session = crate::run::hparams::session_name(&self.run_dir);
         self.each_sink(|s| {
             s.text("config", &config_text, 0)?;
             for (name, photo) in originals {
                 s.images(&original_tag(name), std::slice::from_ref(photo), 0)?;
             }
-            s.hparams(&experiment, &hparams)?;
+            s.hparams(&experiment, &hparams, &session)?;
             s.flush()
         })
     }

@@ -11,7 +11,7 @@ use callbacks::{CamLogger, ExplainedImages, LocalizationSet};
 use crate::data::annotations::UprightAnnotations;
 use image::RgbImage;
 
-use crate::config::{CallbackConfig, Config};
+use crate::config::{CallbackConfig, Config, EvalConfig};
 use crate::data::synth;
 use crate::data::{self, Dataset, Sample};
 use crate::features::sets::FeatureSets;
@@ -23,15 +23,24 @@ pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
         return Ok(None);
     };
     let cache = config.run.runs_dir.join(".cache");
+    let cue = match &s.cue {
+        Some(c) => format!(
+            "-cue{}-mark{}-animal{}",
+            c.side(s.size),
+            c.mark_agrees,
+            c.animal_agrees
+        ),
+        None => String::new(),
+    };
     let dir = cache.join(format!(
-        "synthetic-seed{}-train{}-val{}-{}px",
+        "synthetic-seed{}-train{}-val{}-{}px{cue}",
         s.seed, s.train, s.val, s.size
     ));
     if !dir.join("boxes.json").is_file() {
         let tmp = cache.join(format!("synthetic-tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let start = Instant::now();
-        synth::write_dataset(&tmp, s.seed, s.train, s.val, s.size)?;
+        synth::write_dataset(&tmp, s)?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&tmp, &dir)
             .with_context(|| format!("cannot move {} into place", dir.display()))?;
@@ -53,6 +62,14 @@ pub fn with_synthetic_data(config: &Config) -> Result<Config> {
         data_config.data.train_dir = Some(dir.join("train"));
         data_config.data.val_dir = Some(dir.join("val"));
         data_config.data.boxes = Some(dir.join("boxes.json"));
+        if config.data.synthetic.as_ref().is_some_and(|s| s.cue.is_some()) {
+            for name in synth::cue::EVAL_SETS {
+                data_config.data.eval.push(EvalConfig {
+                    name: name.into(),
+                    dir: dir.join(name),
+                });
+            }
+        }
     }
     Ok(data_config)
 }

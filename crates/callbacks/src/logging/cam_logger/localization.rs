@@ -51,19 +51,17 @@ impl CamLogger {
         set: &LocalizationSet,
         step: i64,
     ) -> Result<Vec<(&'static str, f32)>, CallbackError> {
-        let method = self.method.name();
         let mut scalars = Vec::new();
         for (name, value) in self.localize(ctx.model, set)? {
             scalars.push((name, value as f32));
         }
-        // Each baseline beside each score: in TensorBoard a second run-like series in the
-        // score's chart; in metrics.csv `baseline_<kind>_<score>`.
+        // Each baseline beside each score: the scalar `baseline_<kind>/<score>` (metrics.csv
+        // `baseline_<kind>_<score>`), drawn in the score's chart by the run's custom scalars
+        // layout.
         for (baseline, summary) in &set.baselines {
             for (name, value) in baseline_scores(summary) {
-                let tag = method_tag(method, name);
-                each_sink(ctx.sinks, |s| {
-                    s.series_scalar(baseline.name(), &tag, value as f32, step)
-                })?;
+                let tag = method_tag(baseline.name(), name);
+                each_sink(ctx.sinks, |s| s.scalar(&tag, value as f32, step))?;
             }
         }
         Ok(scalars)

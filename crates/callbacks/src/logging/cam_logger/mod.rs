@@ -13,7 +13,7 @@ use crate::engine::pipeline::{
 };
 use crate::logging::callback::{Callback, CallbackContext, CallbackError, RenderedMaps};
 use crate::logging::evolution::MapHistory;
-use crate::logging::grid::{grid, grid_with_columns};
+use crate::logging::grid::{evolution_strip, grid};
 
 mod localization;
 use crate::logging::image_sets::{ExplainedImages, FaithfulnessSettings, LocalizationSet};
@@ -46,8 +46,9 @@ pub struct CamLogger {
     pub images: ExplainedImages,
     /// Images with boxes: each epoch the scores of [`LocalizationSummary::scores`] (pointing
     /// game strict and within 15 px, energy in box, box IoU; with outlines MaxBoxAccV2, its
-    /// three levels and PxAP), logged as `<method>/<score>`, with the set's baselines beside
-    /// them (see [`Sink::series_scalar`]).
+    /// three levels and PxAP; energy in the cue's box where images have one), logged as
+    /// `<method>/<score>`, with the set's baselines beside them as `baseline_<kind>/<score>`
+    /// (drawn in one chart by [`scalar_layout`](crate::logging::tags::scalar_layout)).
     pub localization: Option<LocalizationSet>,
     /// Score Average Drop, Increase in Confidence and deletion/insertion AUC each epoch,
     /// logged as `<method>/<score>`.
@@ -375,15 +376,15 @@ impl Callback for CamLogger {
         let plane = self.images.photos.first().map_or(0, |p| p.len() / 3);
         let method = self.method.name();
         for (i, name) in self.images.names.iter().enumerate() {
-            let overlays: Vec<RgbImage> = frames
+            let overlays: Vec<(usize, RgbImage)> = frames
                 .iter()
-                .filter_map(|(_, maps)| maps.get(i * plane..(i + 1) * plane))
-                .map(|m| {
+                .filter_map(|(step, maps)| Some((*step, maps.get(i * plane..(i + 1) * plane)?)))
+                .map(|(step, m)| {
                     let map: Vec<f32> = m.iter().map(|&v| f32::from(v) / 255.0).collect();
-                    overlay(&map, &self.images.photos[i], &self.style)
+                    (step, overlay(&map, &self.images.photos[i], &self.style))
                 })
                 .collect();
-            let strip = grid_with_columns(&overlays, overlays.len());
+            let strip = evolution_strip(&overlays);
             each_sink(ctx.sinks, |s| {
                 s.images(
                     &evolution_tag(method, name),
@@ -395,7 +396,7 @@ impl Callback for CamLogger {
         let steps: Vec<String> = frames.iter().map(|(s, _)| s.to_string()).collect();
         let text = format!(
             "{method} evolution strips (`{method}/evolution/<image>`): steps {} left to right \
-             (0 = before training)",
+             and row by row, each frame labelled (0 = before training)",
             steps.join(", ")
         );
         each_sink(ctx.sinks, |s| {

@@ -23,9 +23,10 @@ pub fn chart_key(column: &str) -> (String, Option<String>) {
 }
 
 /// Scores (chart keys) in [0, 1]: localization, faithfulness, map drift (prefixes).
-const UNIT_SCORES: [&str; 11] = [
+const UNIT_SCORES: [&str; 12] = [
     "pointing_game",
     "energy_in_box",
+    "energy_in_cue_box",
     "box_iou",
     "maxboxacc",
     "pxap",

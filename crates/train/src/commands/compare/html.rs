@@ -33,12 +33,17 @@ table.metrics td:first-child {{ text-align: left; font-family: monospace; }}
 .charts img.chart {{ width: 600px; height: 400px; margin: 4px; border: 1px solid #eee; }}
 img.wide {{ max-width: 100%; }}
 td.missing {{ color: #999; }}
-table.overlays {{ display: block; overflow-x: auto; max-width: 100%; }}
+.overlays {{ display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 8px; }}
+.overlays figure {{ margin: 0; text-align: center; }}
+.overlays img {{ max-width: 100%; }}
+.overlays .absent {{ width: 120px; height: 120px; line-height: 120px; color: #999; border: 1px solid #ccc; }}
+.table-scroll {{ max-width: 100%; overflow-x: auto; }}
 .evolution {{ margin: 4px 0 12px; }}
 .evolution-title {{ font-size: 13px; font-weight: bold; }}
 .evolution-views {{ display: flex; gap: 12px; align-items: flex-start; }}
 .evolution-views figure {{ margin: 0; }}
-.evolution-views figure.strip {{ overflow-x: auto; min-width: 0; }}
+.evolution-views figure.strip {{ min-width: 0; }}
+.evolution-views figure.strip img {{ max-width: 100%; height: auto; }}
 figcaption {{ font-size: 12px; color: #555; }}
 #broken {{ display: none; background: #c00; color: white; padding: 8px; }}
 </style></head>
@@ -49,9 +54,13 @@ figcaption {{ font-size: 12px; color: #555; }}
     )
 }
 
-/// The page checks its own images once loaded (and a headless browser test reads the result).
+/// The page checks its own images once loaded, and counts the cells, figures and images that
+/// reach past the window's right edge (a headless browser test reads both).
 pub const FOOTER: &str = r#"<script>
 window.addEventListener("load", function () {
+  var parts = Array.prototype.slice.call(document.querySelectorAll("img, th, td, figure"));
+  var past = parts.filter(function (e) { return e.getBoundingClientRect().right > window.innerWidth + 1; });
+  document.body.dataset.pastRightEdge = String(past.length);
   var images = Array.prototype.slice.call(document.images);
   var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
   document.body.dataset.imagesLoaded = String(images.length - broken.length);

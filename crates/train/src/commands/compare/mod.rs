@@ -241,7 +241,7 @@ fn final_table(runs: &[Run]) -> String {
         }
     }
     let mut out = String::from(
-        "<h2>Final metrics (last epoch)</h2>\n<table class=\"metrics\"><tr><th>metric</th>",
+        "<h2>Final metrics (last epoch)</h2>\n<div class=\"table-scroll\"><table class=\"metrics\"><tr><th>metric</th>",
     );
     for r in runs {
         let _ = write!(out, "<th>{}</th>", escape(&r.name));
@@ -260,7 +260,7 @@ fn final_table(runs: &[Run]) -> String {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</table>\n");
+    out.push_str("</table></div>\n");
     out
 }
 

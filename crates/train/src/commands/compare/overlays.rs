@@ -34,38 +34,35 @@ pub fn section(
         return Ok(out);
     }
     for (k, name) in names.iter().enumerate() {
+        // Figures that wrap onto as many rows as the window needs (a table of every run,
+        // method and epoch was wider than a laptop's window).
         let _ = writeln!(
             out,
-            "<h3>{}</h3>\n<table class=\"overlays\"><tr><th>original</th>",
+            "<h3>{}</h3>\n<div class=\"overlays\">",
             escape(name)
         );
-        let mut cells = Vec::new();
         let original = find(first, &format!("originals/{name}"), 0);
-        cells.push(save(original, images_dir, &format!("img{k}_original"))?);
+        out.push_str(&save(original, images_dir, &format!("img{k}_original"), "original")?);
         for (ri, r) in runs.iter().enumerate() {
             for method in &r.methods {
                 for &epoch in &epochs[ri] {
-                    let _ = write!(
-                        out,
-                        "<th>{} {}<br>{}</th>",
+                    let caption = format!(
+                        "{} {}<br>{}",
                         escape(&r.label),
                         escape(method),
                         step_label(epoch)
                     );
                     let image = find(r, &format!("{method}/{name}"), epoch);
-                    cells.push(save(
+                    out.push_str(&save(
                         image,
                         images_dir,
                         &format!("img{k}_run{ri}_{method}_e{epoch}"),
+                        &caption,
                     )?);
                 }
             }
         }
-        out.push_str("</tr>\n<tr>");
-        for cell in cells {
-            out.push_str(&cell);
-        }
-        out.push_str("</tr></table>\n<div class=\"evolutions\">\n");
+        out.push_str("</div>\n<div class=\"evolutions\">\n");
         for (ri, r) in runs.iter().enumerate() {
             for method in &r.methods {
                 let title = format!("{} {method}", r.label);
@@ -95,17 +92,21 @@ fn find<'a>(run: &'a Run, tag: &str, step: i64) -> Option<&'a LoggedImage> {
         .find(|i| i.tag == tag && i.step == step)
 }
 
-/// A table cell with the image saved beside the page, or a note that the run lacks it.
-fn save(image: Option<&LoggedImage>, dir: &Path, stem: &str) -> Result<String> {
+/// A figure with the image saved beside the page and `caption` (HTML) under it, or a note that
+/// the run lacks it.
+fn save(image: Option<&LoggedImage>, dir: &Path, stem: &str, caption: &str) -> Result<String> {
     let Some(image) = image else {
-        return Ok("<td class=\"missing\">not logged</td>".into());
+        return Ok(format!(
+            "<figure class=\"missing\"><div class=\"absent\">not logged</div>\
+             <figcaption>{caption}</figcaption></figure>"
+        ));
     };
     let file = format!("{}.png", file_safe(stem));
     let path = dir.join(&file);
     std::fs::write(&path, &image.png)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(format!(
-        "<td><img src=\"images/{file}\" alt=\"{}\"></td>",
+        "<figure><img src=\"images/{file}\" alt=\"{}\"><figcaption>{caption}</figcaption></figure>",
         escape(stem)
     ))
 }

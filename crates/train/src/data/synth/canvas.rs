@@ -1,33 +1,11 @@
-//! A synthetic cats-vs-dogs data set, deterministic from a seed: a cat-like or dog-like head on a
-//! cluttered background with distractor shapes, and the head's ground-truth box.
-//!
-//! - cat: pointy triangular ears, whiskers, a small pink nose;
-//! - dog: long floppy ears hanging beside the head, a big dark nose;
-//! - both: random fur colour, size and position; eyes; a background of a random colour gradient,
-//!   noise, and 6–12 distractor circles, rectangles and bars in random colours.
-//!
-//! Written as an ImageFolder (`train|val/cat|dog/<class>_<nnnn>.png`) plus `boxes.json` in the
-//! annotation format the harness reads for Oxford-IIIT Pet (`images[].file`, `head_box_xyxy`).
+//! Drawing the synthetic pictures: a canvas of float RGB pixels, its shapes, the two animals'
+//! heads and the noisy final picture.
 
-use std::path::Path;
-
-use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
-use rayon::prelude::*;
 
 use model::rng::SplitMix64;
 
-/// One generated image and its head box `[x0, y0, x1, y1]`.
-pub struct SynthImage {
-    /// The picture.
-    pub image: RgbImage,
-    /// 0 = cat, 1 = dog.
-    pub label: usize,
-    /// Ground-truth head box in pixels.
-    pub head_box: [f32; 4],
-}
-
-fn colour(rng: &mut SplitMix64) -> [f32; 3] {
+pub(super) fn colour(rng: &mut SplitMix64) -> [f32; 3] {
     [
         rng.next_f64() as f32 * 255.0,
         rng.next_f64() as f32 * 255.0,
@@ -35,17 +13,17 @@ fn colour(rng: &mut SplitMix64) -> [f32; 3] {
     ]
 }
 
-fn range(rng: &mut SplitMix64, lo: f32, hi: f32) -> f32 {
+pub(super) fn range(rng: &mut SplitMix64, lo: f32, hi: f32) -> f32 {
     lo + (hi - lo) * rng.next_f64() as f32
 }
 
-struct Canvas {
-    size: usize,
-    pixels: Vec<[f32; 3]>,
+pub(super) struct Canvas {
+    pub(super) size: usize,
+    pub(super) pixels: Vec<[f32; 3]>,
 }
 
 impl Canvas {
-    fn fill(&mut self, inside: impl Fn(f32, f32) -> bool, c: [f32; 3]) {
+    pub(super) fn fill(&mut self, inside: impl Fn(f32, f32) -> bool, c: [f32; 3]) {
         for y in 0..self.size {
             for x in 0..self.size {
                 if inside(x as f32 + 0.5, y as f32 + 0.5) {
@@ -99,22 +77,22 @@ impl Canvas {
 }
 
 /// Where a head is drawn and in which colours.
-struct Head {
+pub(super) struct Head {
     /// Centre.
-    cx: f32,
-    cy: f32,
+    pub(super) cx: f32,
+    pub(super) cy: f32,
     /// Radius.
-    r: f32,
+    pub(super) r: f32,
     /// The face's colour.
-    fur: [f32; 3],
+    pub(super) fur: [f32; 3],
     /// The ears' colour (the fur, darker).
-    dark: [f32; 3],
+    pub(super) dark: [f32; 3],
 }
 
 impl Head {
     /// A head of random size, position (at least its diameter from the edges) and fur, on an
     /// image of side `s`.
-    fn random(rng: &mut SplitMix64, s: f32) -> Self {
+    pub(super) fn random(rng: &mut SplitMix64, s: f32) -> Self {
         let r = range(rng, 0.11, 0.19) * s;
         let margin = 2.0 * r;
         let cx = range(rng, margin, s - margin);
@@ -133,7 +111,7 @@ impl Head {
 
 impl Canvas {
     /// A `size`×`size` canvas shading from `top` to `bottom`.
-    fn gradient(size: usize, top: [f32; 3], bottom: [f32; 3]) -> Self {
+    pub(super) fn gradient(size: usize, top: [f32; 3], bottom: [f32; 3]) -> Self {
         let s = size as f32;
         let mut canvas = Canvas {
             size,
@@ -150,7 +128,7 @@ impl Canvas {
     }
 
     /// 6–12 distractors: circles, rectangles, bars, in random colours.
-    fn distractors(&mut self, rng: &mut SplitMix64) {
+    pub(super) fn distractors(&mut self, rng: &mut SplitMix64) {
         let s = self.size as f32;
         for _ in 0..6 + rng.below(7) {
             let c = colour(rng);
@@ -183,7 +161,7 @@ impl Canvas {
     }
 
     /// A cat's head: pointy ears, whiskers, pink nose. Returns its box.
-    fn cat(&mut self, head: &Head) -> [f32; 4] {
+    pub(super) fn cat(&mut self, head: &Head) -> [f32; 4] {
         let Head {
             cx,
             cy,
@@ -220,7 +198,7 @@ impl Canvas {
     }
 
     /// A dog's head: floppy ears hanging beside it, big dark nose. Returns its box.
-    fn dog(&mut self, head: &Head) -> [f32; 4] {
+    pub(super) fn dog(&mut self, head: &Head) -> [f32; 4] {
         let Head {
             cx,
             cy,
@@ -251,7 +229,7 @@ impl Canvas {
     }
 
     /// Both animals' eyes.
-    fn eyes(&mut self, &Head { cx, cy, r, .. }: &Head) {
+    pub(super) fn eyes(&mut self, &Head { cx, cy, r, .. }: &Head) {
         for side in [-1.0f32, 1.0] {
             self.ellipse(
                 cx + side * 0.38 * r,
@@ -265,7 +243,7 @@ impl Canvas {
     }
 
     /// The picture: each channel of each pixel (row by row) plus uniform noise in ±12, rounded.
-    fn noisy_image(&self, rng: &mut SplitMix64) -> RgbImage {
+    pub(super) fn noisy_image(&self, rng: &mut SplitMix64) -> RgbImage {
         let size = self.size;
         RgbImage::from_fn(size as u32, size as u32, |x, y| {
             let p = self.pixels[y as usize * size + x as usize];
@@ -276,121 +254,3 @@ impl Canvas {
     }
 }
 
-/// Generate image `index` of the set with `seed` (cats and dogs alternate: even = cat).
-pub fn generate(seed: u64, index: usize, size: usize) -> SynthImage {
-    let mut rng = SplitMix64::new(
-        seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
-            ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-    );
-    let label = index % 2;
-    let s = size as f32;
-    let (top, bottom) = (colour(&mut rng), colour(&mut rng));
-    let mut canvas = Canvas::gradient(size, top, bottom);
-    canvas.distractors(&mut rng);
-    let head = Head::random(&mut rng, s);
-    let head_box = if label == 0 {
-        canvas.cat(&head)
-    } else {
-        canvas.dog(&head)
-    };
-    canvas.eyes(&head);
-    let image = canvas.noisy_image(&mut rng);
-    let head_box = head_box.map(|v| v.clamp(0.0, s));
-    SynthImage {
-        image,
-        label,
-        head_box,
-    }
-}
-
-/// Write `train` + `val` images (ImageFolder under `dir`) and `dir/boxes.json`.
-pub fn write_dataset(dir: &Path, seed: u64, train: usize, val: usize, size: usize) -> Result<()> {
-    let items: Vec<(&str, usize)> = (0..train)
-        .map(|i| ("train", i))
-        .chain((train..train + val).map(|i| ("val", i)))
-        .collect();
-    // Images in parallel; the entries keep their order.
-    let entries = items
-        .into_par_iter()
-        .map(|(split, index)| -> Result<String> {
-            let item = generate(seed, index, size);
-            let class = ["cat", "dog"][item.label];
-            let file = format!("{split}/{class}/{class}_{index:05}.png");
-            let path = dir.join(&file);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            item.image
-                .save(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let b = item.head_box;
-            Ok(format!(
-                r#"{{"file": "{file}", "label": "{class}", "width": {size}, "height": {size}, "head_box_xyxy": [{:.1}, {:.1}, {:.1}, {:.1}]}}"#,
-                b[0], b[1], b[2], b[3]
-            ))
-        })
-        .collect::<Result<Vec<String>>>()?;
-    let json = format!(
-        "{{\"description\": \"synthetic cats vs dogs, seed {seed}, {size}x{size}: head boxes\", \"images\": [\n{}\n]}}\n",
-        entries.join(",\n")
-    );
-    std::fs::write(dir.join("boxes.json"), json)
-        .with_context(|| format!("cannot write {}/boxes.json", dir.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deterministic_and_boxes_inside() {
-        let a = generate(3, 10, 96);
-        let b = generate(3, 10, 96);
-        assert_eq!(a.image, b.image);
-        assert_ne!(generate(4, 10, 96).image, a.image);
-        for i in 0..50 {
-            let item = generate(1, i, 96);
-            assert_eq!(item.label, i % 2);
-            let [x0, y0, x1, y1] = item.head_box;
-            assert!(
-                0.0 <= x0 && x0 < x1 && x1 <= 96.0 && 0.0 <= y0 && y0 < y1 && y1 <= 96.0,
-                "{:?}",
-                item.head_box
-            );
-        }
-    }
-
-    /// The quickstart's figures depend on these exact images: any change to the drawing, the
-    /// order of the random draws or the arithmetic shows up here. (The digests are SHA-256 of
-    /// the pixels, recorded from the PNG files `train synth` wrote before `generate` was split
-    /// into steps; the boxes as boxes.json writes them.)
-    #[test]
-    fn images_are_pinned() {
-        use sha2::{Digest, Sha256};
-        let images = [(1, 0, 64), (1, 1, 64), (1, 2, 64), (1, 3, 64), (7, 5, 97)];
-        let digests = [
-            "cc6bcb44b025cbb6bf33b6f0e658b744f58f28ae3c28914762995152d833acba",
-            "6cbc206456e66cfe697ed22b07e336d0edee7bcd3d638fa0309d6e26e645e6ec",
-            "2fd2e687ca8aa89d8d37f858e0192ffb85ee0e8f81f25d3fe612780848ef4fb2",
-            "238591bee74cefe11accfb8ab1bf9e5f16ef0dda87992433800f96ae00f5bcc6",
-            "18314280adc2926399754a36030298cfe1e4676721d95d455dce572668cfb836",
-        ];
-        let boxes = [
-            "21.8, 2.9, 44.6, 24.6",
-            "19.5, 23.5, 48.4, 48.1",
-            "15.3, 16.2, 42.7, 42.2",
-            "14.5, 24.9, 37.4, 44.5",
-            "38.6, 17.6, 72.0, 46.1",
-        ];
-        for (((seed, index, size), digest), head_box) in images.into_iter().zip(digests).zip(boxes)
-        {
-            let item = generate(seed, index, size);
-            let got = format!("{:x}", Sha256::digest(item.image.as_raw()));
-            assert_eq!(got, digest, "generate({seed}, {index}, {size})");
-            let b = item.head_box;
-            let got = format!("{:.1}, {:.1}, {:.1}, {:.1}", b[0], b[1], b[2], b[3]);
-            assert_eq!(got, head_box, "generate({seed}, {index}, {size})");
-        }
-    }
-}
