@@ -5,7 +5,8 @@
 # 18.6–18.9 s after the direct small-layer kernel and mimalloc),
 # final validation accuracy ≥ 0.95, CAM pointing game ≥ 0.90, Grad-CAM deletion AUC < insertion
 # AUC, CAM/Grad-CAM agreement ρ ≥ 0.99, TensorBoard's reader on the run (every score scalar);
-# then `train sanity` (mean Spearman < 0.5 once the head is randomised) and `train compare`.
+# then `train sanity` (mean Spearman < 0.5 once the head is randomised), and `train compare` of
+# it with the fine-tuning quickstart (a value in every row: both score the same metrics).
 # Needs the release build (cargo build --release) and .venv (scripts/setup-venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,19 @@ print("after the head is randomised: " + ", ".join(f"{r['method']} Spearman {flo
 if not rows or bad:
     sys.exit(f"SANITY FAILED: maps still correlate after head randomisation: {bad}")
 PY
-./target/release/train compare "$run_dir" --out "$runs/report"
-test -s "$runs/report/index.html"
+# The fine-tuning quickstart beside it: `compare` has a value for every metric of both (both
+# score faithfulness on the same 4 images).
+sed "s#^runs_dir = .*#runs_dir = \"$runs\"#" configs/quickstart-finetune.toml > "$runs/quickstart-finetune.toml"
+./target/release/train --config "$runs/quickstart-finetune.toml" > "$runs/finetune.txt"
+finetune_dir=$(sed -n 's/^run dir: //p' "$runs/finetune.txt" | head -1)
+./target/release/train compare "$run_dir" "$finetune_dir" --out "$runs/report"
+python3 - "$runs/report/index.html" <<'PY'
+import re, sys
+table = open(sys.argv[1]).read().split("Final metrics", 1)[1].split("</table>", 1)[0]
+rows = re.findall(r"<tr><td>([^<]*)</td>(.*?)</tr>", table)
+empty = [name for name, cells in rows if "\u2013" in cells]
+print(f"compare quickstart vs quickstart-finetune: {len(rows)} metrics")
+if not rows or empty:
+    sys.exit(f"COMPARE FAILED: no value for one of the runs in {empty}")
+PY
 echo "QUICKSTART SANITY AND COMPARE OK"

@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn exact_tags_escape_metacharacters() {
-        assert_eq!(exact_tag("gradcam++/pointing_game"), r"^gradcam\+\+/pointing_game$");
+        assert_eq!(
+            exact_tag("gradcam++/pointing_game"),
+            r"^gradcam\+\+/pointing_game$"
+        );
         assert_eq!(exact_tag("cam/maxboxacc_0.5"), r"^cam/maxboxacc_0\.5$");
     }
 }

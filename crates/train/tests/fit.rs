@@ -485,29 +485,60 @@ fn oxford_head_boxes_and_synthetic_boxes_use_one_format() {
         baseline("baseline_uniform"),
     );
     assert!(csv.starts_with(&header), "{csv}\nexpected {header}");
-    // In TensorBoard each baseline is a run-like series beside the run, under the method's
-    // own tags (so it is drawn in the method's charts), with the CSV's values.
+    // In TensorBoard each baseline is a tag of the run itself, `<baseline>/<score>`, with the
+    // CSV's values (no second run in TensorBoard's run list), and the run's custom scalars
+    // layout draws it in the method's chart of that score.
     let table = train::run::metrics::MetricsTable::read(&run.join("metrics.csv")).unwrap();
+    let files = tensorboard::read::event_files(&run).unwrap();
+    assert_eq!(files.len(), 1);
+    let events = tensorboard::read::read_event_file(&files[0])
+        .unwrap()
+        .events;
+    for baseline in ["baseline_centre", "baseline_uniform"] {
+        assert!(!run.join(baseline).exists(), "{baseline} written as a run");
+    }
+    let layout: Vec<u8> = events
+        .iter()
+        .find_map(|e| match &e.what {
+            Some(tensorboard::proto::EventWhat::Summary(s)) => {
+                s.value.iter().find_map(|v| match &v.value {
+                    Some(tensorboard::proto::SummaryValueKind::Tensor(t))
+                        if v.tag == "custom_scalars__config__" =>
+                    {
+                        t.string_val.first().cloned()
+                    }
+                    _ => None,
+                })
+            }
+            _ => None,
+        })
+        .expect("a custom scalars layout");
     for (baseline, score) in [
         ("baseline_centre", "pointing_game"),
         ("baseline_centre", "maxboxacc_v2"),
         ("baseline_uniform", "pxap"),
     ] {
-        let files = tensorboard::read::event_files(&run.join(baseline)).unwrap();
-        assert_eq!(files.len(), 1, "{baseline}");
-        let logged: Vec<(i64, f32)> = tensorboard::read::read_event_file(&files[0])
-            .unwrap()
-            .events
+        let tag = format!("{baseline}/{score}");
+        let logged: Vec<(i64, f32)> = events
             .iter()
             .filter_map(|e| match &e.what {
                 Some(tensorboard::proto::EventWhat::Summary(s)) => s
                     .value
                     .iter()
-                    .find(|v| v.tag == format!("cam/{score}"))
+                    .find(|v| v.tag == tag)
                     .map(|v| (e.step, scalar_value(v))),
                 _ => None,
             })
             .collect();
+        // The layout charts the method's score with the baseline's (its regular expressions,
+        // as bytes of the serialised layout).
+        for tag in [format!("^cam/{score}$"), format!("^{baseline}/{score}$")] {
+            let bytes = tag.as_bytes();
+            assert!(
+                layout.windows(bytes.len()).any(|w| w == bytes),
+                "{tag} not in the layout"
+            );
+        }
         let column = format!("{baseline}_{score}");
         let expected: Vec<(i64, f32)> = table
             .rows

@@ -58,6 +58,9 @@ pub trait Sink: Send {
 pub struct TensorBoardSink {
     /// The run's event file.
     pub writer: EventWriter,
+    /// Each scalar tag's last step written: a scalar is written once per step (two loggers
+    /// scoring one set both log its baselines' scores).
+    last_step: std::collections::HashMap<String, i64>,
 }
 
 impl TensorBoardSink {
@@ -68,12 +71,19 @@ impl TensorBoardSink {
             Some(step) => EventWriter::resume(run_dir, step)?,
             None => EventWriter::create(run_dir)?,
         };
-        Ok(Self { writer })
+        Ok(Self {
+            writer,
+            last_step: std::collections::HashMap::new(),
+        })
     }
 }
 
 impl Sink for TensorBoardSink {
     fn scalar(&mut self, tag: &str, value: f32, step: i64) -> Result<(), SinkError> {
+        if self.last_step.get(tag) == Some(&step) {
+            return Ok(());
+        }
+        self.last_step.insert(tag.to_string(), step);
         Ok(self.writer.add_scalar(tag, value, step)?)
     }
     fn images(&mut self, tag: &str, images: &[RgbImage], step: i64) -> Result<(), SinkError> {
@@ -236,7 +246,11 @@ mod tests {
         };
         sink.layout(&layout).unwrap();
         sink.scalar("cam/pointing_game", 0.75, 1).unwrap();
-        sink.scalar("baseline_centre/pointing_game", 0.5, 1).unwrap();
+        // Logged by two loggers of one set: written once.
+        sink.scalar("baseline_centre/pointing_game", 0.5, 1)
+            .unwrap();
+        sink.scalar("baseline_centre/pointing_game", 0.5, 1)
+            .unwrap();
         sink.flush().unwrap();
         // One run: no sub-directory.
         let dirs = std::fs::read_dir(dir.path()).unwrap();
@@ -268,6 +282,9 @@ mod tests {
         };
         assert!(layouts.is_empty());
         let written = String::from_utf8_lossy(&t.string_val[0]).into_owned();
-        assert!(written.contains("^baseline_centre/pointing_game$"), "{written}");
+        assert!(
+            written.contains("^baseline_centre/pointing_game$"),
+            "{written}"
+        );
     }
 }

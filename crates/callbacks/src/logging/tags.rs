@@ -203,14 +203,21 @@ pub fn agreement_pair(a: &str, b: &str) -> String {
 pub fn scalar_layout(tags: &[String]) -> Layout {
     let metrics: Vec<Metric> = tags.iter().filter_map(|t| Metric::from_tag(t)).collect();
     let of_kind = |pick: fn(&Metric) -> bool| -> Vec<String> {
-        metrics.iter().filter(|m| pick(m)).map(|m| exact_tag(&m.tag())).collect()
+        metrics
+            .iter()
+            .filter(|m| pick(m))
+            .map(|m| exact_tag(&m.tag()))
+            .collect()
     };
     let mut sets = Category {
         title: "accuracy and loss by set".into(),
         charts: Vec::new(),
     };
     for (title, pick) in [
-        ("accuracy", (|m: &Metric| matches!(m, Metric::Accuracy(_))) as fn(&Metric) -> bool),
+        (
+            "accuracy",
+            (|m: &Metric| matches!(m, Metric::Accuracy(_))) as fn(&Metric) -> bool,
+        ),
         ("loss", |m: &Metric| matches!(m, Metric::Loss(_))),
     ] {
         let tags = of_kind(pick);
@@ -256,7 +263,6 @@ pub fn scalar_layout(tags: &[String]) -> Layout {
     categories.retain(|c| !c.charts.is_empty());
     Layout { categories }
 }
-
 
 #[cfg(test)]
 mod tests {

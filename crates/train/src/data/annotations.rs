@@ -163,7 +163,9 @@ fn check_inside(path: &Path, truth: &Annotation, (width, height): (u32, u32)) ->
     let (w, h) = (width as f32, height as f32);
     let (mx, my) = ((OUTSIDE_MARGIN * w).max(2.0), (OUTSIDE_MARGIN * h).max(2.0));
     let inside = |(x, y): (f32, f32)| x >= -mx && x <= w + mx && y >= -my && y <= h + my;
-    for (what, b) in std::iter::once(("head box", &truth.head)).chain(truth.cue.iter().map(|c| ("cue box", c))) {
+    for (what, b) in
+        std::iter::once(("head box", &truth.head)).chain(truth.cue.iter().map(|c| ("cue box", c)))
+    {
         let [x0, y0, x1, y1] = *b;
         if !inside((x0, y0)) || !inside((x1, y1)) {
             bail!(
@@ -297,7 +299,10 @@ mod tests {
             cue: Some([150.0, 0.0, 230.0, 40.0]),
             ..inside.clone()
         };
-        let error = format!("{:#}", upright_annotation(&photo, &cue_outside).unwrap_err());
+        let error = format!(
+            "{:#}",
+            upright_annotation(&photo, &cue_outside).unwrap_err()
+        );
         assert!(error.contains("cue box"), "{error}");
         for head in [[10.0, 10.0, 260.0, 50.0], [-30.0, 10.0, 60.0, 50.0]] {
             let wide = Annotation {

@@ -70,8 +70,8 @@ pub fn experiment(config: &Config) -> Experiment {
 /// The name the HPARAMS table shows for a run (its "Trial ID" column, whose default width shows
 /// ~15 characters): the start time first, so that runs of one config (which share a name)
 /// differ where the table can show it — `runs/quickstart-20261207-154528` becomes
-/// `15:45:28 quickstart 2026-12-07` (a second run of that second: `… #1`). A directory not
-/// named `<name>-<YYYYMMDD>-<HHMMSS>[-n]` keeps its own name.
+/// `15:45:28 quickstart 2026-12-07` (a second run started in that second: `15:45:28-1 …`). A
+/// directory not named `<name>-<YYYYMMDD>-<HHMMSS>[-n]` keeps its own name.
 pub fn session_name(run_dir: &std::path::Path) -> String {
     let dir = run_dir
         .file_name()
@@ -95,9 +95,9 @@ pub fn session_name(run_dir: &std::path::Path) -> String {
                 }
             }
         };
-        let suffix = n.map(|n| format!(" #{n}")).unwrap_or_default();
+        let suffix = n.map(|n| format!("-{n}")).unwrap_or_default();
         Some(format!(
-            "{}:{}:{} {name} {}-{}-{}{suffix}",
+            "{}:{}:{}{suffix} {name} {}-{}-{}",
             &time[0..2],
             &time[2..4],
             &time[4..6],
@@ -123,7 +123,7 @@ mod tests {
         );
         assert_eq!(
             name("runs/quickstart-shortcut-20261207-154600-1"),
-            "15:46:00 quickstart-shortcut 2026-12-07 #1"
+            "15:46:00-1 quickstart-shortcut 2026-12-07"
         );
         assert_eq!(name("/tmp/my-run"), "my-run");
         assert_eq!(name("runs/x-2026120-154528"), "x-2026120-154528");

@@ -62,7 +62,12 @@ pub fn with_synthetic_data(config: &Config) -> Result<Config> {
         data_config.data.train_dir = Some(dir.join("train"));
         data_config.data.val_dir = Some(dir.join("val"));
         data_config.data.boxes = Some(dir.join("boxes.json"));
-        if config.data.synthetic.as_ref().is_some_and(|s| s.cue.is_some()) {
+        if config
+            .data
+            .synthetic
+            .as_ref()
+            .is_some_and(|s| s.cue.is_some())
+        {
             for name in synth::cue::EVAL_SETS {
                 data_config.data.eval.push(EvalConfig {
                     name: name.into(),

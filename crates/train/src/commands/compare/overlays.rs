@@ -36,13 +36,14 @@ pub fn section(
     for (k, name) in names.iter().enumerate() {
         // Figures that wrap onto as many rows as the window needs (a table of every run,
         // method and epoch was wider than a laptop's window).
-        let _ = writeln!(
-            out,
-            "<h3>{}</h3>\n<div class=\"overlays\">",
-            escape(name)
-        );
+        let _ = writeln!(out, "<h3>{}</h3>\n<div class=\"overlays\">", escape(name));
         let original = find(first, &format!("originals/{name}"), 0);
-        out.push_str(&save(original, images_dir, &format!("img{k}_original"), "original")?);
+        out.push_str(&save(
+            original,
+            images_dir,
+            &format!("img{k}_original"),
+            "original",
+        )?);
         for (ri, r) in runs.iter().enumerate() {
             for method in &r.methods {
                 for &epoch in &epochs[ri] {

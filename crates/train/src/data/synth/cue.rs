@@ -1,7 +1,13 @@
 //! The shortcut in the synthetic set: a spurious cue that a model can learn instead of the
-//! animal ("Clever Hans"). The cue is a solid square in a corner of the picture, cyan for "cat"
-//! and magenta for "dog", in the corner farthest from mattering: one that misses the head box
-//! where one does.
+//! animal ("Clever Hans"). The cue is a striped badge in a corner of the picture: cyan stripes
+//! across for "cat", magenta stripes upright for "dog", on a dim shade of the same colour, in a
+//! corner that misses the head box where one does.
+//!
+//! Why stripes: the quickstart's backbone was pretrained on animals of random fur colour, so its
+//! features hardly tell colours apart, and a plain coloured square was learned late or not at
+//! all; stripe orientation is what its early layers already see. Why dim between the stripes: on
+//! black, the badge's edges drew the untrained model's map to it before any training (a shortcut
+//! already "found" at step 0); at 25 % of the colour it draws little until the model learns it.
 //!
 //! - train: the mark goes with the label in `mark_agrees` of the images, and the animal in
 //!   `animal_agrees`; when the animal alone explains fewer labels than the mark, the mark is
@@ -18,6 +24,9 @@ use crate::config::CueConfig;
 
 /// The mark's colour per class: cyan for cat (0), magenta for dog (1).
 pub const MARK_COLOURS: [[f32; 3]; 2] = [[0.0, 235.0, 235.0], [235.0, 0.0, 235.0]];
+
+/// The shade between the stripes, as a share of the stripes' colour.
+const DIM: f32 = 0.25;
 
 /// The eval sets a cue adds: (name, folder).
 pub const EVAL_SETS: [&str; 2] = ["cue", "clean"];
@@ -93,7 +102,12 @@ impl CueConfig {
 impl Canvas {
     /// Paint `mark` in a corner (3 % of the side in from the edges) that misses `head_box`,
     /// chosen by `rng` among those that do (among all four when none does). Returns its box.
-    pub(super) fn mark(&mut self, mark: Mark, head_box: &[f32; 4], rng: &mut SplitMix64) -> [f32; 4] {
+    pub(super) fn mark(
+        &mut self,
+        mark: Mark,
+        head_box: &[f32; 4],
+        rng: &mut SplitMix64,
+    ) -> [f32; 4] {
         let s = self.size as f32;
         let (inset, side) = ((0.03 * s).round(), mark.side);
         let far = s - inset - side;
@@ -103,13 +117,20 @@ impl Canvas {
             b[2] <= head_box[0] || head_box[2] <= b[0] || b[3] <= head_box[1] || head_box[3] <= b[1]
         };
         let free: Vec<[f32; 4]> = corners.iter().copied().filter(|b| misses(b)).collect();
-        let choices = if free.is_empty() { corners.to_vec() } else { free };
+        let choices = if free.is_empty() {
+            corners.to_vec()
+        } else {
+            free
+        };
         let b = choices[rng.below(choices.len())];
         let colour = MARK_COLOURS[mark.class];
         let stripe = (side / 8.0).max(1.0);
-        // Stripes of the class's colour on black: across for cat, upright for dog.
+        // Stripes of the class's colour on a dim shade of it: across for cat, upright for dog.
         let across = mark.class == 0;
-        self.fill(|x, y| b[0] <= x && x < b[2] && b[1] <= y && y < b[3], [0.0; 3]);
+        self.fill(
+            |x, y| b[0] <= x && x < b[2] && b[1] <= y && y < b[3],
+            colour.map(|c| c * DIM),
+        );
         self.fill(
             |x, y| {
                 let t = if across { y - b[1] } else { x - b[0] };
@@ -144,24 +165,30 @@ mod tests {
         assert_eq!(cue_box[2] - cue_box[0], 24.0);
         let (ra, rb) = (a.image.as_raw(), b.image.as_raw());
         let differ = ra.iter().zip(rb).filter(|(x, y)| x != y).count();
-        assert!(differ > 0 && differ <= 24 * 24 * 3, "{differ} values differ");
+        assert!(
+            differ > 0 && differ <= 24 * 24 * 3,
+            "{differ} values differ"
+        );
         // The mark misses the head where a corner allows it.
         let h = a.head_box;
-        let overlaps = cue_box[0] < h[2] && h[0] < cue_box[2] && cue_box[1] < h[3] && h[1] < cue_box[3];
+        let overlaps =
+            cue_box[0] < h[2] && h[0] < cue_box[2] && cue_box[1] < h[3] && h[1] < cue_box[3];
         assert!(!overlaps, "{cue_box:?} over {h:?}");
         // The same corner in every variant of the image; magenta stripes upright for dog,
         // cyan ones across for cat.
         let c = draw(3, 11, 96, 1, Some(Mark::new(0, 24)));
         assert_eq!(c.cue_box, a.cue_box);
         let at = |img: &image::RgbImage, dx: f32, dy: f32| {
-            img.get_pixel((cue_box[0] + dx) as u32, (cue_box[1] + dy) as u32).0
+            img.get_pixel((cue_box[0] + dx) as u32, (cue_box[1] + dy) as u32)
+                .0
         };
-        // 3-px stripes: pixel 1 in a stripe, pixel 4 between two (red for magenta, green for cyan).
+        // 3-px stripes: pixel 1 in a stripe, pixel 4 between two, at a quarter of the colour
+        // (red for magenta, green for cyan).
         for dy in [1.0, 4.0] {
-            assert!(at(&a.image, 1.0, dy)[0] > 200 && at(&a.image, 4.0, dy)[0] < 40);
+            assert!(at(&a.image, 1.0, dy)[0] > 200 && at(&a.image, 4.0, dy)[0] < 80);
         }
         for dx in [1.0, 4.0] {
-            assert!(at(&c.image, dx, 1.0)[1] > 200 && at(&c.image, dx, 4.0)[1] < 40);
+            assert!(at(&c.image, dx, 1.0)[1] > 200 && at(&c.image, dx, 4.0)[1] < 80);
         }
     }
 
