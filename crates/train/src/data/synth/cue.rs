@@ -134,7 +134,11 @@ impl Canvas {
         self.fill(
             |x, y| {
                 let t = if across { y - b[1] } else { x - b[0] };
-                b[0] <= x && x < b[2] && b[1] <= y && y < b[3] && (t / stripe) as usize % 2 == 0
+                b[0] <= x
+                    && x < b[2]
+                    && b[1] <= y
+                    && y < b[3]
+                    && ((t / stripe) as usize).is_multiple_of(2)
             },
             colour,
         );
