@@ -196,6 +196,21 @@ mod tests {
         }
     }
 
+    /// The shortcut quickstart's figures depend on the badge's exact pixels: a change to its
+    /// drawing shows up here (and then the cache directory's name must change too, or runs
+    /// would keep reading sets drawn the old way).
+    #[test]
+    fn a_badged_image_is_pinned() {
+        use sha2::{Digest, Sha256};
+        let item = draw(1, 7, 64, 0, Some(Mark::new(1, 16)));
+        let digest = format!("{:x}", Sha256::digest(item.image.as_raw()));
+        let pinned = "9c151ad3c187321e469f15782d3e62487d8c6cd005c59e77253537ff2c7bffad";
+        assert_eq!(
+            (digest.as_str(), item.cue_box),
+            (pinned, Some([46.0, 2.0, 62.0, 18.0]))
+        );
+    }
+
     #[test]
     fn training_shares_follow_the_config() {
         let cue = CueConfig {
