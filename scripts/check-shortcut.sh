@@ -7,9 +7,10 @@
 #   - drift_from_start >= 0.3;
 #   - clean accuracy at least 0.15 below cue accuracy;
 # and the wall time under SHORTCUT_SECONDS (default 90: a regression guard; 42 s on a 2-core
-# AMD EPYC Zen 4 on 2026-12-07). The first seed's run is then read through TensorBoard's own
-# server (scripts/check_tensorboard.py: one run per run, each score charted with its
-# baselines, strips of >= 112-px frames, distinct HParams names).
+# AMD EPYC Zen 4 on 2026-12-07). Then the plain quickstart runs beside the first seed's run,
+# `train compare` puts the two side by side, and both are read through TensorBoard's own server
+# (scripts/check_tensorboard.py: one run per run, each score charted with its baselines, strips
+# of >= 112-px frames, HParams names that differ in their first 15 characters).
 # Needs the release build and .venv (scripts/setup-venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,8 @@ if not clean <= cue - 0.15:
 for m in ["cam", "gradcam"]:
     e0, e, head = f(first, f"{m}_energy_in_cue_box"), f(last, f"{m}_energy_in_cue_box"), f(last, f"{m}_energy_in_box")
     drift = f(last, f"{m}_drift_from_start")
-    print(f"  {m}: energy in cue box {e0:.3f} at step 0 -> {e:.3f} ({e / e0:.1f}x), head box {head:.3f}, "
+    ratio = f"{e / e0:.1f}x" if e0 > 0 else "from 0"
+    print(f"  {m}: energy in cue box {e0:.3f} at step 0 -> {e:.3f} ({ratio}), head box {head:.3f}, "
           f"drift from start {drift:.3f}")
     for ok, what in [(e >= 0.25, "cue-box energy < 0.25"), (e >= 2 * e0, "cue-box energy < 2x step 0"),
                      (e > head, "cue-box energy not above the head box's"), (drift >= 0.3, "drift_from_start < 0.3")]:
@@ -56,5 +58,14 @@ if failures:
     sys.exit(f"SHORTCUT FAILED (seed {seed}): " + "; ".join(failures))
 PY
 done
-.venv/bin/python scripts/check_tensorboard.py --runs "$runs/seed${seeds[0]}" --epochs 10
+# The plain quickstart beside the first seed's run: `train compare` of the two (the README's
+# command), and TensorBoard's server on both (two runs: their HParams names must differ).
+first="$runs/seed${seeds[0]}"
+sed "s#^runs_dir = .*#runs_dir = \"$first\"#" configs/quickstart.toml > "$runs/quickstart.toml"
+./target/release/train --config "$runs/quickstart.toml" > "$runs/quickstart.txt"
+plain=$(sed -n 's/^run dir: //p' "$runs/quickstart.txt" | head -1)
+shortcut=$(sed -n 's/^run dir: //p' "$first/log.txt" | head -1)
+./target/release/train compare "$plain" "$shortcut" --out "$runs/report" > /dev/null
+grep -q "energy_in_cue_box" "$runs/report/index.html" || { echo "compare lacks the cue's energy" >&2; exit 1; }
+.venv/bin/python scripts/check_tensorboard.py --runs "$first" --epochs 10
 echo "SHORTCUT OK on seeds ${seeds[*]}"

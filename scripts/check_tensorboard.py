@@ -327,12 +327,12 @@ def check_runs_server(get, runs):
     baselines are tags of the run, not runs), each localization score charted with its
     baselines (custom scalars), evolution strips served with frames of at least 112 px, and
     HParams trial names that differ in the ~15 characters the table's first column shows."""
-    deadline = time.time() + 90
-    listed = []
+    deadline, listed, scalars = time.time() + 90, [], {}
     while time.time() < deadline:
         try:
             listed = json.loads(get("/data/runs"))
-            if sorted(listed) == sorted(runs):
+            scalars = json.loads(get("/data/plugin/scalars/tags"))
+            if sorted(listed) == sorted(runs) and all(r in scalars for r in runs):
                 break
         except OSError:
             pass
@@ -340,53 +340,58 @@ def check_runs_server(get, runs):
     check(sorted(listed) == sorted(runs), f"server: runs {listed}, expected one per run {runs}")
     layout = json.loads(get("/data/plugin/custom_scalars/layout"))
     charts = [c for cat in layout.get("category", []) for c in cat["chart"]]
-    scored = 0
+    scored = strips = 0
     for run in runs:
-        scalars = json.loads(get("/data/plugin/scalars/tags"))[run]
-        baselines = [t for t in scalars if t.startswith("baseline_")]
+        tags = scalars.get(run, {})
+        baselines = [t for t in tags if t.startswith("baseline_")]
         for tag in baselines:
             score = tag.split("/", 1)[1]
-            methods = [t for t in scalars if t.endswith("/" + score) and not t.startswith("baseline_")]
-            for method_tag in methods:
+            for method_tag in (t for t in tags if t.endswith("/" + score) and not t.startswith("baseline_")):
                 chart = [c for c in charts if c["title"] == method_tag]
-                check(len(chart) == 1, f"server: no custom scalars chart for {method_tag}")
-                if not chart:
-                    continue
+                check(len(chart) >= 1, f"server: no custom scalars chart for {method_tag}")
                 drawn = set()
-                for regex in chart[0]["multiline"]["tag"]:
+                for regex in (chart[0]["multiline"]["tag"] if chart else []):
                     query = urllib.parse.urlencode({"run": run, "tag": regex})
                     answer = json.loads(get(f"/data/plugin/custom_scalars/scalars?{query}"))
                     drawn |= {t for t, events in answer["tag_to_events"].items() if events}
                 check({method_tag, tag} <= drawn, f"server: {run} chart {method_tag} draws {sorted(drawn)}")
                 scored += 1
+        check(not baselines or scored > 0, f"server: {run} has baselines but no chart drew one")
         images = json.loads(get("/data/plugin/images/tags")).get(run, {})
-        for tag in (t for t in images if "/evolution/" in t):
+        evolution = [t for t in images if "/evolution/" in t]
+        check(len(evolution) > 0 or not any("/" in t for t in images),
+              f"server: {run} serves no evolution strip")
+        for tag in evolution:
             query = urllib.parse.urlencode({"run": run, "tag": tag, "sample": 0})
             entry = json.loads(get(f"/data/plugin/images/images?{query}"))[-1]
             png = Image.open(io.BytesIO(get(f"/data/plugin/images/individualImage?{entry['query']}")))
-            # Frames of side f, up to STRIP_COLUMNS (3) a row, 4-px gaps; the frame count from
-            # the strip's text.
-            columns = min(3, frames_in_strip(get, run, tag))
-            frame = (png.size[0] - 4 * (columns - 1)) / columns
-            check(frame >= 112, f"server: {run} {tag}: {png.size} strip has frames of {frame:.0f} px")
+            # Frames of side f, up to STRIP_COLUMNS (3) a row, 4-px gaps (callbacks' grid.rs).
+            frames = frames_in_strip(get, run, tag)
+            columns = min(3, frames)
+            rows = -(-frames // columns)
+            frame = min((png.size[0] - 4 * (columns - 1)) / columns, (png.size[1] - 4 * (rows - 1)) / rows)
+            check(frame >= 112, f"server: {run} {tag}: {png.size} strip of {frames} has frames of {frame:.0f} px")
+            strips += 1
     groups = json.loads(get("/data/plugin/hparams/session_groups", {
         "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN"], "colParams": [],
-        "startIndex": 0, "sliceSize": 100}))["sessionGroups"]
+        "startIndex": 0, "sliceSize": 1000}))["sessionGroups"]
     shown = [g["name"][:15] for g in groups]
     check(len(groups) == len(runs) and len(set(shown)) == len(shown),
-          f"server: HParams trial names {[g['name'] for g in groups]} (first 15 characters must differ)")
-    print(f"server: {len(runs)} runs listed, {scored} score charts with their baselines, "
-          f"strips and HParams names {shown} checked")
+          f"server: HParams trial names {[g['name'] for g in groups]} (one per run, first 15 characters distinct)")
+    print(f"server: {len(runs)} runs listed, {scored} score charts with their baselines, {strips} strips "
+          f"and HParams names {shown} checked")
 
 
 def frames_in_strip(get, run, strip_tag):
     """How many frames a method's evolution strips hold: the steps its `<method>/evolution`
-    text lists."""
+    text lists ("... steps 0, 1, 2 left to right ...")."""
+    import re
     method = strip_tag.split("/", 1)[0]
     query = urllib.parse.urlencode({"run": run, "tag": f"{method}/evolution"})
-    text = json.loads(get(f"/data/plugin/text/text?{query}"))[-1]["text"]
-    steps = text.split("steps ", 1)[1].split(" left to right", 1)[0]
-    return len(steps.split(","))
+    texts = json.loads(get(f"/data/plugin/text/text?{query}"))
+    found = re.search(r"steps ([0-9, ]+) left to right", texts[-1]["text"]) if texts else None
+    check(found is not None, f"server: {run} {method}/evolution text does not list the steps")
+    return len(found.group(1).split(",")) if found else 1
 
 
 def check_runs(runs_dir, epochs):

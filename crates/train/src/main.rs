@@ -66,15 +66,16 @@ struct SynthArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Add the spurious cue (a square cyan for cat, magenta for dog) and the eval sets `cue/`
-    /// and `clean/`: the mark's side in pixels (0: a quarter of the image's side).
+    /// Add the spurious cue (a striped badge: cyan across for cat, magenta upright for dog) and
+    /// the eval sets `cue/` and `clean/`: the badge's side in pixels (0: a quarter of the
+    /// image's side).
     #[arg(long)]
     cue: Option<usize>,
     /// With `--cue`: share of training images whose mark has their label's colour.
     #[arg(long, default_value_t = 1.0)]
     mark_agrees: f64,
     /// With `--cue`: share of training images whose animal is their label's.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.8)]
     animal_agrees: f64,
 }
 

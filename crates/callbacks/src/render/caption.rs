@@ -14,11 +14,16 @@ pub const CAPTION_BAND: u32 = GLYPH + 4;
 const BAND: u32 = CAPTION_BAND;
 
 /// The caption of an image of class `truth` predicted as `predicted` with probability `p`:
-/// `true cat  pred dog 0.83`, or the shorter `cat>dog 0.83` when that does not fit `width`.
+/// `true cat  pred dog 0.83`, or where that does not fit `width` the shorter
+/// `T:cat P:dog 0.83` (fits 160 px), or `cat>dog 0.83`.
 pub fn caption_text(truth: &str, predicted: &str, p: f32, width: u32) -> String {
+    let fits = |text: &String| text.chars().count() as u32 * GLYPH + 4 <= width;
     let long = format!("true {truth}  pred {predicted} {p:.2}");
-    if long.chars().count() as u32 * GLYPH + 4 <= width {
+    let short = format!("T:{truth} P:{predicted} {p:.2}");
+    if fits(&long) {
         long
+    } else if fits(&short) {
+        short
     } else {
         format!("{truth}>{predicted} {p:.2}")
     }
@@ -89,6 +94,7 @@ mod tests {
             caption_text("cat", "dog", 0.834, 224),
             "true cat  pred dog 0.83"
         );
+        assert_eq!(caption_text("cat", "dog", 0.834, 160), "T:cat P:dog 0.83");
         assert_eq!(caption_text("cat", "dog", 0.834, 96), "cat>dog 0.83");
         // Tiny images and non-ASCII names do not panic.
         let mut tiny = RgbImage::new(10, 10);

@@ -319,7 +319,7 @@ impl SyntheticConfig {
 /// the names it adds.
 fn check_cue(cue: &CueConfig, size: usize, eval: &[EvalConfig]) -> Result<()> {
     let side = cue.side(size);
-    if side < 2 || 2 * side > size {
+    if side < 2 || side > size / 2 {
         bail!("[data] synthetic.cue size: {side} px must be 2 to half the image's {size} px");
     }
     for (key, share) in [

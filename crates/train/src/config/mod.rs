@@ -141,8 +141,8 @@ pub struct SyntheticConfig {
     pub cue: Option<CueConfig>,
 }
 
-/// `[data] synthetic.cue`: a coloured square in a corner, cyan for cat and magenta for dog
-/// (`data::synth::cue`).
+/// `[data] synthetic.cue`: a striped badge in a corner, cyan stripes across for cat and magenta
+/// stripes upright for dog (`data::synth::cue`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CueConfig {
@@ -152,7 +152,7 @@ pub struct CueConfig {
     /// Share of training images whose mark has their label's colour (default 1).
     #[serde(default = "default_one")]
     pub mark_agrees: f64,
-    /// Share of training images whose animal is their label's (default 0.7): below
+    /// Share of training images whose animal is their label's (default 0.8): below
     /// `mark_agrees`, the mark predicts the label better than the animal does.
     #[serde(default = "default_animal_agrees")]
     pub animal_agrees: f64,
@@ -231,7 +231,7 @@ fn default_one() -> f64 {
     1.0
 }
 fn default_animal_agrees() -> f64 {
-    0.7
+    0.8
 }
 fn default_true() -> bool {
     true

@@ -18,6 +18,23 @@ pub const FINISHED: &str = "finished";
 /// so no end record is written twice.
 pub const FINISHING: &str = "finishing";
 
+/// A run directory's name as [`create_run_dir`] makes it, taken apart:
+/// `<name>-<YYYYMMDD>-<HHMMSS>[-<n>]` → (name, date, time, n). `None` for other names.
+pub fn parse_run_dir_name(dir: &str) -> Option<(&str, &str, &str, Option<&str>)> {
+    fn stamp(s: &str) -> Option<(&str, &str, &str)> {
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let (rest, time) = s.rsplit_once('-')?;
+        let (name, date) = rest.rsplit_once('-')?;
+        (digits(time, 6) && digits(date, 8) && !name.is_empty()).then_some((name, date, time))
+    }
+    let counted = dir
+        .rsplit_once('-')
+        .filter(|(_, n)| !n.is_empty() && n.len() < 6 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|(rest, n)| Some((stamp(rest)?, Some(n))));
+    let ((name, date, time), n) = counted.or_else(|| Some((stamp(dir)?, None)))?;
+    Some((name, date, time, n))
+}
+
 /// Create a new run directory; never reuses an existing one.
 pub fn create_run_dir(runs_dir: &Path, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(runs_dir)

@@ -1,6 +1,7 @@
 //! The run's HParams for TensorBoard's HPARAMS tab: the hyperparameters compared across runs
 //! and the metric columns.
 
+use sha2::{Digest, Sha256};
 use tensorboard::{DatasetType, Domain, Experiment, HParamSpec, HParamValue, MetricSpec};
 
 use crate::config::Config;
@@ -70,43 +71,33 @@ pub fn experiment(config: &Config) -> Experiment {
 /// The name the HPARAMS table shows for a run (its "Trial ID" column, whose default width shows
 /// ~15 characters): the start time first, so that runs of one config (which share a name)
 /// differ where the table can show it — `runs/quickstart-20261207-154528` becomes
-/// `15:45:28 quickstart 2026-12-07` (a second run started in that second: `15:45:28-1 …`). A
-/// directory not named `<name>-<YYYYMMDD>-<HHMMSS>[-n]` keeps its own name.
+/// `15:45:28 quickstart 2026-12-07 9f3a` (a second run started in that second: `15:45:28-1 …`;
+/// the last part a hash of the full path). A directory not named `<name>-<YYYYMMDD>-<HHMMSS>[-n]`
+/// keeps its own name.
 pub fn session_name(run_dir: &std::path::Path) -> String {
     let dir = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let parse = || -> Option<String> {
-        let parts: Vec<&str> = dir.rsplitn(4, '-').collect();
-        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-        // name-date-time, or name-date-time-n.
-        let (name, date, time, n) = match parts.as_slice() {
-            [n, time, date, name] if digits(time, 6) && digits(date, 8) && digits(n, n.len()) => {
-                (*name, *date, *time, Some(*n))
-            }
-            _ => {
-                let parts: Vec<&str> = dir.rsplitn(3, '-').collect();
-                match parts.as_slice() {
-                    [time, date, name] if digits(time, 6) && digits(date, 8) => {
-                        (*name, *date, *time, None)
-                    }
-                    _ => return None,
-                }
-            }
-        };
-        let suffix = n.map(|n| format!("-{n}")).unwrap_or_default();
-        Some(format!(
-            "{}:{}:{}{suffix} {name} {}-{}-{}",
-            &time[0..2],
-            &time[2..4],
-            &time[4..6],
-            &date[0..4],
-            &date[4..6],
-            &date[6..8]
-        ))
-    };
-    parse().unwrap_or(dir.clone())
+    // Runs of one group name share a row: the full path's hash keeps runs of one directory
+    // name in different runs dirs (seeds started in the same second) apart.
+    let hash = Sha256::digest(run_dir.to_string_lossy().as_bytes());
+    let tag = format!("{:02x}{:02x}", hash[0], hash[1]);
+    match crate::run::files::parse_run_dir_name(&dir) {
+        Some((name, date, time, n)) => {
+            let n = n.map(|n| format!("-{n}")).unwrap_or_default();
+            format!(
+                "{}:{}:{}{n} {name} {}-{}-{} {tag}",
+                &time[0..2],
+                &time[2..4],
+                &time[4..6],
+                &date[0..4],
+                &date[4..6],
+                &date[6..8]
+            )
+        }
+        None => format!("{dir} {tag}"),
+    }
 }
 
 #[cfg(test)]
@@ -116,7 +107,11 @@ mod tests {
 
     #[test]
     fn session_names_lead_with_the_start_time() {
-        let name = |d: &str| session_name(Path::new(d));
+        // Without the path's hash (its last 5 characters).
+        let name = |d: &str| {
+            let full = session_name(Path::new(d));
+            full[..full.len() - 5].to_string()
+        };
         assert_eq!(
             name("runs/quickstart-20261207-154528"),
             "15:45:28 quickstart 2026-12-07"
@@ -127,5 +122,12 @@ mod tests {
         );
         assert_eq!(name("/tmp/my-run"), "my-run");
         assert_eq!(name("runs/x-2026120-154528"), "x-2026120-154528");
+        assert_eq!(name("runs/x-20261207-154528-"), "x-20261207-154528-");
+        // One directory name in two runs dirs: two names (two rows in the table).
+        let (a, b) = (
+            session_name(Path::new("/a/runs/q-20261207-154528")),
+            session_name(Path::new("/b/runs/q-20261207-154528")),
+        );
+        assert_ne!(a, b);
     }
 }

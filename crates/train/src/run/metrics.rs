@@ -176,8 +176,10 @@ impl Sink for MetricsCsv {
                 values: BTreeMap::new(),
             });
         }
+        // A scalar logged twice at a step (two loggers' shared baseline) keeps its first value,
+        // as TensorBoard's sink does.
         if let Some(row) = self.rows.last_mut() {
-            row.values.insert(column, value);
+            row.values.entry(column).or_insert(value);
         }
         Ok(())
     }

@@ -25,7 +25,9 @@ pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
     let cache = config.run.runs_dir.join(".cache");
     let cue = match &s.cue {
         Some(c) => format!(
-            "-cue{}-mark{}-animal{}",
+            // `badge1`: the badge's drawing; a change to it needs a new name, or cached sets
+            // drawn the old way would be read.
+            "-cue{}-mark{}-animal{}-badge1",
             c.side(s.size),
             c.mark_agrees,
             c.animal_agrees
@@ -269,8 +271,8 @@ pub fn cam_loggers(
     Ok(out)
 }
 
-/// The baselines' metrics.csv columns are shared by the callbacks: say so when their sets
-/// differ (TensorBoard draws each method's own beside it).
+/// The baselines' scalars (`baseline_*/<score>`, metrics.csv `baseline_*_<score>`) are shared
+/// by the callbacks: say so when their sets differ (both keep the first callback's).
 fn note_different_localization_sets(loggers: &[CamLogger]) {
     let sets: Vec<(&CamLogger, &LocalizationSet)> = loggers
         .iter()
@@ -283,8 +285,8 @@ fn note_different_localization_sets(loggers: &[CamLogger]) {
             if other.annotations != set.annotations || other.sizes != set.sizes {
                 println!(
                     "note: {} and {} score different localization sets (localization_images): \
-                     metrics.csv's baseline_* columns hold the last callback's baseline; \
-                     TensorBoard shows each method's own",
+                     the baseline_* scalars (metrics.csv and TensorBoard) are the first \
+                     callback's",
                     first.method, logger.method
                 );
             }

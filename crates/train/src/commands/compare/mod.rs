@@ -202,18 +202,8 @@ fn default_epochs(logged: &BTreeSet<i64>) -> Vec<i64> {
 
 /// A run directory's name without its time stamp (`<name>-<YYYYmmdd>-<HHMMSS>[-n]`).
 fn without_stamp(name: &str) -> &str {
-    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-    let strip = |s: &str| -> Option<usize> {
-        let (rest, time) = s.rsplit_once('-')?;
-        let (rest, date) = rest.rsplit_once('-')?;
-        (digits(time, 6) && digits(date, 8) && !rest.is_empty()).then_some(rest.len())
-    };
-    let counted = name
-        .rsplit_once('-')
-        .filter(|(_, n)| !n.is_empty() && n.len() < 6 && n.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|(rest, _)| strip(rest));
-    match counted.or_else(|| strip(name)) {
-        Some(len) => &name[..len],
+    match crate::run::files::parse_run_dir_name(name) {
+        Some((short, ..)) => short,
         None => name,
     }
 }

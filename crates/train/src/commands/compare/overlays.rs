@@ -44,6 +44,15 @@ pub fn section(
             &format!("img{k}_original"),
             "original",
         )?);
+        // Another run's photo of that name, where it differs (a set with a cue, say).
+        for (ri, r) in runs.iter().enumerate().skip(1) {
+            let theirs = find(r, &format!("originals/{name}"), 0);
+            if theirs.is_some() && theirs.map(|i| &i.png) != original.map(|i| &i.png) {
+                let caption = format!("original<br>{}", escape(&r.label));
+                let stem = format!("img{k}_run{ri}_original");
+                out.push_str(&save(theirs, images_dir, &stem, &caption)?);
+            }
+        }
         for (ri, r) in runs.iter().enumerate() {
             for method in &r.methods {
                 for &epoch in &epochs[ri] {

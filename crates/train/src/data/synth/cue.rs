@@ -28,7 +28,7 @@ pub const MARK_COLOURS: [[f32; 3]; 2] = [[0.0, 235.0, 235.0], [235.0, 0.0, 235.0
 /// The shade between the stripes, as a share of the stripes' colour.
 const DIM: f32 = 0.25;
 
-/// The eval sets a cue adds: (name, folder).
+/// The eval sets a cue adds (each its own folder of the set).
 pub const EVAL_SETS: [&str; 2] = ["cue", "clean"];
 
 /// One mark to draw: its class's colour and its side in pixels.
@@ -197,7 +197,7 @@ mod tests {
     }
 
     /// The shortcut quickstart's figures depend on the badge's exact pixels: a change to its
-    /// drawing shows up here (and then the cache directory's name must change too, or runs
+    /// drawing shows up here (and then the cache directory's `badge1` in run/setup.rs must change too, or runs
     /// would keep reading sets drawn the old way).
     #[test]
     fn a_badged_image_is_pinned() {
@@ -247,6 +247,12 @@ mod tests {
         let boxes = std::fs::read_to_string(dir.path().join("boxes.json")).unwrap();
         assert_eq!(boxes.matches("cue_box_xyxy").count(), 10, "{boxes}");
         assert!(!boxes.contains("clean/") && !boxes.contains("\"cue/"));
+        // The eval sets' files are named apart from val's, so no box matches them.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("clean/cat"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with("-clean.png")), "{names:?}");
     }
 
     fn walk(dir: &std::path::Path) -> usize {

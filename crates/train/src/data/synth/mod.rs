@@ -96,7 +96,7 @@ struct Entry {
 
 /// Write the set `spec` describes under `dir`: `train|val/cat|dog/<class>_<nnnnn>.png` and
 /// `dir/boxes.json` (head boxes, and the mark's box where one is drawn); with a cue, also the
-/// eval sets `cue/` and `clean/` ([`cue`]).
+/// eval sets `cue/` and `clean/` ([`cue`]; files `<class>_<nnnnn>-cue.png`, not in boxes.json).
 pub fn write_dataset(dir: &Path, spec: &SyntheticConfig) -> Result<()> {
     let entries = entries(spec);
     let size = spec.size;
@@ -106,7 +106,13 @@ pub fn write_dataset(dir: &Path, spec: &SyntheticConfig) -> Result<()> {
         .map(|e| -> Result<Option<String>> {
             let item = draw(spec.seed, e.index, size, e.animal, e.mark);
             let class = ["cat", "dog"][e.class];
-            let file = format!("{}/{class}/{class}_{:05}.png", e.split, e.index);
+            // The eval sets' files are named apart from val's (`cat_00600-cue.png`): boxes are
+            // matched by file name, and these must not take val's boxes.
+            let suffix = match e.split {
+                "train" | "val" => String::new(),
+                split => format!("-{split}"),
+            };
+            let file = format!("{}/{class}/{class}_{:05}{suffix}.png", e.split, e.index);
             let path = dir.join(&file);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
