@@ -202,32 +202,25 @@ pub fn agreement_pair(a: &str, b: &str) -> String {
 /// score (TensorBoard's custom scalars tab; the baselines stay tags of the run, not runs).
 pub fn scalar_layout(tags: &[String]) -> Layout {
     let metrics: Vec<Metric> = tags.iter().filter_map(|t| Metric::from_tag(t)).collect();
-    let of_kind = |pick: fn(&Metric) -> bool| -> Vec<String> {
-        metrics
-            .iter()
-            .filter(|m| pick(m))
-            .map(|m| exact_tag(&m.tag()))
-            .collect()
-    };
-    let mut sets = Category {
-        title: "accuracy and loss by set".into(),
-        charts: Vec::new(),
-    };
-    for (title, pick) in [
-        (
-            "accuracy",
-            (|m: &Metric| matches!(m, Metric::Accuracy(_))) as fn(&Metric) -> bool,
-        ),
-        ("loss", |m: &Metric| matches!(m, Metric::Loss(_))),
-    ] {
-        let tags = of_kind(pick);
-        if !tags.is_empty() {
-            sets.charts.push(Chart {
-                title: title.into(),
-                tags,
-            });
+    let (mut accuracy, mut loss) = (Vec::new(), Vec::new());
+    for metric in &metrics {
+        match metric {
+            Metric::Accuracy(_) => accuracy.push(exact_tag(&metric.tag())),
+            Metric::Loss(_) => loss.push(exact_tag(&metric.tag())),
+            _ => {}
         }
     }
+    let sets = Category {
+        title: "accuracy and loss by set".into(),
+        charts: [("accuracy", accuracy), ("loss", loss)]
+            .into_iter()
+            .filter(|(_, tags)| !tags.is_empty())
+            .map(|(title, tags)| Chart {
+                title: title.into(),
+                tags,
+            })
+            .collect(),
+    };
     let baselines = Baseline::ALL.map(|b| b.name());
     let mut categories = vec![sets];
     for metric in &metrics {

@@ -82,16 +82,13 @@ pub fn draw(
     }
 }
 
-/// One file of a generated set: where it goes, its folder's class, and what it shows.
+/// One file of a generated set: where it goes and what it shows. Its folder's class (the label)
+/// is `index % 2` (0 = cat).
 struct Entry {
     split: &'static str,
     index: usize,
-    /// The folder's class (the label), 0 = cat.
-    class: usize,
     animal: usize,
     mark: Option<cue::Mark>,
-    /// Listed in boxes.json (train and val; the eval sets' files are not).
-    boxed: bool,
 }
 
 /// Write the set `spec` describes under `dir`: `train|val/cat|dog/<class>_<nnnnn>.png` and
@@ -105,12 +102,14 @@ pub fn write_dataset(dir: &Path, spec: &SyntheticConfig) -> Result<()> {
         .into_par_iter()
         .map(|e| -> Result<Option<String>> {
             let item = draw(spec.seed, e.index, size, e.animal, e.mark);
-            let class = ["cat", "dog"][e.class];
-            // The eval sets' files are named apart from val's (`cat_00600-cue.png`): boxes are
-            // matched by file name, and these must not take val's boxes.
-            let suffix = match e.split {
-                "train" | "val" => String::new(),
-                split => format!("-{split}"),
+            let class = ["cat", "dog"][e.index % 2];
+            // Train and val are listed in boxes.json. The eval sets' files are not, and are
+            // named apart from val's (`cat_00600-cue.png`): boxes are matched by file name, and
+            // these must not take val's boxes.
+            let boxed = matches!(e.split, "train" | "val");
+            let suffix = match boxed {
+                true => String::new(),
+                false => format!("-{}", e.split),
             };
             let file = format!("{}/{class}/{class}_{:05}{suffix}.png", e.split, e.index);
             let path = dir.join(&file);
@@ -121,7 +120,7 @@ pub fn write_dataset(dir: &Path, spec: &SyntheticConfig) -> Result<()> {
             item.image
                 .save(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            if !e.boxed {
+            if !boxed {
                 return Ok(None);
             }
             let b = item.head_box;
@@ -154,10 +153,8 @@ fn entries(spec: &SyntheticConfig) -> Vec<Entry> {
     let plain = |split, index: usize| Entry {
         split,
         index,
-        class: index % 2,
         animal: index % 2,
         mark: None,
-        boxed: true,
     };
     let Some(cue) = &spec.cue else {
         return train
@@ -176,10 +173,9 @@ fn entries(spec: &SyntheticConfig) -> Vec<Entry> {
             }
         })
         .collect();
-    for (split, boxed) in [("val", true), ("cue", false), ("clean", false)] {
+    for split in ["val", "cue", "clean"] {
         entries.extend(val.clone().map(|i| Entry {
             mark: cue.eval_mark(split, spec.seed, i, side),
-            boxed,
             ..plain(split, i)
         }));
     }
