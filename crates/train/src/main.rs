@@ -3,13 +3,14 @@
 //!
 //! - `train --config configs/cam.toml`: a training run (see [`fit`]).
 //! - `train --resume runs/<run>`: continue a run from its last complete epoch.
+//! - `train features --config C --shard K/N`: part of a run's backbone pass, into its cache.
 //! - `train explain ...`: heatmap overlays for photos from a backbone and a trained head.
 //! - `train sanity --run runs/<run>`: do the run's maps depend on the weights? (randomisation)
 //! - `train compare runs/<a> runs/<b> --out DIR`: an HTML report of runs side by side.
 
 use train::{
-    commands::bench, commands::compare, commands::explain, commands::pretrain, commands::sanity,
-    config, data::synth, run::fit,
+    commands::bench, commands::compare, commands::explain, commands::features, commands::pretrain,
+    commands::sanity, config, data::synth, run::fit,
 };
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Write heatmap overlays and maps for photos (or a tensor file).
     Explain(explain::ExplainArgs),
+    /// Compute shard K of N of a run's backbone pass into its feature cache (Slurm, Kubernetes).
+    Features(features::FeaturesArgs),
     /// Write a synthetic cats-vs-dogs data set (ImageFolder + boxes.json).
     Synth(SynthArgs),
     /// Pretrain the small backbone of the quickstart on synthetic images.
@@ -82,6 +85,7 @@ struct SynthArgs {
 fn run(cli: Cli) -> Result<()> {
     match (cli.command, cli.config, cli.resume) {
         (Some(Command::Explain(args)), _, _) => explain::run(&args),
+        (Some(Command::Features(args)), _, _) => features::run(&args),
         (Some(Command::Synth(a)), _, _) => synth_command(&a),
         (Some(Command::Pretrain(args)), _, _) => pretrain::run(&args),
         (Some(Command::Sanity(args)), _, _) => sanity::run(&args),

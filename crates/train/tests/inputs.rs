@@ -19,14 +19,15 @@ fn backbone() -> Backbone {
 }
 
 fn extractor(backbone: &Backbone, cache_dir: Option<PathBuf>) -> Extractor<'_> {
-    Extractor {
+    Extractor::new(
         backbone,
-        device: Device::flex(),
-        size: [64, 64],
-        batch_size: 4,
-        weights_hash: "test".into(),
+        Device::flex(),
+        [64, 64],
+        4,
+        "test".into(),
         cache_dir,
-    }
+    )
+    .unwrap()
 }
 
 /// Five small photos in ImageFolder layout (3 cats, 2 dogs).
@@ -411,8 +412,10 @@ layer = "block5_conv3"
     let baselines = [callbacks::scores::localization_report::Baseline::Centre];
     let photos = val.samples.iter().map(|s| s.path.as_path());
     let upright = train::data::annotations::upright_annotations(&boxes, photos).unwrap();
+    let with_box: Vec<&Sample> = val.samples.iter().collect();
     let (set, _) =
-        train::run::setup::localization_set(&ex, &val, &upright, spec, 17, &baselines).unwrap();
+        train::run::setup::localization_set(&ex, &with_box, &upright, spec, 17, &baselines)
+            .unwrap();
     let set = set.expect("a localization set");
     assert_eq!(set.annotations.len(), 8);
     assert_eq!(set.baselines.len(), 1);

@@ -1,8 +1,10 @@
-//! The subcommands besides training: `train explain`, `sanity`, `compare`, `bench`, `pretrain`.
+//! The subcommands besides training: `train explain`, `features`, `sanity`, `compare`,
+//! `bench`, `pretrain`.
 
 pub mod bench;
 pub mod classifier;
 pub mod compare;
 pub mod explain;
+pub mod features;
 pub mod pretrain;
 pub mod sanity;

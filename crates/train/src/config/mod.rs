@@ -308,6 +308,12 @@ impl Config {
         }
     }
 
+    /// Where backbone features are cached: `<runs_dir>/.cache` (`None` with `[data] cache =
+    /// false`).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.data.cache.then(|| self.run.runs_dir.join(".cache"))
+    }
+
     /// The trained backbone layers' learning rate: `[train] backbone_learning_rate`, by default
     /// `learning_rate / 10`.
     pub fn backbone_learning_rate(&self) -> f64 {

@@ -1,175 +1,94 @@
-//! The feature cache's files: reading an entry back (checking it fits the images it is looked
-//! up for) and writing the pooled features with their lists of kept and skipped images.
+//! Reading a chunk back from the cache, checked against the images it is looked up for: an
+//! entry that does not fit is an error here, and a warning and a recomputation for the caller.
 
-use std::collections::HashMap;
+use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use burn::tensor::{Tensor, TensorData};
 
-use super::{Extractor, PooledFeatures, Skipped};
-use crate::tensors::{read_safetensors, NamedTensor};
+use super::chunks::{read_header, Readable};
+use super::cut::CutPart;
+use super::{pooled_layers, Chunk, Extractor, Work};
+use crate::tensors::read_safetensors;
 
 impl Extractor<'_> {
-    /// The pooled features of `n_images` images cached at `path`: `None` when there is no
-    /// such file; an error when the entry cannot be these images' (unreadable, a layer missing,
-    /// or rows that do not match the images: the key covers the images' content, so such an
-    /// entry is stale or damaged, and using it would train on other images' features).
-    pub(super) fn cached_pooled(
-        &self,
-        path: &Path,
-        n_images: usize,
-        layers: &[usize],
-    ) -> Result<Option<PooledFeatures>> {
+    /// The chunk of `images` images cached at `path` for `work`: `None` when there is no such
+    /// file; an error when the entry cannot be these images' (unreadable, a layer missing, or
+    /// rows that do not match the images: the key covers the images' content, so such an entry
+    /// is stale or damaged, and using it would train on other images' features).
+    pub(super) fn cached(&self, path: &Path, work: Work, images: usize) -> Result<Option<Chunk>> {
         if !path.exists() {
             return Ok(None);
         }
-        let hit = read_safetensors(path)?;
-        let kept = parse_kept(
-            hit.metadata
-                .get("kept")
-                .context("the list of kept images is missing")?,
-            n_images,
-        )?;
-        let skipped: Vec<Skipped> = hit
-            .metadata
-            .get("skipped")
-            .map(|s| {
-                s.lines()
-                    .filter_map(|l| l.split_once('\t'))
-                    .map(|(p, r)| Skipped {
-                        path: p.into(),
-                        reason: r.into(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if kept.len() + skipped.len() != n_images {
-            bail!(
-                "{} images kept and {} skipped, but the data set has {n_images}",
-                kept.len(),
-                skipped.len()
-            );
-        }
+        let chunk = match work {
+            Work::Cut(cut) => self.cached_rows(path, cut, images)?,
+            Work::Pooled | Work::Maps(_) => self.cached_tensors(path, work, images)?,
+        };
+        Ok(Some(chunk))
+    }
+
+    fn cached_tensors(&self, path: &Path, work: Work, images: usize) -> Result<Chunk> {
+        let mut hit = read_safetensors(path)?;
+        let readable = Readable::from_metadata(&hit.metadata, images)?;
+        let kept = readable.kept.len();
+        let layers = match work {
+            Work::Maps(layer) => vec![layer],
+            _ => pooled_layers(self.backbone),
+        };
         let names = self.backbone.layer_names();
-        let mut by_layer = HashMap::new();
-        for &layer in layers {
+        let mut tensors = Vec::new();
+        for layer in layers {
             let name = names[layer];
             let (shape, values) = hit
                 .tensors
-                .get(name)
+                .remove(name)
                 .with_context(|| format!("layer `{name}` is missing"))?;
-            let expected = [kept.len(), self.backbone.channels(layer)];
-            if shape[..] != expected || values.len() != expected.iter().product::<usize>() {
-                bail!(
-                    "layer `{name}` has shape {shape:?}, expected {expected:?} ({} kept images)",
-                    kept.len()
-                );
+            let channels = self.backbone.channels(layer);
+            let fits = match work {
+                Work::Pooled => shape[..] == [kept, channels],
+                _ => shape.len() == 4 && shape[0] == kept && shape[1] == channels,
+            };
+            if !fits || values.len() != shape.iter().product::<usize>() {
+                bail!("layer `{name}` has shape {shape:?}, expected [{kept}, {channels}, …] ({kept} kept images)");
             }
-            by_layer.insert(
-                name.to_string(),
-                Tensor::from_data(TensorData::new(values.clone(), expected), &self.device),
-            );
+            tensors.push((name.to_string(), shape, values));
         }
-        Ok(Some(PooledFeatures {
-            kept,
-            skipped,
-            by_layer,
+        Ok(Chunk {
+            readable,
+            tensors,
+            rows: None,
             from_cache: true,
             backbone_seconds: 0.0,
-            cache_bytes: hit.bytes,
-        }))
+            bytes: hit.bytes,
+        })
     }
 
-    /// The activations of layer `index` (named `layer`) of `n_images` images cached at `path`;
-    /// `None` when there is no such file, an error when the entry's shape does not fit.
-    pub(super) fn cached_maps(
-        &self,
-        path: &Path,
-        n_images: usize,
-        layer: &str,
-        index: usize,
-    ) -> Result<Option<Tensor<4>>> {
-        if !path.exists() {
-            return Ok(None);
+    fn cached_rows(&self, path: &Path, cut: usize, images: usize) -> Result<Chunk> {
+        let mut file = File::open(path)?;
+        let header = read_header(&mut file)?;
+        let readable = Readable::from_metadata(&header.metadata, images)?;
+        let rows = CutPart::from_header(path.to_path_buf(), &file, &header, None)?;
+        let channels = match cut {
+            0 => 3,
+            _ => self.backbone.channels(cut - 1),
+        };
+        if rows.rows != readable.kept.len() || (rows.rows > 0 && rows.shape[0] != channels) {
+            bail!(
+                "{} rows of {:?}, expected {} rows of {channels} channels",
+                rows.rows,
+                rows.shape,
+                readable.kept.len()
+            );
         }
-        let hit = read_safetensors(path)?;
-        let (shape, values) = hit
-            .tensors
-            .get(layer)
-            .with_context(|| format!("layer `{layer}` is missing"))?;
-        let channels = self.backbone.channels(index);
-        if shape.len() != 4
-            || shape[0] != n_images
-            || shape[1] != channels
-            || values.len() != shape.iter().product::<usize>()
-        {
-            bail!("layer `{layer}` has shape {shape:?}, expected [{n_images}, {channels}, h, w]");
-        }
-        let shape = [shape[0], shape[1], shape[2], shape[3]];
-        Ok(Some(Tensor::from_data(
-            TensorData::new(values.clone(), shape),
-            &self.device,
-        )))
+        Ok(Chunk {
+            readable,
+            tensors: Vec::new(),
+            from_cache: true,
+            backbone_seconds: 0.0,
+            bytes: rows.bytes(),
+            rows: Some(rows),
+        })
     }
-}
-
-/// Write pooled features (`tensors`: per layer, its name, [N, C] and the values) to `path` as
-/// f16, with the indices of the `kept` images and the `skipped` files (path and reason, tab
-/// separated, one a line) as metadata. Returns the file's size in bytes.
-pub(super) fn write_pooled(
-    path: &Path,
-    tensors: &[NamedTensor],
-    kept: &[usize],
-    skipped: &[Skipped],
-) -> Result<u64> {
-    let metadata = HashMap::from([
-        (
-            "kept".to_string(),
-            kept.iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        (
-            "skipped".to_string(),
-            skipped
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}\t{}",
-                        s.path.display(),
-                        s.reason.replace(['\n', '\t'], " ")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-    ]);
-    crate::tensors::write_safetensors_f16(path, tensors, metadata)
-        .with_context(|| format!("cannot write cache {}", path.display()))
-}
-
-/// A cache entry's list of kept images: indices, strictly increasing, below `n_images`, at
-/// least one (a run with no readable image stops before writing the cache).
-fn parse_kept(text: &str, n_images: usize) -> Result<Vec<usize>> {
-    let mut kept: Vec<usize> = Vec::new();
-    for item in text.split(',').filter(|s| !s.is_empty()) {
-        let i: usize = item
-            .parse()
-            .with_context(|| format!("bad image index `{item}` in the kept list"))?;
-        if i >= n_images {
-            bail!("image index {i} in the kept list, but the data set has {n_images} images");
-        }
-        if let Some(&last) = kept.last().filter(|&&last| last >= i) {
-            bail!("image index {i} after {last} in the kept list (not increasing)");
-        }
-        kept.push(i);
-    }
-    if kept.is_empty() {
-        bail!("no kept images");
-    }
-    Ok(kept)
 }
 
 /// A cache entry that exists but cannot be used is recomputed (and overwritten), not an error:

@@ -1,27 +1,79 @@
 //! The cut of a fine-tuning run: the frozen layers below `train_from` run once per image, and
-//! their output (the input of the first trained layer) is stored as f16 rows in a file that
-//! training reads back a batch at a time — a 25,000-image set at VGG16's block4_pool is 5 GB,
-//! which must not be held in memory. The file is content-keyed like the pooled cache (weights,
-//! images, size, cut) under `<runs_dir>/.cache`: `cut-<key>.f16` (rows) and `cut-<key>.json`
-//! (shape, kept and skipped images; written last, so a file without it is never used). Without
-//! a cache directory the rows go to an anonymous temporary file.
+//! their output (the input of the first trained layer) is stored as f16 rows that training reads
+//! back a batch at a time — a 25,000-image set at VGG16's block4_pool is 5 GB, which must not be
+//! held in memory. The rows live in the set's chunk files (`cut-<key>.safetensors` under
+//! `<runs_dir>/.cache`, or in a scratch directory without a cache), one tensor `rows`
+//! [kept, C, h, w] each, read a row at a time at its offset.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Sample};
-use crate::features::{Extractor, PooledFeatures, Skipped};
+use crate::features::chunks::{read_header, write_f16_header, Header, Readable};
+use crate::features::{Extractor, PooledFeatures, Work};
+use crate::run::files::Pending;
 use crate::tensors::{f16_bytes, f16_values, to_vec};
+
+/// One chunk's rows in its file.
+pub struct CutPart {
+    path: PathBuf,
+    data_start: u64,
+    /// Rows (images).
+    pub rows: usize,
+    /// Per row [C, h, w].
+    pub shape: [usize; 3],
+    /// The scratch directory holding the file, when it is not in the cache.
+    _scratch: Option<Arc<tempfile::TempDir>>,
+}
+
+impl CutPart {
+    /// The rows of the chunk file at `path` (`file`, whose `header` was read), checked: one f16
+    /// tensor `rows` [n, C, h, w] whose bytes fill the file.
+    pub fn from_header(
+        path: PathBuf,
+        file: &File,
+        header: &Header,
+        scratch: Option<Arc<tempfile::TempDir>>,
+    ) -> Result<Self> {
+        let info = header.tensors.get("rows").context("no tensor `rows`")?;
+        let shape = &info.shape;
+        let bytes = shape.iter().product::<usize>() as u64 * 2;
+        if info.dtype != "F16" || shape.len() != 4 || info.data_offsets != [0, bytes] {
+            bail!(
+                "`rows` is {} {shape:?} at {:?}",
+                info.dtype,
+                info.data_offsets
+            );
+        }
+        let size = file.metadata()?.len();
+        if size != header.data_start + bytes {
+            bail!("{size} bytes, expected {}", header.data_start + bytes);
+        }
+        Ok(Self {
+            path,
+            data_start: header.data_start,
+            rows: shape[0],
+            shape: [shape[1], shape[2], shape[3]],
+            _scratch: scratch,
+        })
+    }
+
+    /// Bytes of the rows.
+    pub fn bytes(&self) -> u64 {
+        (self.rows * self.shape.iter().product::<usize>() * 2) as u64
+    }
+}
 
 /// A set's activations at the cut, on disk.
 pub struct CutActivations {
-    file: File,
+    parts: Vec<CutPart>,
+    /// The first row of each part.
+    starts: Vec<usize>,
     /// Per image [C, h, w].
     pub shape: [usize; 3],
     /// Images (rows).
@@ -30,64 +82,86 @@ pub struct CutActivations {
     pub cut: usize,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Index {
-    shape: [usize; 3],
-    kept: Vec<usize>,
-    skipped: Vec<(PathBuf, String)>,
-}
-
 impl CutActivations {
-    /// No rows yet, to be [`append`](Self::append)ed to `file` (opened for reading and
-    /// writing, empty): the input of layer `cut`.
-    pub fn new(file: File, cut: usize) -> Self {
-        Self {
-            file,
-            shape: [0; 3],
-            rows: 0,
+    /// The rows of `parts` in order (parts without rows are left out; the others must have one
+    /// shape): the input of layer `cut`.
+    pub fn new(parts: Vec<CutPart>, cut: usize) -> Result<Self> {
+        let parts: Vec<CutPart> = parts.into_iter().filter(|p| p.rows > 0).collect();
+        let shape = parts.first().map_or([0; 3], |p| p.shape);
+        if let Some(other) = parts.iter().find(|p| p.shape != shape) {
+            bail!(
+                "cut rows of shape {:?} in {} after {shape:?}",
+                other.shape,
+                other.path.display()
+            );
+        }
+        let mut starts = Vec::new();
+        let mut rows = 0;
+        for p in &parts {
+            starts.push(rows);
+            rows += p.rows;
+        }
+        Ok(Self {
+            parts,
+            starts,
+            shape,
+            rows,
             cut,
-        }
+        })
     }
 
-    /// Rows from a tensor [N, C, h, w] (the input of layer `cut`), in an anonymous temporary
-    /// file (tests, small sets).
+    /// Rows from a tensor [N, C, h, w] (the input of layer `cut`), in a scratch file (tests).
     pub fn from_tensor(x: Tensor<4>, cut: usize) -> Result<Self> {
-        let mut rows = Self::new(tempfile::tempfile()?, cut);
-        rows.append(x)?;
-        Ok(rows)
+        let scratch = Arc::new(tempfile::tempdir()?);
+        let path = scratch.path().join("rows.safetensors");
+        let mut pending = Pending::new(scratch.path(), "rows")?;
+        let dims = x.dims();
+        let readable = Readable {
+            kept: (0..dims[0]).collect(),
+            skipped: Vec::new(),
+        };
+        write_f16_header(pending.file(), "rows", &dims, &readable.metadata(dims[0]))?;
+        std::io::Write::write_all(pending.file(), &f16_bytes(&to_vec(x)?))?;
+        let mut file = pending.persist(&path)?;
+        std::io::Seek::rewind(&mut file)?;
+        let header = read_header(&mut file)?;
+        let part = CutPart::from_header(path, &file, &header, Some(scratch))?;
+        Self::new(vec![part], cut)
     }
 
-    /// Append the rows of `x` [B, C, h, w] (f16 on disk); every batch must have one shape.
-    pub fn append(&mut self, x: Tensor<4>) -> Result<()> {
-        let [b, c, h, w] = x.dims();
-        if self.rows > 0 && self.shape != [c, h, w] {
-            bail!("cut rows of shape {:?} after {:?}", [c, h, w], self.shape);
-        }
-        self.file
-            .write_all(&f16_bytes(&to_vec(x)?))
-            .context("cannot write the cut activations")?;
-        self.shape = [c, h, w];
-        self.rows += b;
-        Ok(())
-    }
-
-    fn row_bytes(&self) -> usize {
-        self.shape.iter().product::<usize>() * 2
-    }
-
-    /// Rows `rows` as a tensor [B, C, h, w] on `device`, in the order given.
+    /// Rows `rows` as a tensor [B, C, h, w] on `device`, in the order given (each part's file
+    /// is opened once per batch).
     pub fn batch(&self, rows: &[usize], device: &Device) -> Result<Tensor<4>> {
-        let row_bytes = self.row_bytes();
-        let mut bytes = vec![0u8; row_bytes];
-        let mut values = Vec::with_capacity(rows.len() * row_bytes / 2);
-        for &row in rows {
+        let row_len: usize = self.shape.iter().product();
+        let mut values = vec![0f32; rows.len() * row_len];
+        let mut bytes = vec![0u8; row_len * 2];
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i]);
+        let mut open: Option<(usize, File)> = None;
+        for i in order {
+            let row = rows[i];
             if row >= self.rows {
                 bail!("cut activations: row {row} of {}", self.rows);
             }
-            self.file
-                .read_exact_at(&mut bytes, (row * row_bytes) as u64)
-                .context("cannot read the cut activations")?;
-            values.extend(f16_values(&bytes));
+            let p = self.starts.partition_point(|&s| s <= row) - 1;
+            let part = &self.parts[p];
+            if open.as_ref().is_none_or(|(q, _)| *q != p) {
+                let file = File::open(&part.path)
+                    .with_context(|| format!("cannot open {}", part.path.display()))?;
+                open = Some((p, file));
+            }
+            let Some((_, file)) = &open else {
+                unreachable!("opened above")
+            };
+            let offset = part.data_start + ((row - self.starts[p]) * row_len * 2) as u64;
+            file.read_exact_at(&mut bytes, offset)
+                .with_context(|| format!("cannot read {}", part.path.display()))?;
+            for (dst, v) in values[i * row_len..(i + 1) * row_len]
+                .iter_mut()
+                .zip(f16_values(&bytes))
+            {
+                *dst = v;
+            }
         }
         let [c, h, w] = self.shape;
         Ok(Tensor::from_data(
@@ -107,139 +181,12 @@ impl Extractor<'_> {
         cut: usize,
     ) -> Result<(CutActivations, PooledFeatures)> {
         let samples: Vec<&Sample> = data.samples.iter().collect();
-        let layer = format!("input of {}", self.backbone.layer_names()[cut]);
-        let key = self.key("cut", &Self::hashes(&samples), &layer);
-        let paths = self.cache_dir.as_ref().map(|d| {
-            (
-                d.join(format!("cut-{key}.f16")),
-                d.join(format!("cut-{key}.json")),
-            )
-        });
-        if let Some((rows_path, index_path)) = &paths {
-            match open_cached(rows_path, index_path, samples.len(), cut) {
-                Ok(Some(hit)) => {
-                    println!(
-                        "{what}: {} images' cut activations ({layer}) from the cache ({})",
-                        hit.0.rows,
-                        rows_path.display()
-                    );
-                    return Ok(hit);
-                }
-                Ok(None) => {}
-                Err(e) => eprintln!(
-                    "warning: ignoring the cut cache {}: {e:#}; recomputing it",
-                    rows_path.display()
-                ),
-            }
-        }
-        let (file, tmp) = match &paths {
-            Some((rows_path, _)) => {
-                let dir = rows_path.parent().unwrap_or(Path::new("."));
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let tmp = rows_path.with_extension(format!("f16.tmp{}", std::process::id()));
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?;
-                (file, Some(tmp))
-            }
-            None => (
-                tempfile::tempfile().context("cannot create a temporary file")?,
-                None,
-            ),
-        };
-        let mut rows = CutActivations::new(file, cut);
-        let (kept, skipped, seconds) = self.each_batch(&samples, what, |batch| {
-            rows.append(match cut {
-                0 => batch,
-                _ => self.backbone.run(batch, 0, cut - 1),
-            })
-        })?;
-        let mut cache_bytes = 0;
-        if let (Some((rows_path, index_path)), Some(tmp)) = (&paths, &tmp) {
-            // The index below says the rows are complete: they must be on disk first.
-            rows.file
-                .sync_all()
-                .with_context(|| format!("cannot flush the cut cache {}", tmp.display()))?;
-            std::fs::rename(tmp, rows_path)
-                .with_context(|| format!("cannot move {} into place", rows_path.display()))?;
-            let index = Index {
-                shape: rows.shape,
-                kept: kept.clone(),
-                skipped: skipped
-                    .iter()
-                    .map(|s| (s.path.clone(), s.reason.clone()))
-                    .collect(),
-            };
-            crate::run::files::write_atomic(index_path, &serde_json::to_vec(&index)?)?;
-            cache_bytes = std::fs::metadata(rows_path).map_or(0, |m| m.len());
-        }
-        Ok((
-            rows,
-            PooledFeatures {
-                kept,
-                skipped,
-                by_layer: Default::default(),
-                from_cache: false,
-                backbone_seconds: seconds,
-                cache_bytes,
-            },
-        ))
+        let mut chunks = self.chunks(Work::Cut(cut), &samples, what)?;
+        let parts = chunks
+            .iter_mut()
+            .filter_map(|(_, chunk)| chunk.rows.take())
+            .collect();
+        let extracted = super::extracted(chunks, what, samples.len(), "cut activations")?;
+        Ok((CutActivations::new(parts, cut)?, extracted))
     }
-}
-
-/// A cached cut of `n_images` images: `None` when there is none; an error when the entry does
-/// not fit (an index that does not parse, counts or a file size that do not match).
-fn open_cached(
-    rows_path: &Path,
-    index_path: &Path,
-    n_images: usize,
-    cut: usize,
-) -> Result<Option<(CutActivations, PooledFeatures)>> {
-    if !index_path.exists() {
-        return Ok(None);
-    }
-    let index: Index = serde_json::from_slice(&std::fs::read(index_path)?)
-        .with_context(|| format!("cannot parse {}", index_path.display()))?;
-    if index.kept.len() + index.skipped.len() != n_images
-        || index.kept.windows(2).any(|w| w[0] >= w[1])
-        || index.kept.last().is_some_and(|&k| k >= n_images)
-    {
-        bail!("the index does not fit a set of {n_images} images");
-    }
-    let file =
-        File::open(rows_path).with_context(|| format!("cannot open {}", rows_path.display()))?;
-    let bytes = file.metadata()?.len();
-    let cut_rows = CutActivations {
-        file,
-        shape: index.shape,
-        rows: index.kept.len(),
-        cut,
-    };
-    if bytes != (cut_rows.rows * cut_rows.row_bytes()) as u64 {
-        bail!(
-            "{bytes} bytes, expected {} rows of {:?} f16 values",
-            cut_rows.rows,
-            cut_rows.shape
-        );
-    }
-    Ok(Some((
-        cut_rows,
-        PooledFeatures {
-            kept: index.kept,
-            skipped: index
-                .skipped
-                .into_iter()
-                .map(|(path, reason)| Skipped { path, reason })
-                .collect(),
-            by_layer: Default::default(),
-            from_cache: true,
-            backbone_seconds: 0.0,
-            cache_bytes: bytes,
-        },
-    )))
 }

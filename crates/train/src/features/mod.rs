@@ -1,33 +1,43 @@
-//! The frozen backbone runs once per image: pooled features (what the head trains on) and,
-//! for the few images the callbacks explain, full activation maps. Both are cached on disk under
-//! `<runs_dir>/.cache`, keyed by the weights' content, the images' content, the input size and the
-//! layer, so a second run on the same data (say the Grad-CAM run after the CAM run) skips the
-//! backbone entirely. An entry that does not fit the images it is looked up for (unreadable, or
-//! rows that do not match the images: stale or damaged, since the key covers the images'
-//! content) is ignored with a warning, recomputed and overwritten.
+//! The frozen backbone runs once per image: pooled features (what the head trains on), or the
+//! activations at the cut of a fine-tuning run, and, for the few images the callbacks explain,
+//! full activation maps. All of it is cached on disk under `<runs_dir>/.cache` in chunks of
+//! consecutive images ([`chunks`]), each keyed by the weights' content, the content of the
+//! images it holds, the input size and the layer, so a second run on the same data (say the
+//! Grad-CAM run after the CAM run) skips the backbone entirely, and the processes of a sharded
+//! pass (`train features --shard K/N`, [`shard`]) fill the cache side by side. A chunk that does
+//! not fit the images it is looked up for (unreadable, or rows that do not match the images:
+//! stale or damaged, since the key covers the images' content) is ignored with a warning,
+//! recomputed and overwritten.
 
 mod cache;
+pub mod chunks;
+mod compute;
 pub mod cut;
 pub mod sets;
+pub mod shard;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
-use model::{global_average_pool, Backbone, HeadKind};
+use model::{Backbone, HeadKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::data::images;
 use crate::data::{Dataset, Sample};
-use crate::tensors::{to_vec, write_safetensors};
-use cache::warn_unusable;
+use crate::run::progress::Progress;
+use crate::tensors::NamedTensor;
+use chunks::{chunk_ranges, Readable};
 
 /// Bump when preprocessing or the cache layout changes: old entries are then never reused.
-const CACHE_FORMAT: &str = "v2: rgb8 triangle-resize imagenet-norm; pooled f16, maps f32";
+const CACHE_FORMAT: &str = "v3: rgb8 triangle-resize imagenet-norm; chunks; pooled f16, maps f32";
 
 /// Layers whose pooled output is cached: the inputs of both heads, in network order.
 pub fn pooled_layers(backbone: &Backbone) -> Vec<usize> {
@@ -41,7 +51,7 @@ pub fn pooled_layers(backbone: &Backbone) -> Vec<usize> {
 }
 
 /// A file that could not be used, and why.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {
     /// The file.
     pub path: PathBuf,
@@ -57,12 +67,97 @@ pub struct PooledFeatures {
     pub skipped: Vec<Skipped>,
     /// Per layer of [`pooled_layers`] (by name): [N_kept, C].
     pub by_layer: HashMap<String, Tensor<2>>,
-    /// Whether this came from the disk cache.
+    /// Whether all of it came from the disk cache.
     pub from_cache: bool,
     /// Seconds spent in the backbone (0 on a cache hit).
     pub backbone_seconds: f64,
-    /// Bytes of the cache file.
+    /// Bytes of the cache files.
     pub cache_bytes: u64,
+}
+
+/// What the backbone computes for a chunk of images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Pooled features at every layer of [`pooled_layers`] (f16; only the head trains).
+    Pooled,
+    /// The input of backbone layer `cut` (f16 rows; the top of the backbone trains).
+    Cut(usize),
+    /// The activations of backbone layer `layer` (f32; the images the callbacks explain).
+    Maps(usize),
+}
+
+impl Work {
+    /// The cache file's prefix.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Work::Pooled => "pooled",
+            Work::Cut(_) => "cut",
+            Work::Maps(_) => "maps",
+        }
+    }
+
+    /// What the cache key covers besides the weights, the input size and the images.
+    fn detail(self, backbone: &Backbone) -> String {
+        let names = backbone.layer_names();
+        match self {
+            Work::Pooled => {
+                let layers: Vec<&str> = pooled_layers(backbone).iter().map(|&l| names[l]).collect();
+                format!("{}:{}", backbone.name(), layers.join(","))
+            }
+            Work::Cut(cut) => format!("input of {}", names[cut]),
+            Work::Maps(layer) => names[layer].to_string(),
+        }
+    }
+}
+
+/// A chunk's result: which images were read, and what the backbone made of them.
+pub struct Chunk {
+    /// Which of the chunk's images were read.
+    pub readable: Readable,
+    /// Pooled features (one [kept, C] per layer) or maps ([kept, C, h, w]) on the host; for a
+    /// cut, nothing (the rows are in `rows`).
+    pub tensors: Vec<NamedTensor>,
+    /// A cut's rows, on disk.
+    pub rows: Option<cut::CutPart>,
+    /// Whether it came from the cache.
+    pub from_cache: bool,
+    /// Seconds spent decoding and in the backbone (0 from the cache).
+    pub backbone_seconds: f64,
+    /// Bytes of its cache file.
+    pub bytes: u64,
+}
+
+/// How many images' backbone work a process computed and read from the cache (an image counts
+/// once per chunk it is in: its pooled features, and its maps when a callback explains it).
+#[derive(Debug, Default)]
+pub struct Tally {
+    computed: AtomicUsize,
+    cached: AtomicUsize,
+}
+
+impl Tally {
+    /// (computed, cached) so far.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.computed.load(Ordering::Relaxed),
+            self.cached.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The line a run and `train features` print: `features: X computed, Y cached`.
+    pub fn line(&self) -> String {
+        let (computed, cached) = self.counts();
+        format!("features: {computed} computed, {cached} cached")
+    }
+
+    fn add(&self, images: usize, from_cache: bool) {
+        let counter = if from_cache {
+            &self.cached
+        } else {
+            &self.computed
+        };
+        counter.fetch_add(images, Ordering::Relaxed);
+    }
 }
 
 /// Runs the backbone and the cache.
@@ -79,6 +174,10 @@ pub struct Extractor<'a> {
     pub weights_hash: String,
     /// The cache directory (`None`: no disk cache).
     pub cache_dir: Option<PathBuf>,
+    /// What was computed and what read from the cache.
+    pub tally: Tally,
+    /// Without a cache: where a cut's rows go (removed when the last rows using it are).
+    scratch: OnceLock<Arc<tempfile::TempDir>>,
 }
 
 /// Hex SHA-256 of a file's content.
@@ -91,7 +190,33 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Extractor<'_> {
+impl<'a> Extractor<'a> {
+    /// An extractor for `backbone` at input `size`, caching under `cache_dir` (checked to be
+    /// writable; `None`: no disk cache).
+    pub fn new(
+        backbone: &'a Backbone,
+        device: Device,
+        size: [usize; 2],
+        batch_size: usize,
+        weights_hash: String,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self> {
+        let cache_dir = cache_dir
+            .as_deref()
+            .map(chunks::check_writable)
+            .transpose()?;
+        Ok(Self {
+            backbone,
+            device,
+            size,
+            batch_size,
+            weights_hash,
+            cache_dir,
+            tally: Tally::default(),
+            scratch: OnceLock::new(),
+        })
+    }
+
     pub(crate) fn key(&self, kind: &str, image_hashes: &[String], extra: &str) -> String {
         let mut h = Sha256::new();
         let parts = [
@@ -122,127 +247,45 @@ impl Extractor<'_> {
             .collect()
     }
 
+    /// `work` for every chunk of `samples`, in order, with each chunk's range; a progress bar
+    /// labelled `what` counts the images computed.
+    pub fn chunks(
+        &self,
+        work: Work,
+        samples: &[&Sample],
+        what: &str,
+    ) -> Result<Vec<(Range<usize>, Chunk)>> {
+        let mut progress = Progress::new(&format!("{what}: backbone images"), samples.len());
+        let mut out = Vec::new();
+        for range in chunk_ranges(samples.len()) {
+            let chunk = self.chunk(work, &samples[range.clone()], &mut progress)?;
+            out.push((range, chunk));
+        }
+        progress.finish();
+        Ok(out)
+    }
+
     /// Pooled features of every readable image of `data` (at [`pooled_layers`]).
     pub fn pooled(&self, data: &Dataset, what: &str) -> Result<PooledFeatures> {
         let samples: Vec<&Sample> = data.samples.iter().collect();
-        let layers = pooled_layers(self.backbone);
-        let names = self.backbone.layer_names();
-        let layer_names: Vec<&str> = layers.iter().map(|&l| names[l]).collect();
-        let key = self.key(
-            "pooled",
-            &Self::hashes(&samples),
-            &format!("{}:{}", self.backbone.name(), layer_names.join(",")),
-        );
-        let cache_path = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("pooled-{key}.safetensors")));
-        if let Some(path) = cache_path.as_deref() {
-            match self.cached_pooled(path, samples.len(), &layers) {
-                Ok(Some(hit)) => {
-                    println!(
-                        "{what}: {} images' features from the cache ({})",
-                        hit.kept.len(),
-                        path.display()
-                    );
-                    return Ok(hit);
+        let mut chunks = self.chunks(Work::Pooled, &samples, what)?;
+        let mut by_layer: Vec<(String, Vec<f32>)> = Vec::new();
+        for (_, chunk) in &mut chunks {
+            for (name, _, values) in std::mem::take(&mut chunk.tensors) {
+                match by_layer.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, all)) => all.extend(values),
+                    None => by_layer.push((name, values)),
                 }
-                Ok(None) => {}
-                Err(e) => warn_unusable(path, &e),
             }
         }
-
-        let mut pooled: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
-        let (kept, skipped, backbone_seconds) = self.each_batch(&samples, what, |batch| {
-            // One pass, pooling at each cached layer on the way.
-            let (mut x, mut next) = (batch, 0);
-            for (i, &layer) in layers.iter().enumerate() {
-                x = self.backbone.run(x, next, layer);
-                next = layer + 1;
-                pooled[i].extend(to_vec(global_average_pool(x.clone()))?);
-            }
-            Ok(())
-        })?;
-        let n = kept.len();
-        let mut by_layer = HashMap::new();
-        let mut tensors = Vec::new();
-        for (layer, mut values) in layer_names.iter().zip(pooled) {
-            // Pooled features are stored as f16 (half the disk); training uses the same
-            // rounded values whether they come from the backbone or the cache.
-            crate::tensors::round_to_f16(&mut values);
+        let mut extracted = extracted(chunks, what, samples.len(), "features")?;
+        let n = extracted.kept.len();
+        for (name, values) in by_layer {
             let c = values.len() / n;
-            by_layer.insert(
-                layer.to_string(),
-                Tensor::from_data(TensorData::new(values.clone(), [n, c]), &self.device),
-            );
-            tensors.push((layer.to_string(), vec![n, c], values));
+            let t = Tensor::from_data(TensorData::new(values, [n, c]), &self.device);
+            extracted.by_layer.insert(name, t);
         }
-        let mut cache_bytes = 0;
-        if let Some(path) = &cache_path {
-            cache_bytes = cache::write_pooled(path, &tensors, &kept, &skipped)?;
-        }
-        Ok(PooledFeatures {
-            kept,
-            skipped,
-            by_layer,
-            from_cache: false,
-            backbone_seconds,
-            cache_bytes,
-        })
-    }
-
-    /// Decode `samples` a backbone batch at a time (unreadable files are skipped with a
-    /// warning) and hand each batch of normalised images [B, 3, H, W] to `each`. Returns the
-    /// indices of the images kept, the skipped files and the seconds it took; an error when no
-    /// image could be read.
-    pub fn each_batch(
-        &self,
-        samples: &[&Sample],
-        what: &str,
-        mut each: impl FnMut(Tensor<4>) -> Result<()>,
-    ) -> Result<(Vec<usize>, Vec<Skipped>, f64)> {
-        let mut kept = Vec::new();
-        let mut skipped = Vec::new();
-        let start = Instant::now();
-        let total = samples.len();
-        let mut progress =
-            crate::run::progress::Progress::new(&format!("{what}: backbone images"), total);
-        for chunk in (0..total).collect::<Vec<_>>().chunks(self.batch_size) {
-            let decoded: Vec<(usize, Result<RgbImage>)> = chunk
-                .par_iter()
-                .map(|&i| {
-                    (
-                        i,
-                        images::read_rgb(&samples[i].path).map(|p| images::resize(&p, self.size)),
-                    )
-                })
-                .collect();
-            let mut photos = Vec::new();
-            for (i, result) in decoded {
-                match result {
-                    Ok(photo) => {
-                        kept.push(i);
-                        photos.push(photo);
-                    }
-                    Err(e) => {
-                        eprintln!("warning: skipping {}: {e:#}", samples[i].path.display());
-                        skipped.push(Skipped {
-                            path: samples[i].path.clone(),
-                            reason: format!("{e:#}"),
-                        });
-                    }
-                }
-            }
-            if !photos.is_empty() {
-                each(images::to_tensor(&photos, &self.device))?;
-            }
-            progress.add(chunk.len());
-        }
-        progress.finish();
-        if kept.is_empty() {
-            bail!("{what}: none of the {total} images could be read");
-        }
-        Ok((kept, skipped, start.elapsed().as_secs_f64()))
+        Ok(extracted)
     }
 
     /// The photos at the network's input size.
@@ -271,42 +314,61 @@ impl Extractor<'_> {
     }
 
     /// Activations of `layer` [n, C, h, w] for a few images (the callbacks' and the localization
-    /// sets'), cached like the pooled features; photos are decoded only on a cache miss. Returns
-    /// the activations and the seconds spent in the backbone.
+    /// sets'), cached like the pooled features; photos are decoded only on a cache miss. Every
+    /// image must be readable. Returns the activations and the seconds spent in the backbone.
     pub fn maps(&self, samples: &[&Sample], layer: &str) -> Result<(Tensor<4>, f64)> {
         let index = self.backbone.kind().layer(layer)?;
-        let key = self.key("maps", &Self::hashes(samples), layer);
-        let cache_path = self
-            .cache_dir
-            .as_ref()
-            .map(|d| d.join(format!("maps-{key}.safetensors")));
-        if let Some(path) = cache_path.as_deref() {
-            match self.cached_maps(path, samples.len(), layer, index) {
-                Ok(Some(t)) => return Ok((t, 0.0)),
-                Ok(None) => {}
-                Err(e) => warn_unusable(path, &e),
+        let mut values = Vec::new();
+        let (mut seconds, mut shape) = (0.0, [samples.len(), 0, 0, 0]);
+        for (_, chunk) in self.chunks(Work::Maps(index), samples, layer)? {
+            if let Some(s) = chunk.readable.skipped.first() {
+                bail!("cannot read {}: {}", s.path.display(), s.reason);
+            }
+            seconds += chunk.backbone_seconds;
+            for (_, s, v) in chunk.tensors {
+                shape[1..].copy_from_slice(&s[1..]);
+                values.extend(v);
             }
         }
-        let start = Instant::now();
-        let photos = self.photos(samples)?;
-        let mut parts = Vec::new();
-        for chunk in photos.chunks(self.batch_size) {
-            parts.push(
-                self.backbone
-                    .run(images::to_tensor(chunk, &self.device), 0, index),
-            );
-        }
-        let activations = Tensor::cat(parts, 0);
-        let seconds = start.elapsed().as_secs_f64();
-        if let Some(path) = &cache_path {
-            let shape = activations.dims().to_vec();
-            write_safetensors(
-                path,
-                &[(layer.to_string(), shape, to_vec(activations.clone())?)],
-                HashMap::new(),
-            )
-            .with_context(|| format!("cannot write cache {}", path.display()))?;
-        }
-        Ok((activations, seconds))
+        let t = Tensor::from_data(TensorData::new(values, shape), &self.device);
+        Ok((t, seconds))
     }
+}
+
+/// What extracting a set's `chunks` (of its `n` images) found and cost, without the features
+/// (the caller adds them); an error when no image could be read. Says so when all of it came
+/// from the cache.
+fn extracted(
+    chunks: Vec<(Range<usize>, Chunk)>,
+    what: &str,
+    n: usize,
+    label: &str,
+) -> Result<PooledFeatures> {
+    let mut out = PooledFeatures {
+        kept: Vec::new(),
+        skipped: Vec::new(),
+        by_layer: HashMap::new(),
+        from_cache: true,
+        backbone_seconds: 0.0,
+        cache_bytes: 0,
+    };
+    let count = chunks.len();
+    for (range, chunk) in chunks {
+        out.kept
+            .extend(chunk.readable.kept.iter().map(|k| range.start + k));
+        out.skipped.extend(chunk.readable.skipped);
+        out.from_cache &= chunk.from_cache;
+        out.backbone_seconds += chunk.backbone_seconds;
+        out.cache_bytes += chunk.bytes;
+    }
+    if out.kept.is_empty() {
+        bail!("{what}: none of the {n} images could be read");
+    }
+    if out.from_cache {
+        println!(
+            "{what}: {} images' {label} from the cache ({count} chunks)",
+            out.kept.len()
+        );
+    }
+    Ok(out)
 }

@@ -94,23 +94,67 @@ pub fn check_same_dir(dir: &Path, identity: &DirIdentity) -> Result<()> {
 /// Write a file atomically: a temp file beside it, fsync, rename, fsync of the directory (so
 /// the rename itself survives a power loss, not only a crash of the process).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
-    let dir = match path.parent() {
+    let dir = parent_dir(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut pending = Pending::new(dir, name.as_deref().unwrap_or("file"))?;
+    pending
+        .file()
+        .write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    pending.persist(path)?;
+    Ok(())
+}
+
+/// A file being written in `dir` under a unique temporary name: [`persist`](Self::persist)
+/// flushes it to disk and renames it to its final name (atomic); dropping it unpersisted
+/// removes it. Unique names (not one per file or per process id) let processes on several
+/// machines write the same file on a shared file system at once: the last rename wins, and
+/// every reader sees one whole file or the other.
+pub struct Pending {
+    file: tempfile::NamedTempFile,
+}
+
+impl Pending {
+    /// A new temporary file in `dir` for the file `name` (readable by all, as a plain new file
+    /// is under the usual umask: runs and caches are shared).
+    pub fn new(dir: &Path, name: &str) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let file = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        Ok(Self { file })
+    }
+
+    /// The file, to write to.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.file.as_file_mut()
+    }
+
+    /// fsync, rename to `path`, fsync the directory; returns the file, open at its new name.
+    pub fn persist(self, path: &Path) -> Result<std::fs::File> {
+        self.file
+            .as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", self.file.path().display()))?;
+        let file = self
+            .file
+            .persist(path)
+            .with_context(|| format!("cannot move a new file into place at {}", path.display()))?;
+        let dir = parent_dir(path);
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync directory {}", dir.display()))?;
+        Ok(file)
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync directory {}", dir.display()))?;
-    Ok(())
+    }
 }

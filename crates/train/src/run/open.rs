@@ -180,17 +180,14 @@ pub fn features(
     let hash_start = Instant::now();
     let weights_hash = file_hash(&config.model.weights)?;
     let hash_seconds = hash_start.elapsed().as_secs_f64();
-    let extractor = Extractor {
-        backbone: &model.backbone,
-        device: device.clone(),
-        size: config.data.image_size.hw(),
-        batch_size: config.data.backbone_batch_size,
+    let extractor = Extractor::new(
+        &model.backbone,
+        device.clone(),
+        config.data.image_size.hw(),
+        config.data.backbone_batch_size,
         weights_hash,
-        cache_dir: config
-            .data
-            .cache
-            .then(|| config.run.runs_dir.join(".cache")),
-    };
+        config.cache_dir(),
+    )?;
     let start = match cut {
         Some(cut) => Start::Cut(cut),
         None => Start::Pooled(model.layer_name(model.head_input())),
@@ -204,6 +201,7 @@ pub fn features(
         inputs.boxes.as_ref(),
         cut,
     )?;
+    println!("{}", extractor.tally.line());
     Ok(Features {
         sets,
         loggers,

@@ -69,6 +69,9 @@ impl Session {
         let started = Instant::now();
         let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
         open::warn_without_callbacks(&config);
+        if let Some(dir) = config.cache_dir() {
+            crate::features::chunks::check_writable(&dir)?;
+        }
         let inputs = open::load_inputs(&config)?;
         let open::Trainee {
             mut model,

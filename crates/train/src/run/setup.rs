@@ -16,6 +16,7 @@ use crate::data::synth;
 use crate::data::{self, Dataset, Sample};
 use crate::features::sets::FeatureSets;
 use crate::features::Extractor;
+use model::Backbone;
 
 /// Where a synthetic data set lives, generating it on first use.
 pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
@@ -39,19 +40,28 @@ pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
         s.seed, s.train, s.val, s.size
     ));
     if !dir.join("boxes.json").is_file() {
-        let tmp = cache.join(format!("synthetic-tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
+        // Written aside and renamed into place whole: processes that start together (the
+        // shards of `train features`) each write one, the first rename wins, the others use it.
+        std::fs::create_dir_all(&cache)
+            .with_context(|| format!("cannot create {}", cache.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".synthetic-")
+            .tempdir_in(&cache)
+            .with_context(|| format!("cannot create a directory in {}", cache.display()))?;
         let start = Instant::now();
-        synth::write_dataset(&tmp, s)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir)
-            .with_context(|| format!("cannot move {} into place", dir.display()))?;
-        println!(
-            "generated {} synthetic images in {:.1} s: {}",
-            s.train + s.val,
-            start.elapsed().as_secs_f64(),
-            dir.display()
-        );
+        synth::write_dataset(tmp.path(), s)?;
+        match std::fs::rename(tmp.path(), &dir) {
+            Ok(()) => println!(
+                "generated {} synthetic images in {:.1} s: {}",
+                s.train + s.val,
+                start.elapsed().as_secs_f64(),
+                dir.display()
+            ),
+            Err(_) if dir.join("boxes.json").is_file() => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot move a set to {}", dir.display()))
+            }
+        }
     }
     Ok(Some(dir))
 }
@@ -107,26 +117,21 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset)> {
     Ok((train, val))
 }
 
-/// The validation images that have boxes (up to `localization_images`), with the input of layer
-/// `input_of` (the logger's layer + 1, or the cut when the logger's layer trains).
+/// The localization set of the images `with_box` (validation images with boxes, up to
+/// `localization_images`; see [`logger_images`]), with the input of layer `input_of` (the
+/// logger's layer + 1, or the cut when the logger's layer trains).
 /// `boxes` holds the photos' annotations in their upright pixels, with the upright sizes
 /// ([`upright_annotations`](crate::data::annotations::upright_annotations)), as the maps are
 /// made from the upright photo (an EXIF-rotated photo's annotation is turned with it).
 /// `baselines` are scored on the set once.
 pub fn localization_set(
     extractor: &Extractor,
-    val: &Dataset,
+    with_box: &[&Sample],
     boxes: &UprightAnnotations,
     spec: &CallbackConfig,
     input_of: usize,
     baselines: &[Baseline],
 ) -> Result<(Option<LocalizationSet>, f64)> {
-    let with_box: Vec<&crate::data::Sample> = val
-        .samples
-        .iter()
-        .filter(|s| boxes.contains_key(&s.path))
-        .take(spec.localization_images)
-        .collect();
     if with_box.is_empty() {
         println!(
             "{}: no validation image has a box: no localization metrics",
@@ -134,9 +139,9 @@ pub fn localization_set(
         );
         return Ok((None, 0.0));
     }
-    let (activations, seconds) = extractor.inputs(&with_box, input_of)?;
+    let (activations, seconds) = extractor.inputs(with_box, input_of)?;
     let inputs = match spec.needs_images() {
-        true => Some(extractor.inputs(&with_box, 0)?.0),
+        true => Some(extractor.inputs(with_box, 0)?.0),
         false => None,
     };
     if spec.kind == callbacks::Method::ScoreCam {
@@ -180,10 +185,72 @@ pub struct Loggers {
     pub map_seconds: f64,
 }
 
-/// Build the loggers: each explains the first `num_images` of one fixed, class-balanced choice
-/// of readable validation images, and scores localization on every evaluated image with a box
-/// (validation first, then the eval sets). With `cut` (the first trained backbone layer), a
-/// logger at or above it keeps the input of the cut and recomputes its layer every drawing.
+/// The images one `[[callbacks]]` entry explains and scores, chosen before any backbone work
+/// (so `train features` computes the very activations a run reads).
+pub struct LoggerImages {
+    /// The images it explains.
+    pub explained: Vec<Sample>,
+    /// The images it scores localization on (evaluated images with a box).
+    pub localized: Vec<Sample>,
+    /// The layer whose input it keeps: its layer + 1, or the cut when its layer trains.
+    pub input_of: usize,
+    /// The cut, when its layer trains (recomputed from the cut every drawing).
+    pub recompute_from: Option<usize>,
+}
+
+/// The images of every logger: each explains the first `num_images` of one fixed,
+/// class-balanced choice of the readable validation images `val`, and scores localization on
+/// every evaluated image with a box (validation first, then the readable images of the eval
+/// sets, `evals`), up to `localization_images`. With `cut` (the first trained backbone layer), a
+/// logger at or above it keeps the input of the cut.
+pub fn logger_images(
+    config: &Config,
+    backbone: &Backbone,
+    val: &Dataset,
+    evals: &[&[Sample]],
+    boxes: Option<&UprightAnnotations>,
+    cut: Option<usize>,
+) -> Result<Vec<LoggerImages>> {
+    let most = config
+        .callbacks
+        .iter()
+        .map(|c| c.num_images)
+        .max()
+        .unwrap_or(0);
+    let chosen = data::balanced_subset(val, most);
+    let candidates = val.samples.iter().chain(evals.iter().copied().flatten());
+    let mut out = Vec::new();
+    for spec in &config.callbacks {
+        let layer = backbone.kind().layer(&spec.layer)?;
+        let (input_of, recompute_from) = match cut {
+            Some(cut) if layer >= cut => (cut, Some(cut)),
+            _ => (layer + 1, None),
+        };
+        let localized = match boxes {
+            Some(boxes) => candidates
+                .clone()
+                .filter(|s| boxes.contains_key(&s.path))
+                .take(spec.localization_images)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        out.push(LoggerImages {
+            explained: chosen
+                .iter()
+                .take(spec.num_images)
+                .map(|&i| val.samples[i].clone())
+                .collect(),
+            localized,
+            input_of,
+            recompute_from,
+        });
+    }
+    Ok(out)
+}
+
+/// Build the loggers of `config`'s `[[callbacks]]` on the images [`logger_images`] chooses
+/// from the readable images of `sets`.
 pub fn cam_loggers(
     config: &Config,
     extractor: &Extractor,
@@ -197,31 +264,21 @@ pub fn cam_loggers(
         classes: class_names.to_vec(),
         samples: sets.val.samples.clone(),
     };
-    let most = config
-        .callbacks
+    let evals: Vec<&[Sample]> = sets
+        .evals
         .iter()
-        .map(|c| c.num_images)
-        .max()
-        .unwrap_or(0);
-    let chosen = data::balanced_subset(&readable, most);
+        .map(|e| e.features.samples.as_slice())
+        .collect();
+    let chosen = logger_images(config, extractor.backbone, &readable, &evals, boxes, cut)?;
     let mut out = Loggers {
         loggers: Vec::new(),
         originals: Vec::new(),
         map_seconds: 0.0,
     };
-    for spec in &config.callbacks {
-        let samples: Vec<&Sample> = chosen
-            .iter()
-            .take(spec.num_images)
-            .map(|&i| &readable.samples[i])
-            .collect();
+    for (spec, images) in config.callbacks.iter().zip(chosen) {
+        let samples: Vec<&Sample> = images.explained.iter().collect();
         let photos = extractor.photos(&samples)?;
-        let layer = extractor.backbone.kind().layer(&spec.layer)?;
-        let (input_of, recompute_from) = match cut {
-            Some(cut) if layer >= cut => (cut, Some(cut)),
-            _ => (layer + 1, None),
-        };
-        let (activations, seconds) = extractor.inputs(&samples, input_of)?;
+        let (activations, seconds) = extractor.inputs(&samples, images.input_of)?;
         out.map_seconds += seconds;
         let inputs = match spec.needs_images() {
             true => Some(extractor.inputs(&samples, 0)?.0),
@@ -236,20 +293,21 @@ pub fn cam_loggers(
         }
         let localization = match boxes {
             Some(boxes) => {
-                let mut candidates = readable.clone();
-                for e in &sets.evals {
-                    candidates
-                        .samples
-                        .extend(e.features.samples.iter().cloned());
-                }
-                let (set, seconds) =
-                    localization_set(extractor, &candidates, boxes, spec, input_of, &baselines)?;
+                let with_box: Vec<&Sample> = images.localized.iter().collect();
+                let (set, seconds) = localization_set(
+                    extractor,
+                    &with_box,
+                    boxes,
+                    spec,
+                    images.input_of,
+                    &baselines,
+                )?;
                 out.map_seconds += seconds;
                 set
             }
             None => None,
         };
-        let images = ExplainedImages {
+        let images_explained = ExplainedImages {
             names: samples.iter().map(|s| s.name.clone()).collect(),
             photos,
             labels: samples.iter().map(|s| s.label).collect(),
@@ -258,13 +316,13 @@ pub fn cam_loggers(
             inputs,
         };
         let options = spec.options(config.run.seed);
-        let logger = CamLogger::new(spec.kind, options, &spec.layer, images)
+        let logger = CamLogger::new(spec.kind, options, &spec.layer, images_explained)
             .with_every(spec.every())
             .with_style(spec.style())
             .with_localization(localization)
             .with_faithfulness(spec.faithfulness())
             .with_road_images(spec.road_images)
-            .with_recompute_from(recompute_from);
+            .with_recompute_from(images.recompute_from);
         out.loggers.push(logger);
     }
     note_different_localization_sets(&out.loggers);

@@ -1,0 +1,299 @@
+//! The cache's unit: a chunk of consecutive images of a set, stored as one safetensors file
+//! keyed by the content of the images it holds. Chunks are small enough that the processes of
+//! a sharded pass (`train features --shard K/N`) each write their own, side by side, and every
+//! file is written whole or not at all (a temporary file, fsync, rename), so two processes
+//! writing one chunk, or one killed mid-write, never leave a half-written entry in its place.
+//!
+//! Each file's metadata says how many images the chunk has (`images`), which of them were read
+//! (`kept`, indices into the chunk) and which could not be, with why (`skipped`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use super::Skipped;
+use crate::run::files::Pending;
+
+/// A set is cut into chunks of about this many parts of its images…
+const CHUNKS_PER_SET: usize = 64;
+/// …of at least this many images…
+const MIN_CHUNK: usize = 8;
+/// …and at most this many (a chunk of a cut is held in memory while it is computed).
+const MAX_CHUNK: usize = 128;
+
+/// The chunks of a set of `n` images: consecutive runs of one length (the last one shorter), a
+/// power of two of about `n / 64`, from 8 to 128 images. The length depends only on `n`, so every
+/// process cuts a set the same way without reading its images.
+pub fn chunk_ranges(n: usize) -> Vec<Range<usize>> {
+    let len = (n / CHUNKS_PER_SET)
+        .next_power_of_two()
+        .clamp(MIN_CHUNK, MAX_CHUNK);
+    (0..n.div_ceil(len))
+        .map(|i| i * len..((i + 1) * len).min(n))
+        .collect()
+}
+
+/// Which of a chunk's images were read: what its file's metadata records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readable {
+    /// Indices (into the chunk) of the images read, increasing.
+    pub kept: Vec<usize>,
+    /// The files that could not be read.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Readable {
+    /// The metadata of a chunk of `images` images.
+    pub fn metadata(&self, images: usize) -> HashMap<String, String> {
+        let kept = self.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let skipped = self.skipped.iter().map(|s| {
+            format!(
+                "{}\t{}",
+                s.path.display(),
+                s.reason.replace(['\n', '\t'], " ")
+            )
+        });
+        HashMap::from([
+            ("images".to_string(), images.to_string()),
+            ("kept".to_string(), kept.join(",")),
+            (
+                "skipped".to_string(),
+                skipped.collect::<Vec<_>>().join("\n"),
+            ),
+        ])
+    }
+
+    /// Read back from a chunk's metadata, checked against the `images` it is looked up for:
+    /// the image count, kept indices strictly increasing and below it, every image either kept
+    /// or skipped.
+    pub fn from_metadata(metadata: &HashMap<String, String>, images: usize) -> Result<Self> {
+        let field = |name: &str| {
+            metadata
+                .get(name)
+                .with_context(|| format!("the metadata has no `{name}`"))
+        };
+        let recorded = field("images")?;
+        if recorded.parse::<usize>().ok() != Some(images) {
+            bail!("the entry holds `{recorded}` images, expected {images}");
+        }
+        let mut kept: Vec<usize> = Vec::new();
+        for item in field("kept")?.split(',').filter(|s| !s.is_empty()) {
+            let i: usize = item
+                .parse()
+                .with_context(|| format!("bad image index `{item}` in the kept list"))?;
+            if i >= images {
+                bail!("image index {i} in the kept list, but the chunk has {images} images");
+            }
+            if let Some(&last) = kept.last().filter(|&&last| last >= i) {
+                bail!("image index {i} after {last} in the kept list (not increasing)");
+            }
+            kept.push(i);
+        }
+        let skipped: Vec<Skipped> = field("skipped")?
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(p, r)| Skipped {
+                path: p.into(),
+                reason: r.into(),
+            })
+            .collect();
+        if kept.len() + skipped.len() != images {
+            bail!(
+                "{} images kept and {} skipped, but the chunk has {images}",
+                kept.len(),
+                skipped.len()
+            );
+        }
+        Ok(Self { kept, skipped })
+    }
+}
+
+/// One tensor's entry in a safetensors header.
+#[derive(Debug, Deserialize)]
+pub struct TensorInfo {
+    /// `F16`, `F32`, ….
+    pub dtype: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its bytes, from the start of the data.
+    pub data_offsets: [u64; 2],
+}
+
+/// A safetensors file's header, read without its data (a chunk of a cut is read a row at a time).
+pub struct Header {
+    /// Where the data starts in the file.
+    pub data_start: u64,
+    /// Tensors by name.
+    pub tensors: HashMap<String, TensorInfo>,
+    /// String metadata.
+    pub metadata: HashMap<String, String>,
+}
+
+/// Read the header of the safetensors file `file`.
+pub fn read_header(file: &mut File) -> Result<Header> {
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size).context("no header")?;
+    let len = u64::from_le_bytes(size);
+    // Our headers are a few kB; a larger one is not ours.
+    if len > 100_000_000 {
+        bail!("a header of {len} bytes");
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).context("a short header")?;
+    let mut json: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).context("the header is not JSON")?;
+    let metadata = match json.remove("__metadata__") {
+        Some(m) => serde_json::from_value(m).context("bad metadata")?,
+        None => HashMap::new(),
+    };
+    let mut tensors = HashMap::new();
+    for (name, value) in json {
+        let info: TensorInfo =
+            serde_json::from_value(value).with_context(|| format!("tensor `{name}`"))?;
+        tensors.insert(name, info);
+    }
+    Ok(Header {
+        data_start: 8 + len,
+        tensors,
+        metadata,
+    })
+}
+
+/// Write a safetensors file holding one f16 tensor `name` of `shape`, whose bytes follow the
+/// header as `write_data` writes them (a chunk of a cut, streamed a batch at a time).
+pub fn write_f16_header(
+    file: &mut impl Write,
+    name: &str,
+    shape: &[usize],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    let bytes = shape.iter().product::<usize>() * 2;
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
+    header.insert(
+        name.into(),
+        serde_json::json!({ "dtype": "F16", "shape": shape, "data_offsets": [0, bytes] }),
+    );
+    let mut text = serde_json::to_vec(&header)?;
+    // The data starts 8-byte aligned, as safetensors writes it.
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    file.write_all(&(text.len() as u64).to_le_bytes())?;
+    file.write_all(&text)?;
+    Ok(())
+}
+
+/// Create `dir` if needed and check that a file can be written in it: a clear error naming it
+/// before any backbone work, not a failure after an hour of it.
+pub fn check_writable(dir: &Path) -> Result<PathBuf> {
+    let fail = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "the feature cache directory {} is not writable: {e}",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    Pending::new(dir, "write-check").map_err(|e| fail(&format!("{:#}", e.root_cause())))?;
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_image_once_with_one_length_per_set() {
+        for n in [0, 1, 7, 8, 9, 100, 511, 512, 1_000, 25_000, 1_000_000] {
+            let ranges = chunk_ranges(n);
+            let covered: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
+            assert_eq!(covered, (0..n).collect::<Vec<_>>(), "n = {n}");
+            if let Some(first) = ranges.first() {
+                let len = first.len();
+                assert!(len.is_power_of_two() && (MIN_CHUNK..=MAX_CHUNK).contains(&len));
+                assert!(ranges[..ranges.len() - 1].iter().all(|r| r.len() == len));
+            }
+        }
+        assert_eq!(chunk_ranges(100)[0].len(), 8);
+        assert_eq!(chunk_ranges(1_000)[0].len(), 16);
+        assert_eq!(chunk_ranges(25_000)[0].len(), 128);
+    }
+
+    #[test]
+    fn readable_lists_round_trip_and_bad_ones_are_refused() {
+        let readable = Readable {
+            kept: vec![0, 2],
+            skipped: vec![Skipped {
+                path: "a/b.jpg".into(),
+                reason: "bad\tjpeg\nheader".into(),
+            }],
+        };
+        let metadata = readable.metadata(3);
+        let back = Readable::from_metadata(&metadata, 3).unwrap();
+        assert_eq!(back.kept, [0, 2]);
+        assert_eq!(back.skipped[0].reason, "bad jpeg header");
+        assert!(
+            Readable::from_metadata(&metadata, 4).is_err(),
+            "other count"
+        );
+        for (kept, why) in [
+            ("0,3", "past the chunk"),
+            ("2,0", "not increasing"),
+            ("0,x", "unparsable"),
+            ("0", "one missing"),
+        ] {
+            let mut bad = metadata.clone();
+            bad.insert("kept".into(), kept.into());
+            assert!(Readable::from_metadata(&bad, 3).is_err(), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_streamed_header_is_read_back_and_by_the_safetensors_crate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        let mut pending = Pending::new(dir.path(), "x").unwrap();
+        let metadata = HashMap::from([("images".to_string(), "2".to_string())]);
+        write_f16_header(pending.file(), "rows", &[2, 3], &metadata).unwrap();
+        let values = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        pending
+            .file()
+            .write_all(&crate::tensors::f16_bytes(&values))
+            .unwrap();
+        let mut file = pending.persist(&path).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+        use std::io::Seek;
+        file.rewind().unwrap();
+        let header = read_header(&mut file).unwrap();
+        assert_eq!(header.data_start % 8, 0);
+        assert_eq!(header.tensors["rows"].shape, [2, 3]);
+        assert_eq!(header.metadata["images"], "2");
+        let read = crate::tensors::read_safetensors(&path).unwrap();
+        assert_eq!(read.tensors["rows"].1, values);
+    }
+
+    #[test]
+    fn an_unpersisted_file_leaves_nothing_and_an_unwritable_dir_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Pending::new(dir.path(), "x").unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Tests run as root, which any permission lets write: a path under a file cannot be
+        // a directory for anyone.
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"").unwrap();
+        let error = check_writable(&file.join("cache")).unwrap_err().to_string();
+        assert!(
+            error.contains("plain-file/cache") && error.contains("not writable"),
+            "{error}"
+        );
+    }
+}
