@@ -13,7 +13,10 @@
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use model::{Backbone, HeadKind, Vgg16};
-use train::features::cut::CutActivations;
+use std::sync::Arc;
+
+use train::features::chunks::{chunk_ranges, Readable};
+use train::features::cut::{write_part, CutActivations};
 use train::learn::top::TopTraining;
 
 mod common;
@@ -33,16 +36,28 @@ fn a_cut_of_thousands_of_images_at_block4_pool_streams_within_2_gb() {
     let images = images();
     let device = Device::flex();
     let dir = env!("CARGO_TARGET_TMPDIR");
-    let file = tempfile::tempfile_in(dir).unwrap();
+    let scratch = Arc::new(tempfile::tempdir_in(dir).unwrap());
     let file_bytes = images * 512 * 14 * 14 * 2;
-    let mut rows = CutActivations::new(file, CUT);
-    let chunk = Tensor::<4>::random([50, 512, 14, 14], Distribution::Uniform(0.0, 4.0), &device);
-    while rows.rows < images {
-        rows.append(chunk.clone()).unwrap_or_else(|error| {
-            panic!("writing a {file_bytes}-byte cut file in {dir} (is the disk full?): {error:#}")
-        });
+    // Chunk files of 128 rows, as the backbone pass writes a set this large.
+    let batch = Tensor::<4>::random([32, 512, 14, 14], Distribution::Uniform(0.0, 4.0), &device);
+    let mut parts = Vec::new();
+    for (i, range) in chunk_ranges(images).into_iter().enumerate() {
+        let readable = Readable {
+            kept: (0..range.len()).collect(),
+            skipped: Vec::new(),
+        };
+        let batches = (0..range.len())
+            .step_by(32)
+            .map(|start| Ok(batch.clone().slice([0..(range.len() - start).min(32)])));
+        let metadata = readable.metadata(range.len());
+        let name = format!("cut-{i}.safetensors");
+        let part = write_part(scratch.path(), &name, range.len(), &metadata, batches, None);
+        parts.push(part.unwrap_or_else(|error| {
+            panic!("writing a {file_bytes}-byte cut in {dir} (is the disk full?): {error:#}")
+        }));
     }
-    drop(chunk);
+    drop(batch);
+    let rows = CutActivations::new(parts, CUT).unwrap();
     assert_eq!((rows.rows, rows.shape), (images, [512, 14, 14]));
 
     // The real VGG16 width: block5 (3 × 512×512×3×3 convs) and the head train.

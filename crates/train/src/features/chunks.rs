@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -30,12 +31,17 @@ const MAX_CHUNK: usize = 128;
 /// power of two of about `n / 64`, from 8 to 128 images. The length depends only on `n`, so every
 /// process cuts a set the same way without reading its images.
 pub fn chunk_ranges(n: usize) -> Vec<Range<usize>> {
-    let len = (n / CHUNKS_PER_SET)
-        .next_power_of_two()
-        .clamp(MIN_CHUNK, MAX_CHUNK);
+    let len = chunk_len(n);
     (0..n.div_ceil(len))
         .map(|i| i * len..((i + 1) * len).min(n))
         .collect()
+}
+
+/// The chunk length of a set of `n` images.
+fn chunk_len(n: usize) -> usize {
+    (n / CHUNKS_PER_SET)
+        .next_power_of_two()
+        .clamp(MIN_CHUNK, MAX_CHUNK)
 }
 
 /// Which of a chunk's images were read: what its file's metadata records.
@@ -189,6 +195,33 @@ pub fn write_f16_header(
     Ok(())
 }
 
+/// A temporary file untouched for this long was left by a killed process (a live writer
+/// touches its file every backbone batch).
+const STALE_TEMPORARY: Duration = Duration::from_secs(24 * 3600);
+
+/// Remove the temporary files (`.<name>.<random>.tmp`) that killed processes left in `dir`,
+/// those untouched for a day; returns how many.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMPORARY);
+        if name.starts_with('.') && name.ends_with(".tmp") && stale {
+            removed += usize::from(std::fs::remove_file(entry.path()).is_ok());
+        }
+    }
+    removed
+}
+
 /// Create `dir` if needed and check that a file can be written in it: a clear error naming it
 /// before any backbone work, not a failure after an hour of it.
 pub fn check_writable(dir: &Path) -> Result<PathBuf> {
@@ -213,10 +246,11 @@ mod tests {
             let ranges = chunk_ranges(n);
             let covered: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
             assert_eq!(covered, (0..n).collect::<Vec<_>>(), "n = {n}");
-            if let Some(first) = ranges.first() {
-                let len = first.len();
-                assert!(len.is_power_of_two() && (MIN_CHUNK..=MAX_CHUNK).contains(&len));
-                assert!(ranges[..ranges.len() - 1].iter().all(|r| r.len() == len));
+            let len = chunk_len(n);
+            assert!(len.is_power_of_two() && (MIN_CHUNK..=MAX_CHUNK).contains(&len));
+            assert!(ranges.iter().all(|r| r.len() <= len), "n = {n}");
+            if let Some((_, full)) = ranges.split_last() {
+                assert!(full.iter().all(|r| r.len() == len), "n = {n}");
             }
         }
         assert_eq!(chunk_ranges(100)[0].len(), 8);
@@ -279,6 +313,24 @@ mod tests {
         assert_eq!(header.metadata["images"], "2");
         let read = crate::tensors::read_safetensors(&path).unwrap();
         assert_eq!(read.tensors["rows"].1, values);
+    }
+
+    #[test]
+    fn only_stale_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, age_hours: u64| {
+            let path = dir.path().join(name);
+            let file = File::create(&path).unwrap();
+            let when = std::time::SystemTime::now() - Duration::from_secs(age_hours * 3600);
+            file.set_modified(when).unwrap();
+            path
+        };
+        let stale = make(".cut-abc.safetensors.x1y2.tmp", 30);
+        let live = make(".cut-abc.safetensors.z3w4.tmp", 1);
+        let entry = make("cut-abc.safetensors", 30);
+        let visible = make("notes.tmp", 30);
+        assert_eq!(remove_stale_temporaries(dir.path()), 1);
+        assert!(!stale.exists() && live.exists() && entry.exists() && visible.exists());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! One chunk of backbone work: read from the cache, or decode the chunk's photos, run the
 //! backbone a batch at a time and write the result as the chunk's cache file.
 
-use std::io::{Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,16 +11,13 @@ use model::global_average_pool;
 use rayon::prelude::*;
 
 use super::cache::warn_unusable;
-use super::chunks::{read_header, write_f16_header, Readable};
-use super::cut::CutPart;
+use super::chunks::Readable;
+use super::cut::write_part;
 use super::{pooled_layers, Chunk, Extractor, Skipped, Work};
 use crate::data::images;
 use crate::data::Sample;
-use crate::run::files::Pending;
 use crate::run::progress::Progress;
-use crate::tensors::{
-    f16_bytes, round_to_f16, to_vec, write_safetensors, write_safetensors_f16, NamedTensor,
-};
+use crate::tensors::{round_to_f16, to_vec, write_safetensors, write_safetensors_f16, NamedTensor};
 
 impl Extractor<'_> {
     /// `work` for `samples` (one chunk): from the cache when it holds a fitting entry,
@@ -169,42 +165,26 @@ impl Extractor<'_> {
         batches: impl Iterator<Item = &'p [RgbImage]>,
     ) -> Result<Chunk> {
         let (dir, scratch) = self.rows_dir()?;
-        let path = dir.join(name);
-        let mut pending = Pending::new(&dir, name)?;
         let metadata = readable.metadata(images);
-        let kept = readable.kept.len();
-        let mut row_shape = None;
-        for batch in batches {
+        let rows = batches.map(|batch| {
             let x = images::to_tensor(batch, &self.device);
-            let x = match cut {
+            Ok(match cut {
                 0 => x,
                 _ => self.backbone.run(x, 0, cut - 1),
-            };
-            let [_, c, h, w] = x.dims();
-            if row_shape.is_none() {
-                write_f16_header(pending.file(), "rows", &[kept, c, h, w], &metadata)?;
-                row_shape = Some([c, h, w]);
-            }
-            pending
-                .file()
-                .write_all(&f16_bytes(&to_vec(x)?))
-                .with_context(|| format!("cannot write cache {}", path.display()))?;
-        }
-        if row_shape.is_none() {
-            write_f16_header(pending.file(), "rows", &[0, 0, 0, 0], &metadata)?;
-        }
-        let mut file = pending.persist(&path)?;
-        let bytes = file.metadata().map_or(0, |m| m.len());
-        file.rewind()?;
-        let header = read_header(&mut file)?;
-        let rows = CutPart::from_header(path, &file, &header, scratch)?;
+            })
+        });
+        let part = write_part(&dir, name, readable.kept.len(), &metadata, rows, scratch)?;
         Ok(Chunk {
             readable: readable.clone(),
             tensors: Vec::new(),
-            rows: Some(rows),
             from_cache: false,
             backbone_seconds: 0.0,
-            bytes: if self.cache_dir.is_some() { bytes } else { 0 },
+            bytes: if self.cache_dir.is_some() {
+                part.bytes()
+            } else {
+                0
+            },
+            rows: Some(part),
         })
     }
 

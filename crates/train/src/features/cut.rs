@@ -5,9 +5,11 @@
 //! `<runs_dir>/.cache`, or in a scratch directory without a cache), one tensor `rows`
 //! [kept, C, h, w] each, read a row at a time at its offset.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::io::{Seek, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -113,19 +115,14 @@ impl CutActivations {
     /// Rows from a tensor [N, C, h, w] (the input of layer `cut`), in a scratch file (tests).
     pub fn from_tensor(x: Tensor<4>, cut: usize) -> Result<Self> {
         let scratch = Arc::new(tempfile::tempdir()?);
-        let path = scratch.path().join("rows.safetensors");
-        let mut pending = Pending::new(scratch.path(), "rows")?;
-        let dims = x.dims();
+        let rows = x.dims()[0];
         let readable = Readable {
-            kept: (0..dims[0]).collect(),
+            kept: (0..rows).collect(),
             skipped: Vec::new(),
         };
-        write_f16_header(pending.file(), "rows", &dims, &readable.metadata(dims[0]))?;
-        std::io::Write::write_all(pending.file(), &f16_bytes(&to_vec(x)?))?;
-        let mut file = pending.persist(&path)?;
-        std::io::Seek::rewind(&mut file)?;
-        let header = read_header(&mut file)?;
-        let part = CutPart::from_header(path, &file, &header, Some(scratch))?;
+        let dir = scratch.path().to_path_buf();
+        let metadata = readable.metadata(rows);
+        let part = write_part(&dir, "rows", rows, &metadata, [Ok(x)], Some(scratch))?;
         Self::new(vec![part], cut)
     }
 
@@ -169,6 +166,52 @@ impl CutActivations {
             device,
         ))
     }
+}
+
+/// Write `rows` rows, handed over a batch [B, C, h, w] at a time by `batches`, as the chunk
+/// file `dir/name` (one f16 tensor `rows`, the chunk's `metadata`), atomically and streamed: the
+/// header goes first, when the first batch gives the row shape. `scratch`: the scratch
+/// directory `dir` is, kept as long as the rows.
+pub fn write_part(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+    metadata: &HashMap<String, String>,
+    batches: impl IntoIterator<Item = Result<Tensor<4>>>,
+    scratch: Option<Arc<tempfile::TempDir>>,
+) -> Result<CutPart> {
+    let path = dir.join(name);
+    let mut pending = Pending::new(dir, name)?;
+    let (mut shape, mut written) = (None, 0);
+    for batch in batches {
+        let x = batch?;
+        let [b, c, h, w] = x.dims();
+        if shape.is_none() {
+            write_f16_header(pending.file(), "rows", &[rows, c, h, w], metadata)?;
+            shape = Some([c, h, w]);
+        }
+        if shape != Some([c, h, w]) || written + b > rows {
+            bail!(
+                "cut rows of shape {:?} after {shape:?} ({written} of {rows} written)",
+                [b, c, h, w]
+            );
+        }
+        pending
+            .file()
+            .write_all(&f16_bytes(&to_vec(x)?))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        written += b;
+    }
+    if written != rows {
+        bail!("{written} cut rows written, {rows} expected");
+    }
+    if shape.is_none() {
+        write_f16_header(pending.file(), "rows", &[0, 0, 0, 0], metadata)?;
+    }
+    let mut file = pending.persist(&path)?;
+    file.rewind()?;
+    let header = read_header(&mut file)?;
+    CutPart::from_header(path, &file, &header, scratch)
 }
 
 impl Extractor<'_> {
