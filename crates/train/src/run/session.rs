@@ -69,9 +69,6 @@ impl Session {
         let started = Instant::now();
         let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
         open::warn_without_callbacks(&config);
-        if let Some(dir) = config.cache_dir() {
-            crate::features::chunks::check_writable(&dir)?;
-        }
         let inputs = open::load_inputs(&config)?;
         let open::Trainee {
             mut model,
@@ -79,6 +76,10 @@ impl Session {
             original_backbone,
             cut,
         } = open::trainee(&config, inputs.train.classes.len(), &device)?;
+        // An unwritable cache stops the run before its run directory exists.
+        if let Some(dir) = config.cache_dir() {
+            crate::features::chunks::check_writable(&dir)?;
+        }
         let run_dir = open::run_dir(&config, resume_dir)?;
         println!("run dir: {}", run_dir.display());
         let open::Features {

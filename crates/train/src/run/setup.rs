@@ -42,8 +42,7 @@ pub fn synthetic_dir(config: &Config) -> Result<Option<PathBuf>> {
     if !dir.join("boxes.json").is_file() {
         // Written aside and renamed into place whole: processes that start together (the
         // shards of `train features`) each write one, the first rename wins, the others use it.
-        std::fs::create_dir_all(&cache)
-            .with_context(|| format!("cannot create {}", cache.display()))?;
+        crate::features::chunks::check_writable(&cache)?;
         let tmp = tempfile::Builder::new()
             .prefix(".synthetic-")
             .tempdir_in(&cache)

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The sharded backbone pass on a real Slurm cluster (CI runs this): brings up a single-node
+# cluster (scripts/slurm-local.sh, Debian's slurm-wlm and munge), then
+#   1. a reference run without Slurm: `train --config C`, computing its own features;
+#   2. on a fresh cache: a job array of 4 shards (scripts/slurm/features.sbatch), shard 2 run a
+#      second time by another job at the same time, then scripts/slurm/train.sbatch after both
+#      (afterok); the run must print `features: 0 computed` and its metrics.csv must equal the
+#      reference's, timing columns aside;
+#   3. with TIME_SHARDS=1 (by hand; the README's figure): one process (`train features`, cold
+#      cache) against the 4-shard array alone (cold cache), on the same images.
+# Slurm is stopped at the end, pass or fail.
+#   scripts/check-slurm.sh [CONFIG]
+# CONFIG: default, a small real-photo config written here: EfficientNet-Lite0 (real weights) on
+# ../shared's 600 + 200 photos and the 240 Oxford photos with head boxes, 192x192, seed 3,
+# 3 epochs, CAM and Grad-CAM. Its runs_dir is replaced by temporary ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared="${SHARED_DIR:-$(cd .. && pwd)/shared}"
+cargo build --release -p train --quiet
+train=target/release/train
+work=$(mktemp -d /tmp/check-slurm.XXXXXX)
+chmod 755 "$work"
+export SLURM_LOCAL_DIR=""
+cleanup() {
+  scripts/slurm-local.sh stop "$SLURM_LOCAL_DIR" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+config=${1:-}
+if [ -z "$config" ]; then
+  mkdir -p data/weights
+  [ -f data/weights/efficientnet-lite0-57934424.pth ] \
+    || cp "$shared/weights/efficientnet-lite0-57934424.pth" data/weights/
+  scripts/fetch-weights.sh efficientnet-lite0 > /dev/null
+  config="$work/small-photos.toml"
+  cat > "$config" <<EOF
+[run]
+name = "slurm-check"
+runs_dir = "runs"
+seed = 3
+
+[data]
+train_dir = "$shared/data/catdog/train"
+val_dir = "$shared/data/catdog/val"
+boxes = "$shared/data/catdog/annotations/oxford_loc.json"
+image_size = 192
+
+[[data.eval]]
+name = "oxford"
+dir = "$shared/data/catdog/oxford_loc"
+
+[model]
+backbone = "efficientnet-lite0"
+weights = "data/weights/efficientnet-lite0-57934424.pth"
+head = "gap-linear"
+
+[train]
+epochs = 3
+batch_size = 32
+learning_rate = 1e-3
+
+[[callbacks]]
+kind = "cam"
+layer = "head"
+num_images = 8
+localization_images = 60
+
+[[callbacks]]
+kind = "gradcam"
+layer = "head"
+num_images = 8
+localization_images = 60
+EOF
+fi
+
+# CONFIG with its runs under $work/$1: written to $work/$1.toml.
+with_runs() {
+  python3 - "$config" "$work/$1" > "$work/$1.toml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+line = f'runs_dir = "{sys.argv[2]}"'
+if re.search(r"(?m)^runs_dir\s*=", text):
+    text = re.sub(r"(?m)^runs_dir\s*=.*$", line, text)
+else:
+    text = re.sub(r"(?m)^\[run\]\s*$", "[run]\n" + line, text, count=1)
+print(text)
+PY
+  echo "$work/$1.toml"
+}
+# Seconds since the epoch, with decimals.
+now() { date +%s.%N; }
+# Wait for Slurm jobs $@ to leave the queue, then fail unless every task COMPLETED.
+wait_jobs() {
+  while [ -n "$(squeue --noheader --jobs="$(IFS=,; echo "$*")" 2>/dev/null)" ]; do sleep 0.5; done
+  local states
+  states=$(for j in "$@"; do scontrol show job --oneliner "$j"; done | grep -o 'JobState=[A-Z_]*' | sort | uniq -c)
+  echo "jobs $*: $(echo $states)"
+  if echo "$states" | grep -v -q 'JobState=COMPLETED$'; then
+    tail -n 20 "$work"/slurm-*.out >&2 || true
+    echo "SLURM CHECK FAILED: a job did not complete" >&2
+    exit 1
+  fi
+}
+
+echo "== reference run, without Slurm"
+reference=$(with_runs reference)
+"$train" --config "$reference" | grep -v "backbone images" | tee "$work/reference.log" | grep -E "^features:|best val"
+
+echo "== single-node Slurm cluster"
+env=$(scripts/slurm-local.sh start)
+eval "$env"
+sinfo
+
+if [ "${TIME_SHARDS:-0}" = 1 ]; then
+  echo "== timing: one process against a 4-shard array, each on a cold cache of the same images"
+  one=$(with_runs one)
+  t0=$(now)
+  "$train" features --config "$one" > "$work/one.log"
+  t1=$(now)
+  timed=$(with_runs timed)
+  job=$(sbatch --parsable --output="$work/slurm-%A_%a.out" --array=0-3 scripts/slurm/features.sbatch "$timed")
+  wait_jobs "$job"
+  t2=$(now)
+  python3 - "$t0" "$t1" "$t2" <<'PY'
+import sys
+t0, t1, t2 = map(float, sys.argv[1:])
+print(f"one process: {t1 - t0:.1f} s; 4-shard array (submit to last task done): {t2 - t1:.1f} s; "
+      f"ratio {(t1 - t0) / (t2 - t1):.2f}x; {open('/proc/cpuinfo').read().count('processor')} CPUs")
+PY
+fi
+
+echo "== 4 shards as a job array, shard 2 again at the same time, then train after both"
+sharded=$(with_runs sharded)
+array=$(sbatch --parsable --output="$work/slurm-%A_%a.out" --array=0-3 scripts/slurm/features.sbatch "$sharded")
+again=$(sbatch --parsable --output="$work/slurm-again-%j.out" --job-name=train-features-again \
+  --wrap "exec $train features --config $sharded --shard 2/4")
+fit=$(sbatch --parsable --output="$work/slurm-train-%j.out" --cpus-per-task="$(nproc)" \
+  --dependency="afterok:$array:$again" scripts/slurm/train.sbatch "$sharded")
+wait_jobs "$array" "$again" "$fit"
+grep -h "^features:" "$work"/slurm-"$array"_*.out "$work"/slurm-again-*.out
+log="$work/slurm-train-$fit.out"
+grep -E "^features:" "$log"
+grep -q "^features: 0 computed, [1-9][0-9]* cached" "$log" \
+  || { echo "SLURM CHECK FAILED: train computed features after the shards" >&2; exit 1; }
+python3 - "$work/reference" "$work/sharded" <<'PY'
+import csv, glob, sys
+def metrics(runs):
+    [path] = glob.glob(f"{runs}/*/metrics.csv")
+    rows = list(csv.DictReader(open(path)))
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
+a, b = metrics(sys.argv[1]), metrics(sys.argv[2])
+if a != b:
+    sys.exit(f"SLURM CHECK FAILED: metrics.csv differs from the reference run's")
+print(f"metrics.csv equal to the reference run's: {len(a)} rows x {len(a[0])} columns (timing aside)")
+PY
+left=$(find "$work/sharded/.cache" -name '*.tmp' | wc -l)
+[ "$left" = 0 ] || { echo "SLURM CHECK FAILED: $left temporary files left in the cache" >&2; exit 1; }
+echo "slurm check passed"
