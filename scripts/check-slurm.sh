@@ -3,9 +3,9 @@
 # cluster (scripts/slurm-local.sh, Debian's slurm-wlm and munge), then
 #   1. a reference run without Slurm: `train --config C`, computing its own features;
 #   2. on a fresh cache: a job array of 4 shards (scripts/slurm/features.sbatch), shard 2 run a
-#      second time by another job at the same time, then scripts/slurm/train.sbatch after both
-#      (afterok); the run must print `features: 0 computed` and its metrics.csv must equal the
-#      reference's, timing columns aside;
+#      second time (outside Slurm) while the array's task 2 runs, then scripts/slurm/train.sbatch
+#      after the array (afterok); the run must print `features: 0 computed` and its metrics.csv
+#      must equal the reference's, timing columns aside;
 #   3. with TIME_SHARDS=1 (by hand; the README's figure): one process (`train features`, cold
 #      cache) against the 4-shard array alone (cold cache), on the same images.
 # Slurm is stopped at the end, pass or fail.
@@ -130,15 +130,23 @@ print(f"one process: {t1 - t0:.1f} s; 4-shard array (submit to last task done): 
 PY
 fi
 
-echo "== 4 shards as a job array, shard 2 again at the same time, then train after both"
+echo "== 4 shards as a job array, shard 2 again while it runs, then train after the array"
 sharded=$(with_runs sharded)
 array=$(sbatch --parsable --output="$work/slurm-%A_%a.out" --array=0-3 scripts/slurm/features.sbatch "$sharded")
-again=$(sbatch --parsable --output="$work/slurm-again-%j.out" --job-name=train-features-again \
-  --wrap "exec $train features --config $sharded --shard 2/4")
 fit=$(sbatch --parsable --output="$work/slurm-train-%j.out" --cpus-per-task="$(nproc)" \
-  --dependency="afterok:$array:$again" scripts/slurm/train.sbatch "$sharded")
-wait_jobs "$array" "$again" "$fit"
-grep -h "^features:" "$work"/slurm-"$array"_*.out "$work"/slurm-again-*.out
+  --dependency="afterok:$array" scripts/slurm/train.sbatch "$sharded")
+# Shard 2 a second time, outside Slurm, as soon as the array's task 2 runs (the node's CPUs are
+# all the array's): two processes writing the same chunks at once.
+until [ "$(squeue --noheader --jobs="${array}_2" --format=%T 2>/dev/null)" = RUNNING ]; do
+  [ -n "$(squeue --noheader --jobs="${array}_2" 2>/dev/null)" ] \
+    || { echo "SLURM CHECK FAILED: task 2 ended before it was seen running" >&2; exit 1; }
+  sleep 0.1
+done
+"$train" features --config "$sharded" --shard 2/4 > "$work/again.log"
+running=$(squeue --noheader --jobs="${array}_2" --format=%T 2>/dev/null || true)
+echo "shard 2 again: $(grep '^features:' "$work/again.log") (task 2 at its end: ${running:-done})"
+wait_jobs "$array" "$fit"
+grep -h "^features:" "$work"/slurm-"$array"_*.out
 log="$work/slurm-train-$fit.out"
 grep -E "^features:" "$log"
 grep -q "^features: 0 computed, [1-9][0-9]* cached" "$log" \
