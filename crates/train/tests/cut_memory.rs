@@ -48,7 +48,7 @@ fn a_cut_of_thousands_of_images_at_block4_pool_streams_within_2_gb() {
         };
         let batches = (0..range.len())
             .step_by(32)
-            .map(|start| Ok(batch.clone().slice([0..(range.len() - start).min(32)])));
+            .map(|start| Ok(batch.clone().narrow(0, 0, (range.len() - start).min(32))));
         let metadata = readable.metadata(range.len());
         let name = format!("cut-{i}.safetensors");
         let part = write_part(scratch.path(), &name, range.len(), &metadata, batches, None);
