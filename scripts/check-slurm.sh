@@ -90,17 +90,30 @@ PY
 }
 # Seconds since the epoch, with decimals.
 now() { date +%s.%N; }
-# Wait for Slurm jobs $@ to leave the queue, then fail unless every task COMPLETED.
+# Fail: the message, the jobs' logs and the daemons' log tails (the trap then stops Slurm).
+fail() {
+  echo "SLURM CHECK FAILED: $*" >&2
+  for f in "$work"/*.out "$work"/*.log "${SLURM_LOCAL_DIR:-/nonexistent}"/*.log; do
+    [ -s "$f" ] && { echo "--- $f (tail)" >&2; tail -n 15 "$f" >&2; }
+  done
+  exit 1
+}
+# Wait (at most $DEADLINE s, default 900) for Slurm jobs $@ to leave the queue, then fail unless
+# every task COMPLETED.
 wait_jobs() {
-  while [ -n "$(squeue --noheader --jobs="$(IFS=,; echo "$*")" 2>/dev/null)" ]; do sleep 0.5; done
+  local until=$((SECONDS + ${DEADLINE:-900}))
+  while [ -n "$(squeue --noheader --jobs="$(IFS=,; echo "$*")" 2>/dev/null)" ]; do
+    [ "$SECONDS" -lt "$until" ] || { squeue >&2; scancel "$@" || true; fail "jobs $* still queued after ${DEADLINE:-900} s"; }
+    sleep 0.5
+  done
   local states
   states=$(for j in "$@"; do scontrol show job --oneliner "$j"; done | grep -o 'JobState=[A-Z_]*' | sort | uniq -c)
   echo "jobs $*: $(echo $states)"
-  if echo "$states" | grep -v -q 'JobState=COMPLETED$'; then
-    tail -n 20 "$work"/slurm-*.out >&2 || true
-    echo "SLURM CHECK FAILED: a job did not complete" >&2
-    exit 1
-  fi
+  [ "$(echo "$states" | grep -c .)" = 1 ] && echo "$states" | grep -q 'JobState=COMPLETED$' \
+    || fail "a job did not complete"
+  local tasks
+  tasks=$(for j in "$@"; do scontrol show job --oneliner "$j"; done | grep -c 'JobState=COMPLETED')
+  [ "$tasks" -ge "$#" ] || fail "$tasks tasks of jobs $* on record (purged?)" 
 }
 
 echo "== reference run, without Slurm"
@@ -137,20 +150,28 @@ fit=$(sbatch --parsable --output="$work/slurm-train-%j.out" --cpus-per-task="$(n
   --dependency="afterok:$array" scripts/slurm/train.sbatch "$sharded")
 # Shard 2 a second time, outside Slurm, as soon as the array's task 2 runs (the node's CPUs are
 # all the array's): two processes writing the same chunks at once.
+until=$((SECONDS + ${DEADLINE:-900}))
 until [ "$(squeue --noheader --jobs="${array}_2" --format=%T 2>/dev/null)" = RUNNING ]; do
-  [ -n "$(squeue --noheader --jobs="${array}_2" 2>/dev/null)" ] \
-    || { echo "SLURM CHECK FAILED: task 2 ended before it was seen running" >&2; exit 1; }
+  [ -n "$(squeue --noheader --jobs="${array}_2" 2>/dev/null)" ] || fail "task 2 ended before it was seen running"
+  [ "$SECONDS" -lt "$until" ] || fail "task 2 not running after ${DEADLINE:-900} s"
   sleep 0.1
 done
-"$train" features --config "$sharded" --shard 2/4 > "$work/again.log"
+"$train" features --config "$sharded" --shard 2/4 > "$work/again.log" 2>&1 || fail "shard 2 again failed"
 running=$(squeue --noheader --jobs="${array}_2" --format=%T 2>/dev/null || true)
 echo "shard 2 again: $(grep '^features:' "$work/again.log") (task 2 at its end: ${running:-done})"
 wait_jobs "$array" "$fit"
+# Both runs of shard 2 did all of its work, between them computing or reading every image.
+python3 - "$work/again.log" "$work/slurm-${array}_2.out" <<'PY' || fail "shard 2's two runs disagree"
+import re, sys
+counts = [tuple(map(int, re.search(r"^features: (\d+) computed, (\d+) cached", open(f).read(), re.M).groups()))
+          for f in sys.argv[1:]]
+totals = {c + k for c, k in counts}
+assert len(totals) == 1 and min(totals) > 0, counts
+PY
 grep -h "^features:" "$work"/slurm-"$array"_*.out
 log="$work/slurm-train-$fit.out"
 grep -E "^features:" "$log"
-grep -q "^features: 0 computed, [1-9][0-9]* cached" "$log" \
-  || { echo "SLURM CHECK FAILED: train computed features after the shards" >&2; exit 1; }
+grep -q "^features: 0 computed, [1-9][0-9]* cached" "$log" || fail "train computed features after the shards" 
 python3 - "$work/reference" "$work/sharded" <<'PY'
 import csv, glob, sys
 def metrics(runs):
@@ -159,9 +180,11 @@ def metrics(runs):
     return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
 a, b = metrics(sys.argv[1]), metrics(sys.argv[2])
 if a != b:
-    sys.exit(f"SLURM CHECK FAILED: metrics.csv differs from the reference run's")
+    diff = [(i, k, r[k], s.get(k)) for i, (r, s) in enumerate(zip(a, b)) for k in r if r[k] != s.get(k)]
+    sys.exit(f"SLURM CHECK FAILED: metrics.csv differs from the reference run's: {len(a)} vs "
+             f"{len(b)} rows; (row, column, reference, sharded): {diff[:8]}")
 print(f"metrics.csv equal to the reference run's: {len(a)} rows x {len(a[0])} columns (timing aside)")
 PY
 left=$(find "$work/sharded/.cache" -name '*.tmp' | wc -l)
-[ "$left" = 0 ] || { echo "SLURM CHECK FAILED: $left temporary files left in the cache" >&2; exit 1; }
+[ "$left" = 0 ] || fail "$left temporary files left in the cache" 
 echo "slurm check passed"

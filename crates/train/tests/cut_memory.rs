@@ -15,7 +15,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use model::{Backbone, HeadKind, Vgg16};
 use std::sync::Arc;
 
-use train::features::chunks::{chunk_ranges, Readable};
+use train::features::chunks::{chunk_ranges, Readable, SHA256_PENDING};
 use train::features::cut::{write_part, CutActivations};
 use train::learn::top::TopTraining;
 
@@ -49,7 +49,7 @@ fn a_cut_of_thousands_of_images_at_block4_pool_streams_within_2_gb() {
         let batches = (0..range.len())
             .step_by(32)
             .map(|start| Ok(batch.clone().narrow(0, 0, (range.len() - start).min(32))));
-        let metadata = readable.metadata(range.len());
+        let metadata = readable.metadata(range.len(), SHA256_PENDING);
         let name = format!("cut-{i}.safetensors");
         let part = write_part(scratch.path(), &name, range.len(), &metadata, batches, None);
         parts.push(part.unwrap_or_else(|error| {

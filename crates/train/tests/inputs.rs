@@ -153,6 +153,36 @@ fn a_feature_cache_entry_with_the_wrong_row_count_is_recomputed() {
     }
 }
 
+/// A chunk overwritten in place, at its full length (bit rot, a stray write on a shared
+/// filesystem), fits every shape check: its checksum catches it, and it is recomputed.
+#[test]
+fn a_cache_entry_damaged_in_place_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_set(&dir.path().join("data"));
+    let cache = dir.path().join("cache");
+    let backbone = backbone();
+    let ex = extractor(&backbone, Some(cache.clone()));
+    let samples: Vec<&Sample> = data.samples.iter().collect();
+    let expected = values(&ex.pooled(&data, "test").unwrap());
+    let (maps, _) = ex.maps(&samples, "block5_conv3").unwrap();
+    for prefix in ["pooled-", "maps-"] {
+        let path = cache_file(&cache, prefix);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for b in &mut bytes[len - 6..len - 2] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let again = ex.pooled(&data, "test").unwrap();
+    assert!(!again.from_cache, "a damaged entry was used");
+    assert_eq!(values(&again), expected);
+    let (maps_again, _) = ex.maps(&samples, "block5_conv3").unwrap();
+    assert_eq!(to_vec(maps_again).unwrap(), to_vec(maps).unwrap());
+    // 5 images, pooled and maps, twice: nothing came from the damaged entries.
+    assert_eq!(ex.tally.counts(), (20, 0));
+}
+
 /// The same for the activation maps' cache.
 #[test]
 fn a_maps_cache_entry_with_the_wrong_row_count_is_recomputed() {

@@ -78,6 +78,11 @@ fn shard(config: &Path, shard: &str) -> Child {
     .unwrap()
 }
 
+/// The end-of-run summary of a run's stdout.
+fn stdout_of_summary(stdout: &str) -> &str {
+    &stdout[stdout.find("\nsummary: ").expect("a summary")..]
+}
+
 /// `(computed, cached)` from the line `features: X computed, Y cached`.
 fn tally(stdout: &str) -> (usize, usize) {
     let line = stdout
@@ -104,11 +109,86 @@ fn entries(cache: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn sharded_run_equals_a_single_run(train_from: Option<&str>) {
+/// Photos of our own (not the generated set) for a config's `[data]`: 120 + 16 synthetic
+/// images, the first validation cat unreadable (a callback would explain it if it could be
+/// read), and an eval set `again` (the validation images again, boxes too) that localization
+/// reaches past the validation set's 15 readable images. Returns the `[data]` lines.
+fn own_photos(dir: &Path) -> String {
+    let data = common::synth_data(dir, 120, 16);
+    for class in ["cat", "dog"] {
+        for photo in std::fs::read_dir(data.join("val").join(class)).unwrap() {
+            let photo = photo.unwrap().path();
+            // Boxes are looked up by file name: the copies need names of their own.
+            let name = format!("again_{}", photo.file_name().unwrap().to_string_lossy());
+            let to = data.join("again").join(class).join(name);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&photo, to).unwrap();
+        }
+    }
+    let mut cats: Vec<PathBuf> = std::fs::read_dir(data.join("val/cat"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cats.sort();
+    std::fs::write(&cats[0], b"not a photo").unwrap();
+    let boxes_path = data.join("boxes.json");
+    let mut boxes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&boxes_path).unwrap()).unwrap();
+    let images = boxes["images"].as_array_mut().unwrap();
+    let again: Vec<serde_json::Value> = images
+        .iter()
+        .filter(|e| e["file"].as_str().unwrap().starts_with("val/"))
+        .map(|e| {
+            let mut e = e.clone();
+            let file = e["file"].as_str().unwrap().replacen("val/", "again/", 1);
+            let (dir, name) = file.rsplit_once('/').unwrap();
+            e["file"] = format!("{dir}/again_{name}").into();
+            e
+        })
+        .collect();
+    assert!(!again.is_empty());
+    images.extend(again);
+    // A photo with a box must be readable (its box is checked against it before the run): the
+    // unreadable one has none.
+    let unreadable = format!("val/cat/{}", cats[0].file_name().unwrap().to_string_lossy());
+    images.retain(|e| e["file"].as_str() != Some(unreadable.as_str()));
+    std::fs::write(&boxes_path, boxes.to_string()).unwrap();
+    format!(
+        "train_dir = \"{0}/train\"\nval_dir = \"{0}/val\"\nboxes = \"{0}/boxes.json\"",
+        data.display()
+    )
+}
+
+/// The config at `path` reading the photos of [`own_photos`] (`data_lines`), with the eval set
+/// `again`, scoring localization on 24 images.
+fn with_photos(path: &Path, data_lines: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("synthetic = ").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let eval = format!(
+        "\n[[data.eval]]\nname = \"again\"\ndir = \"{}\"\n\n[model]",
+        Path::new(data_lines.split('"').nth(1).unwrap())
+            .parent()
+            .unwrap()
+            .join("again")
+            .display()
+    );
+    let text = format!("{}{}{}", &text[..start], data_lines, &text[end..])
+        .replacen("\n[model]", &eval, 1)
+        .replace("num_images = 4", "num_images = 4\nlocalization_images = 24");
+    std::fs::write(path, text).unwrap();
+}
+
+fn sharded_run_equals_a_single_run(train_from: Option<&str>, photos: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let (single_runs, sharded_runs) = (tmp.path().join("single"), tmp.path().join("sharded"));
     let single = config(tmp.path(), "single", &single_runs, train_from);
     let sharded = config(tmp.path(), "sharded", &sharded_runs, train_from);
+    if photos {
+        let data_lines = own_photos(tmp.path());
+        with_photos(&single, &data_lines);
+        with_photos(&sharded, &data_lines);
+    }
     ok(&command(&["--config", single.to_str().unwrap()])
         .output()
         .unwrap());
@@ -122,7 +202,7 @@ fn sharded_run_equals_a_single_run(train_from: Option<&str>) {
     for (i, child) in children.into_iter().enumerate() {
         let out = ok(&child.wait_with_output().unwrap());
         if i < 4 {
-            assert!(out.contains(&format!("(shard {i}/4")), "{out}");
+            assert!(out.contains(&format!("shard {i}/4 done")), "{out}");
             computed += tally(&out).0;
         }
     }
@@ -146,22 +226,32 @@ fn sharded_run_equals_a_single_run(train_from: Option<&str>) {
         "the run computed features after all shards:\n{out}"
     );
     assert!(cached >= 136, "train, val and the maps: {cached}");
+    if photos {
+        let summary = stdout_of_summary(&out);
+        assert!(summary.contains("skipped files: 1"), "{summary}");
+    }
     let (a, b) = (&run_dirs(&single_runs)[0], &run_dirs(&sharded_runs)[0]);
     assert_eq!(metrics_without_timing(a), metrics_without_timing(b));
 
-    if train_from.is_none() {
-        // A damaged chunk: a warning, recomputed, the same metrics.
+    // A damaged chunk: a warning, recomputed, the same metrics. Cut short (a pooled chunk),
+    // or overwritten in place at its full length (a cut's chunk: only the checksum tells).
+    let prefix = if train_from.is_none() {
+        "pooled-"
+    } else {
+        "cut-"
+    };
+    if !photos {
         let victim = entries(&cache)
             .into_iter()
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("pooled-")
-            })
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
             .unwrap();
-        let bytes = std::fs::read(&victim).unwrap();
-        std::fs::write(&victim, &bytes[..bytes.len() - 10]).unwrap();
+        let mut bytes = std::fs::read(&victim).unwrap();
+        let len = bytes.len();
+        match train_from {
+            None => bytes.truncate(len - 10),
+            Some(_) => bytes[len - 100..len - 90].copy_from_slice(&[0x3c; 10]),
+        }
+        std::fs::write(&victim, &bytes).unwrap();
         let output = command(&["--config", sharded.to_str().unwrap()])
             .output()
             .unwrap();
@@ -179,12 +269,19 @@ fn sharded_run_equals_a_single_run(train_from: Option<&str>) {
 
 #[test]
 fn shards_of_a_frozen_backbone_leave_train_nothing_to_compute() {
-    sharded_run_equals_a_single_run(None);
+    sharded_run_equals_a_single_run(None, false);
 }
 
 #[test]
 fn shards_of_a_fine_tuning_cut_leave_train_nothing_to_compute() {
-    sharded_run_equals_a_single_run(Some("block5_conv1"));
+    sharded_run_equals_a_single_run(Some("block5_conv1"), false);
+}
+
+/// With an unreadable validation photo among those a callback would explain, and an eval set
+/// with boxes that localization reaches: the shards choose the callbacks' images as the run does.
+#[test]
+fn shards_choose_the_callbacks_images_as_the_run_does() {
+    sharded_run_equals_a_single_run(None, true);
 }
 
 /// Kill a shard once it has written a few chunks: every entry it left is whole (a later pass

@@ -24,7 +24,9 @@ use crate::features::{file_hash, Extractor, Work};
 use crate::run::open::{self, Inputs};
 use crate::run::progress::Progress;
 use crate::run::setup::logger_images;
+use burn::module::Module;
 use model::Backbone;
+use model::WeightFile;
 
 /// Arguments of `train features`.
 #[derive(Debug, clap::Args)]
@@ -50,9 +52,12 @@ pub fn run(args: &FeaturesArgs) -> Result<()> {
     check_writable(&cache_dir)?;
     let device = model::device_from_name(&config.run.device).map_err(anyhow::Error::msg)?;
     let inputs = open::load_inputs(&config)?;
-    let trainee = open::trainee(&config, inputs.train.classes.len(), &device)?;
+    let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
+    let (backbone, cut) = open::backbone(&config, &weights, &device)?;
+    drop(weights);
+    let backbone = backbone.valid();
     let extractor = Extractor::new(
-        &trainee.model.backbone,
+        &backbone,
         device,
         config.data.image_size.hw(),
         config.data.backbone_batch_size,
@@ -60,19 +65,18 @@ pub fn run(args: &FeaturesArgs) -> Result<()> {
         Some(cache_dir.clone()),
     )?;
     println!("shard {shard}: feature cache {}", cache_dir.display());
-    let work = match trainee.cut {
+    let work = match cut {
         Some(cut) => Work::Cut(cut),
         None => Work::Pooled,
     };
-    let backbone = &trainee.model.backbone;
-    let items = mine(plan(&config, &inputs, backbone, trainee.cut)?, shard);
+    let items = owned_items(plan(&config, &inputs, &backbone, cut)?, shard);
     set_chunks(&extractor, &inputs, &items, work)?;
-    callback_maps(&extractor, &config, &inputs, &items, trainee.cut)?;
+    callback_maps(&extractor, &config, &inputs, &items, cut)?;
     println!(
-        "{} (shard {shard}, {:.1} s)",
-        extractor.tally.line(),
+        "shard {shard} done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    println!("{}", extractor.tally.line());
     Ok(())
 }
 
@@ -161,7 +165,7 @@ fn maps_item(
 }
 
 /// This shard's items: those whose middle image falls in its share of all the items' images.
-fn mine(items: Vec<(Item, usize)>, shard: Shard) -> Vec<Item> {
+fn owned_items(items: Vec<(Item, usize)>, shard: Shard) -> Vec<Item> {
     let total: usize = items.iter().map(|(_, len)| len).sum();
     let mut start = 0;
     let mut out = Vec::new();
@@ -201,9 +205,8 @@ fn set_chunks(extractor: &Extractor, inputs: &Inputs, items: &[Item], work: Work
     Ok(())
 }
 
-/// The callbacks' activations among `items`. The images are chosen as a run chooses them,
-/// among the readable validation (and eval) images, so a shard with such an item decodes the
-/// validation set to find them.
+/// The callbacks' activations among `items`, of the images a run's callbacks choose (see
+/// [`readable_candidates`]).
 fn callback_maps(
     extractor: &Extractor,
     config: &Config,
@@ -214,18 +217,23 @@ fn callback_maps(
     if !items.iter().any(|i| matches!(i, Item::Maps { .. })) {
         return Ok(());
     }
-    let val = readable(&inputs.val);
-    let evals: Vec<Vec<Sample>> = match inputs.boxes {
-        Some(_) => inputs
-            .evals
-            .iter()
-            .map(|(_, e)| readable(e).samples)
-            .collect(),
-        None => Vec::new(),
-    };
-    let evals: Vec<&[Sample]> = evals.iter().map(Vec::as_slice).collect();
+    let most = config
+        .callbacks
+        .iter()
+        .map(|c| c.num_images)
+        .max()
+        .unwrap_or(0);
+    let scored = config
+        .callbacks
+        .iter()
+        .map(|c| c.localization_images)
+        .max()
+        .unwrap_or(0);
+    let (val, candidates) = readable_candidates(inputs, most, scored);
+    let candidates: Vec<&Sample> = candidates.iter().collect();
     let backbone = extractor.backbone;
-    let chosen = logger_images(config, backbone, &val, &evals, inputs.boxes.as_ref(), cut)?;
+    let boxes = inputs.boxes.as_ref();
+    let chosen = logger_images(config, backbone, &val, &candidates, boxes, cut)?;
     for (spec, images) in config.callbacks.iter().zip(&chosen) {
         for (scored, samples) in [(false, &images.explained), (true, &images.localized)] {
             let item = maps_item(spec, scored, inputs, backbone, cut)?;
@@ -239,21 +247,69 @@ fn callback_maps(
     Ok(())
 }
 
-/// The images of `set` that can be read, as a run's backbone pass finds them.
-fn readable(set: &Dataset) -> Dataset {
-    let ok: Vec<bool> = set
-        .samples
-        .par_iter()
-        .map(|s| images::read_rgb(&s.path).is_ok())
-        .collect();
-    Dataset {
-        classes: set.classes.clone(),
-        samples: set
+/// The readable images a run's callbacks choose from, found by reading only as far as the
+/// choice reaches (a run learns which images are readable from its whole backbone pass): the
+/// first `most` readable validation images of each class (a class-balanced choice of `most`
+/// takes no more from one class), in the set's order, and the first `scored` readable images
+/// with a box among the validation and eval images.
+fn readable_candidates(inputs: &Inputs, most: usize, scored: usize) -> (Dataset, Vec<Sample>) {
+    let val = &inputs.val;
+    let mut kept: Vec<usize> = Vec::new();
+    for class in 0..val.classes.len() {
+        let of_class = val
             .samples
             .iter()
-            .zip(ok)
-            .filter(|(_, ok)| *ok)
-            .map(|(s, _)| s.clone())
-            .collect(),
+            .enumerate()
+            .filter(|(_, s)| s.label == class);
+        kept.extend(first_readable(of_class, most).into_iter().map(|(i, _)| i));
     }
+    kept.sort_unstable();
+    let explained = Dataset {
+        classes: val.classes.clone(),
+        samples: kept.iter().map(|&i| val.samples[i].clone()).collect(),
+    };
+    let candidates = match &inputs.boxes {
+        Some(boxes) => {
+            let sets = sets(inputs);
+            let evaluated = sets[1..]
+                .iter()
+                .flat_map(|(_, d)| &d.samples)
+                .filter(|s| boxes.contains_key(&s.path))
+                .enumerate();
+            first_readable(evaluated, scored)
+                .into_iter()
+                .map(|(_, s)| s.clone())
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    (explained, candidates)
+}
+
+/// The first `count` of `samples` that can be read (as a run's backbone pass reads them),
+/// decoding a few at a time in parallel.
+fn first_readable<'a>(
+    mut samples: impl Iterator<Item = (usize, &'a Sample)>,
+    count: usize,
+) -> Vec<(usize, &'a Sample)> {
+    let mut found = Vec::new();
+    while found.len() < count {
+        let next: Vec<(usize, &Sample)> = samples.by_ref().take(16).collect();
+        if next.is_empty() {
+            break;
+        }
+        let readable: Vec<bool> = next
+            .par_iter()
+            .map(|(_, s)| images::read_rgb(&s.path).is_ok())
+            .collect();
+        let remaining = count - found.len();
+        found.extend(
+            next.into_iter()
+                .zip(readable)
+                .filter(|(_, ok)| *ok)
+                .map(|(item, _)| item)
+                .take(remaining),
+        );
+    }
+    found
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::chunks::{read_header, Readable};
+use super::chunks::{field, read_header, values_sha256, Readable};
 use super::cut::CutPart;
 use super::{pooled_layers, Chunk, Extractor, Work};
 use crate::tensors::read_safetensors;
@@ -53,6 +53,11 @@ impl Extractor<'_> {
             }
             tensors.push((name.to_string(), shape, values));
         }
+        let recorded = field(&hit.metadata, "sha256")?;
+        let found = values_sha256(&tensors);
+        if found != recorded {
+            bail!("the values' checksum is {found}, the metadata says {recorded}");
+        }
         Ok(Chunk {
             readable,
             tensors,
@@ -68,6 +73,7 @@ impl Extractor<'_> {
         let header = read_header(&mut file)?;
         let readable = Readable::from_metadata(&header.metadata, images)?;
         let rows = CutPart::from_header(path.to_path_buf(), &file, &header, None)?;
+        rows.verify(&file, field(&header.metadata, "sha256")?)?;
         let channels = match cut {
             0 => 3,
             _ => self.backbone.channels(cut - 1),

@@ -5,7 +5,9 @@
 //! writing one chunk, or one killed mid-write, never leave a half-written entry in its place.
 //!
 //! Each file's metadata says how many images the chunk has (`images`), which of them were read
-//! (`kept`, indices into the chunk) and which could not be, with why (`skipped`).
+//! (`kept`, indices into the chunk) and which could not be, with why (`skipped`), and holds a
+//! checksum of the values (`sha256`): a file damaged in place, at its full length, is caught
+//! too.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,7 +20,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use super::Skipped;
+use crate::data::Sample;
 use crate::run::files::Pending;
+use crate::tensors::NamedTensor;
+use sha2::{Digest, Sha256};
 
 /// A set is cut into chunks of about this many parts of its images…
 const CHUNKS_PER_SET: usize = 64;
@@ -49,74 +54,97 @@ fn chunk_len(n: usize) -> usize {
 pub struct Readable {
     /// Indices (into the chunk) of the images read, increasing.
     pub kept: Vec<usize>,
-    /// The files that could not be read.
-    pub skipped: Vec<Skipped>,
+    /// Indices (into the chunk) of the images that could not be read, with why.
+    pub skipped: Vec<(usize, String)>,
 }
 
 impl Readable {
-    /// The metadata of a chunk of `images` images.
-    pub fn metadata(&self, images: usize) -> HashMap<String, String> {
+    /// The metadata of a chunk of `images` images whose values have the checksum `sha256`
+    /// ([`values_sha256`] or, for a cut, of its data bytes). Skipped images are recorded by
+    /// index (their paths are the reader's: a cache shared by machines may see other paths).
+    pub fn metadata(&self, images: usize, sha256: &str) -> HashMap<String, String> {
         let kept = self.kept.iter().map(|k| k.to_string()).collect::<Vec<_>>();
-        let skipped = self.skipped.iter().map(|s| {
-            format!(
-                "{}\t{}",
-                s.path.display(),
-                s.reason.replace(['\n', '\t'], " ")
-            )
-        });
         HashMap::from([
             ("images".to_string(), images.to_string()),
             ("kept".to_string(), kept.join(",")),
             (
                 "skipped".to_string(),
-                skipped.collect::<Vec<_>>().join("\n"),
+                serde_json::json!(self.skipped).to_string(),
             ),
+            ("sha256".to_string(), sha256.to_string()),
         ])
     }
 
     /// Read back from a chunk's metadata, checked against the `images` it is looked up for:
-    /// the image count, kept indices strictly increasing and below it, every image either kept
-    /// or skipped.
+    /// the image count, kept indices strictly increasing, every image either kept or skipped.
     pub fn from_metadata(metadata: &HashMap<String, String>, images: usize) -> Result<Self> {
-        let field = |name: &str| {
-            metadata
-                .get(name)
-                .with_context(|| format!("the metadata has no `{name}`"))
-        };
-        let recorded = field("images")?;
+        let recorded = field(metadata, "images")?;
         if recorded.parse::<usize>().ok() != Some(images) {
             bail!("the entry holds `{recorded}` images, expected {images}");
         }
         let mut kept: Vec<usize> = Vec::new();
-        for item in field("kept")?.split(',').filter(|s| !s.is_empty()) {
+        for item in field(metadata, "kept")?
+            .split(',')
+            .filter(|s| !s.is_empty())
+        {
             let i: usize = item
                 .parse()
                 .with_context(|| format!("bad image index `{item}` in the kept list"))?;
-            if i >= images {
-                bail!("image index {i} in the kept list, but the chunk has {images} images");
-            }
             if let Some(&last) = kept.last().filter(|&&last| last >= i) {
                 bail!("image index {i} after {last} in the kept list (not increasing)");
             }
             kept.push(i);
         }
-        let skipped: Vec<Skipped> = field("skipped")?
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(p, r)| Skipped {
-                path: p.into(),
-                reason: r.into(),
-            })
+        let skipped: Vec<(usize, String)> = serde_json::from_str(field(metadata, "skipped")?)
+            .context("the skipped list is not [[index, reason], …]")?;
+        let mut all: Vec<usize> = kept
+            .iter()
+            .copied()
+            .chain(skipped.iter().map(|s| s.0))
             .collect();
-        if kept.len() + skipped.len() != images {
+        all.sort_unstable();
+        if all != (0..images).collect::<Vec<_>>() {
             bail!(
-                "{} images kept and {} skipped, but the chunk has {images}",
-                kept.len(),
-                skipped.len()
+                "kept {:?} and skipped {:?} are not each of the chunk's {images} images once",
+                kept,
+                skipped.iter().map(|s| s.0).collect::<Vec<_>>()
             );
         }
         Ok(Self { kept, skipped })
     }
+
+    /// The skipped files, named by the chunk's `samples`.
+    pub fn skipped_files(&self, samples: &[&Sample]) -> Vec<Skipped> {
+        self.skipped
+            .iter()
+            .map(|(i, reason)| Skipped {
+                path: samples[*i].path.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A metadata field, or an error naming it.
+pub fn field<'m>(metadata: &'m HashMap<String, String>, name: &str) -> Result<&'m str> {
+    metadata
+        .get(name)
+        .map(String::as_str)
+        .with_context(|| format!("the metadata has no `{name}`"))
+}
+
+/// The checksum of host tensors (name, shape, values) as a chunk records it: SHA-256 over each
+/// tensor's name, shape and little-endian f32 values, in the order given.
+pub fn values_sha256(tensors: &[NamedTensor]) -> String {
+    let mut h = Sha256::new();
+    for (name, shape, values) in tensors {
+        h.update(name.as_bytes());
+        h.update(format!("{shape:?}").as_bytes());
+        for v in values {
+            h.update(v.to_le_bytes());
+        }
+    }
+    super::hex(&h.finalize())
 }
 
 /// One tensor's entry in a safetensors header.
@@ -170,14 +198,19 @@ pub fn read_header(file: &mut File) -> Result<Header> {
     })
 }
 
-/// Write a safetensors file holding one f16 tensor `name` of `shape`, whose bytes follow the
-/// header as `write_data` writes them (a chunk of a cut, streamed a batch at a time).
+/// The checksum a streamed file's header holds until its data is written (as long as a real one).
+pub const SHA256_PENDING: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Write the header of a safetensors file holding one f16 tensor `name` of `shape`, whose
+/// bytes follow (a chunk of a cut, streamed a batch at a time). Returns where in the file the
+/// metadata's `sha256` value starts (write the real checksum there once the data is written:
+/// [`SHA256_PENDING`] holds its place), if the metadata has one.
 pub fn write_f16_header(
     file: &mut impl Write,
     name: &str,
     shape: &[usize],
     metadata: &HashMap<String, String>,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let bytes = shape.iter().product::<usize>() * 2;
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(metadata));
@@ -192,7 +225,9 @@ pub fn write_f16_header(
     }
     file.write_all(&(text.len() as u64).to_le_bytes())?;
     file.write_all(&text)?;
-    Ok(())
+    let key = br#""sha256":""#;
+    let at = text.windows(key.len()).position(|w| w == key);
+    Ok(at.map(|at| (8 + at + key.len()) as u64))
 }
 
 /// A temporary file untouched for this long was left by a killed process (a live writer
@@ -262,15 +297,11 @@ mod tests {
     fn readable_lists_round_trip_and_bad_ones_are_refused() {
         let readable = Readable {
             kept: vec![0, 2],
-            skipped: vec![Skipped {
-                path: "a/b.jpg".into(),
-                reason: "bad\tjpeg\nheader".into(),
-            }],
+            skipped: vec![(1, "bad\tjpeg\nheader \"x\"".into())],
         };
-        let metadata = readable.metadata(3);
+        let metadata = readable.metadata(3, SHA256_PENDING);
         let back = Readable::from_metadata(&metadata, 3).unwrap();
-        assert_eq!(back.kept, [0, 2]);
-        assert_eq!(back.skipped[0].reason, "bad jpeg header");
+        assert_eq!(back, readable);
         assert!(
             Readable::from_metadata(&metadata, 4).is_err(),
             "other count"
@@ -280,6 +311,7 @@ mod tests {
             ("2,0", "not increasing"),
             ("0,x", "unparsable"),
             ("0", "one missing"),
+            ("0,1,2", "one kept and skipped"),
         ] {
             let mut bad = metadata.clone();
             bad.insert("kept".into(), kept.into());
@@ -292,12 +324,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.safetensors");
         let mut pending = Pending::new(dir.path(), "x").unwrap();
-        let metadata = HashMap::from([("images".to_string(), "2".to_string())]);
-        write_f16_header(pending.file(), "rows", &[2, 3], &metadata).unwrap();
+        let metadata = HashMap::from([("sha256".to_string(), SHA256_PENDING.to_string())]);
+        let at = write_f16_header(pending.file(), "rows", &[2, 3], &metadata).unwrap();
         let values = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         pending
             .file()
             .write_all(&crate::tensors::f16_bytes(&values))
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        let sum = "ab".repeat(32);
+        pending
+            .file()
+            .write_all_at(sum.as_bytes(), at.unwrap())
             .unwrap();
         let mut file = pending.persist(&path).unwrap();
         assert_eq!(
@@ -310,7 +348,7 @@ mod tests {
         let header = read_header(&mut file).unwrap();
         assert_eq!(header.data_start % 8, 0);
         assert_eq!(header.tensors["rows"].shape, [2, 3]);
-        assert_eq!(header.metadata["images"], "2");
+        assert_eq!(header.metadata["sha256"], sum);
         let read = crate::tensors::read_safetensors(&path).unwrap();
         assert_eq!(read.tensors["rows"].1, values);
     }

@@ -11,9 +11,9 @@ use model::global_average_pool;
 use rayon::prelude::*;
 
 use super::cache::warn_unusable;
-use super::chunks::Readable;
+use super::chunks::{values_sha256, Readable, SHA256_PENDING};
 use super::cut::write_part;
-use super::{pooled_layers, Chunk, Extractor, Skipped, Work};
+use super::{pooled_layers, Chunk, Extractor, Work};
 use crate::data::images;
 use crate::data::Sample;
 use crate::run::progress::Progress;
@@ -33,6 +33,7 @@ impl Extractor<'_> {
             match self.cached(&path, work, samples.len()) {
                 Ok(Some(hit)) => {
                     self.tally.add(samples.len(), true);
+                    progress.add(samples.len());
                     return Ok(hit);
                 }
                 Ok(None) => {}
@@ -48,7 +49,7 @@ impl Extractor<'_> {
                 let tensors = self.host_tensors(work, batches)?;
                 let mut bytes = 0;
                 if let Some(dir) = &self.cache_dir {
-                    let metadata = readable.metadata(samples.len());
+                    let metadata = readable.metadata(samples.len(), &values_sha256(&tensors));
                     let path = dir.join(&name);
                     bytes = match work {
                         Work::Pooled => write_safetensors_f16(&path, &tensors, metadata),
@@ -91,10 +92,7 @@ impl Extractor<'_> {
                 }
                 Err(e) => {
                     eprintln!("warning: skipping {}: {e:#}", samples[i].path.display());
-                    readable.skipped.push(Skipped {
-                        path: samples[i].path.clone(),
-                        reason: format!("{e:#}"),
-                    });
+                    readable.skipped.push((i, format!("{e:#}")));
                 }
             }
         }
@@ -165,7 +163,7 @@ impl Extractor<'_> {
         batches: impl Iterator<Item = &'p [RgbImage]>,
     ) -> Result<Chunk> {
         let (dir, scratch) = self.rows_dir()?;
-        let metadata = readable.metadata(images);
+        let metadata = readable.metadata(images, SHA256_PENDING);
         let rows = batches.map(|batch| {
             let x = images::to_tensor(batch, &self.device);
             Ok(match cut {

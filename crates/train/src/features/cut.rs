@@ -16,10 +16,11 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::{Dataset, Sample};
-use crate::features::chunks::{read_header, write_f16_header, Header, Readable};
+use crate::features::chunks::{read_header, write_f16_header, Header, Readable, SHA256_PENDING};
 use crate::features::{Extractor, PooledFeatures, Work};
 use crate::run::files::Pending;
 use crate::tensors::{f16_bytes, f16_values, to_vec};
+use sha2::{Digest, Sha256};
 
 /// One chunk's rows in its file.
 pub struct CutPart {
@@ -63,6 +64,39 @@ impl CutPart {
             shape: [shape[1], shape[2], shape[3]],
             _scratch: scratch,
         })
+    }
+
+    /// Check the rows against the checksum `sha256` (of their bytes) by reading them all.
+    pub fn verify(&self, file: &File, sha256: &str) -> Result<()> {
+        let mut h = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 22];
+        let (mut offset, end) = (self.data_start, self.data_start + self.bytes());
+        while offset < end {
+            let n = buffer.len().min((end - offset) as usize);
+            file.read_exact_at(&mut buffer[..n], offset)?;
+            h.update(&buffer[..n]);
+            offset += n as u64;
+        }
+        let found = crate::features::hex(&h.finalize());
+        if found != sha256 {
+            bail!("the rows' checksum is {found}, the header says {sha256}");
+        }
+        Ok(())
+    }
+
+    /// Open the file, reading its header again: another process may have put an equal entry in
+    /// its place since (same rows, maybe another header length).
+    fn open(&self) -> Result<(File, u64)> {
+        let mut file = File::open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        let header = read_header(&mut file)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        let again = Self::from_header(self.path.clone(), &file, &header, None)
+            .with_context(|| format!("{}", self.path.display()))?;
+        if (again.rows, again.shape) != (self.rows, self.shape) {
+            bail!("{} changed under the run", self.path.display());
+        }
+        Ok((file, again.data_start))
     }
 
     /// Bytes of the rows.
@@ -121,7 +155,7 @@ impl CutActivations {
             skipped: Vec::new(),
         };
         let dir = scratch.path().to_path_buf();
-        let metadata = readable.metadata(rows);
+        let metadata = readable.metadata(rows, SHA256_PENDING);
         let part = write_part(&dir, "rows", rows, &metadata, [Ok(x)], Some(scratch))?;
         Self::new(vec![part], cut)
     }
@@ -134,7 +168,7 @@ impl CutActivations {
         let mut bytes = vec![0u8; row_len * 2];
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i]);
-        let mut open: Option<(usize, File)> = None;
+        let mut open: Option<(usize, File, u64)> = None;
         for i in order {
             let row = rows[i];
             if row >= self.rows {
@@ -142,15 +176,14 @@ impl CutActivations {
             }
             let p = self.starts.partition_point(|&s| s <= row) - 1;
             let part = &self.parts[p];
-            if open.as_ref().is_none_or(|(q, _)| *q != p) {
-                let file = File::open(&part.path)
-                    .with_context(|| format!("cannot open {}", part.path.display()))?;
-                open = Some((p, file));
+            if open.as_ref().is_none_or(|(q, _, _)| *q != p) {
+                let (file, data_start) = part.open()?;
+                open = Some((p, file, data_start));
             }
-            let Some((_, file)) = &open else {
+            let Some((_, file, data_start)) = &open else {
                 unreachable!("opened above")
             };
-            let offset = part.data_start + ((row - self.starts[p]) * row_len * 2) as u64;
+            let offset = data_start + ((row - self.starts[p]) * row_len * 2) as u64;
             file.read_exact_at(&mut bytes, offset)
                 .with_context(|| format!("cannot read {}", part.path.display()))?;
             for (dst, v) in values[i * row_len..(i + 1) * row_len]
@@ -182,12 +215,13 @@ pub fn write_part(
 ) -> Result<CutPart> {
     let path = dir.join(name);
     let mut pending = Pending::new(dir, name)?;
-    let (mut shape, mut written) = (None, 0);
+    let (mut shape, mut written, mut checksum_at) = (None, 0, None);
+    let mut sha256 = Sha256::new();
     for batch in batches {
         let x = batch?;
         let [b, c, h, w] = x.dims();
         if shape.is_none() {
-            write_f16_header(pending.file(), "rows", &[rows, c, h, w], metadata)?;
+            checksum_at = write_f16_header(pending.file(), "rows", &[rows, c, h, w], metadata)?;
             shape = Some([c, h, w]);
         }
         if shape != Some([c, h, w]) || written + b > rows {
@@ -196,9 +230,11 @@ pub fn write_part(
                 [b, c, h, w]
             );
         }
+        let bytes = f16_bytes(&to_vec(x)?);
+        sha256.update(&bytes);
         pending
             .file()
-            .write_all(&f16_bytes(&to_vec(x)?))
+            .write_all(&bytes)
             .with_context(|| format!("cannot write {}", path.display()))?;
         written += b;
     }
@@ -206,7 +242,11 @@ pub fn write_part(
         bail!("{written} cut rows written, {rows} expected");
     }
     if shape.is_none() {
-        write_f16_header(pending.file(), "rows", &[0, 0, 0, 0], metadata)?;
+        checksum_at = write_f16_header(pending.file(), "rows", &[0, 0, 0, 0], metadata)?;
+    }
+    if let Some(at) = checksum_at {
+        let sum = crate::features::hex(&sha256.finalize());
+        pending.file().write_all_at(sum.as_bytes(), at)?;
     }
     let mut file = pending.persist(&path)?;
     file.rewind()?;
@@ -229,7 +269,7 @@ impl Extractor<'_> {
             .iter_mut()
             .filter_map(|(_, chunk)| chunk.rows.take())
             .collect();
-        let extracted = super::extracted(chunks, what, samples.len(), "cut activations")?;
+        let extracted = super::extracted(chunks, &samples, what, "cut activations")?;
         Ok((CutActivations::new(parts, cut)?, extracted))
     }
 }

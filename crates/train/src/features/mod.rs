@@ -186,7 +186,7 @@ pub fn file_hash(path: &Path) -> Result<String> {
     Ok(hex(&Sha256::digest(&bytes)))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -205,6 +205,15 @@ impl<'a> Extractor<'a> {
             .as_deref()
             .map(chunks::check_writable)
             .transpose()?;
+        if let Some(dir) = &cache_dir {
+            let removed = chunks::remove_stale_temporaries(dir);
+            if removed > 0 {
+                println!(
+                    "removed {removed} temporary files that killed processes left in {}",
+                    dir.display()
+                );
+            }
+        }
         Ok(Self {
             backbone,
             device,
@@ -278,7 +287,7 @@ impl<'a> Extractor<'a> {
                 }
             }
         }
-        let mut extracted = extracted(chunks, what, samples.len(), "features")?;
+        let mut extracted = extracted(chunks, &samples, what, "features")?;
         let n = extracted.kept.len();
         for (name, values) in by_layer {
             let c = values.len() / n;
@@ -320,9 +329,12 @@ impl<'a> Extractor<'a> {
         let index = self.backbone.kind().layer(layer)?;
         let mut values = Vec::new();
         let (mut seconds, mut shape) = (0.0, [samples.len(), 0, 0, 0]);
-        for (_, chunk) in self.chunks(Work::Maps(index), samples, layer)? {
-            if let Some(s) = chunk.readable.skipped.first() {
-                bail!("cannot read {}: {}", s.path.display(), s.reason);
+        for (range, chunk) in self.chunks(Work::Maps(index), samples, layer)? {
+            if let Some((i, reason)) = chunk.readable.skipped.first() {
+                bail!(
+                    "cannot read {}: {reason}",
+                    samples[range.start + i].path.display()
+                );
             }
             seconds += chunk.backbone_seconds;
             for (_, s, v) in chunk.tensors {
@@ -335,15 +347,16 @@ impl<'a> Extractor<'a> {
     }
 }
 
-/// What extracting a set's `chunks` (of its `n` images) found and cost, without the features
+/// What extracting a set's `chunks` (of its images `samples`) found and cost, without the features
 /// (the caller adds them); an error when no image could be read. Says so when all of it came
 /// from the cache.
 fn extracted(
     chunks: Vec<(Range<usize>, Chunk)>,
+    samples: &[&Sample],
     what: &str,
-    n: usize,
     label: &str,
 ) -> Result<PooledFeatures> {
+    let n = samples.len();
     let mut out = PooledFeatures {
         kept: Vec::new(),
         skipped: Vec::new(),
@@ -356,7 +369,8 @@ fn extracted(
     for (range, chunk) in chunks {
         out.kept
             .extend(chunk.readable.kept.iter().map(|k| range.start + k));
-        out.skipped.extend(chunk.readable.skipped);
+        out.skipped
+            .extend(chunk.readable.skipped_files(&samples[range.clone()]));
         out.from_cache &= chunk.from_cache;
         out.backbone_seconds += chunk.backbone_seconds;
         out.cache_bytes += chunk.bytes;

@@ -138,6 +138,16 @@ impl Shard {
                 name: "SLURM_ARRAY_TASK_ID",
                 problem: format!("{id} is below SLURM_ARRAY_TASK_MIN {min}"),
             })?;
+            if offset % step != 0 {
+                // --array=0,3,7 (a list, not a range with a step): no K of N to read off.
+                return Err(ShardError::BadVariable {
+                    name: "SLURM_ARRAY_TASK_ID",
+                    problem: format!(
+                        "{id} is not SLURM_ARRAY_TASK_MIN {min} plus a multiple of \
+                         SLURM_ARRAY_TASK_STEP {step}: use --array=0-(N-1), or --shard K/N"
+                    ),
+                });
+            }
             return Self::new(offset / step, count);
         }
         if let Some(index) = number("JOB_COMPLETION_INDEX")? {
@@ -150,8 +160,8 @@ impl Shard {
     /// Whether this shard does the work item that starts `start` images into the whole pass
     /// of `total` images and holds `len` (its middle image decides).
     pub fn owns(&self, start: usize, len: usize, total: usize) -> bool {
-        let middle = start + len / 2;
-        middle * self.count / total.max(1) == self.index
+        let middle = (start + len / 2) as u128;
+        (middle * self.count as u128 / total.max(1) as u128) as usize == self.index
     }
 }
 
@@ -216,6 +226,16 @@ mod tests {
             ("SLURM_ARRAY_TASK_COUNT", "4"),
         ]);
         assert_eq!(Shard::from_env(stepped), Ok(Shard::new(2, 4).unwrap()));
+        let listed = env(&[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ]);
+        assert!(Shard::from_env(listed)
+            .unwrap_err()
+            .to_string()
+            .contains("--array=0-(N-1)"));
         let k8s = env(&[("JOB_COMPLETION_INDEX", "1"), ("JOB_COMPLETIONS", "3")]);
         assert_eq!(Shard::from_env(k8s), Ok(Shard::new(1, 3).unwrap()));
     }

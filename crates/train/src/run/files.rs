@@ -1,7 +1,7 @@
 //! Files of a run directory: its creation (`runs/<name>-<YYYYmmdd-HHMMSS>[-n]`, never reused),
 //! its identity on disk (to notice it being replaced mid-run), and atomic writes.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -144,9 +144,11 @@ impl Pending {
             .persist(path)
             .with_context(|| format!("cannot move a new file into place at {}", path.display()))?;
         let dir = parent_dir(path);
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot sync directory {}", dir.display()))?;
+        match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            // Some network and FUSE filesystems cannot fsync a directory: the rename stands.
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported) => {}
+            result => result.with_context(|| format!("cannot sync directory {}", dir.display()))?,
+        }
         Ok(file)
     }
 }

@@ -98,13 +98,7 @@ pub fn trainee(config: &Config, num_classes: usize, device: &Device) -> Result<T
     let weights = WeightFile::open(&config.model.weights).context("[model] weights")?;
     let kind = config.model.head;
     let classes = if num_classes == 2 { 1 } else { num_classes };
-    let cut = config
-        .train_from()
-        .map(|name| config.model.backbone.train_start(name))
-        .transpose()
-        .context("[model] train_from")?;
-    let backbone = Backbone::load_trainable(config.model.backbone, &weights, cut, device)
-        .context("[model] weights")?;
+    let (backbone, cut) = backbone(config, &weights, device)?;
     // A fine-tuning run exports its backbone every epoch from the original tensors.
     let original_backbone = match cut {
         Some(_) => backbone_tensors(&weights).context("[model] weights")?,
@@ -146,6 +140,23 @@ pub fn trainee(config: &Config, num_classes: usize, device: &Device) -> Result<T
         original_backbone,
         cut,
     })
+}
+
+/// The backbone of `config` from `weights` (trainable from the cut `[model] train_from`, if
+/// any), and the cut: what the backbone pass runs (`train features` needs no more).
+pub fn backbone(
+    config: &Config,
+    weights: &WeightFile,
+    device: &Device,
+) -> Result<(Backbone, Option<usize>)> {
+    let cut = config
+        .train_from()
+        .map(|name| config.model.backbone.train_start(name))
+        .transpose()
+        .context("[model] train_from")?;
+    let backbone = Backbone::load_trainable(config.model.backbone, weights, cut, device)
+        .context("[model] weights")?;
+    Ok((backbone, cut))
 }
 
 /// The run directory: `resume_dir`, or a new one with the config written into it.

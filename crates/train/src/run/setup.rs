@@ -199,14 +199,14 @@ pub struct LoggerImages {
 
 /// The images of every logger: each explains the first `num_images` of one fixed,
 /// class-balanced choice of the readable validation images `val`, and scores localization on
-/// every evaluated image with a box (validation first, then the readable images of the eval
-/// sets, `evals`), up to `localization_images`. With `cut` (the first trained backbone layer), a
+/// the first `localization_images` of the readable evaluated images `candidates` (validation
+/// first, then the eval sets) that have a box. With `cut` (the first trained backbone layer), a
 /// logger at or above it keeps the input of the cut.
 pub fn logger_images(
     config: &Config,
     backbone: &Backbone,
     val: &Dataset,
-    evals: &[&[Sample]],
+    candidates: &[&Sample],
     boxes: Option<&UprightAnnotations>,
     cut: Option<usize>,
 ) -> Result<Vec<LoggerImages>> {
@@ -217,7 +217,6 @@ pub fn logger_images(
         .max()
         .unwrap_or(0);
     let chosen = data::balanced_subset(val, most);
-    let candidates = val.samples.iter().chain(evals.iter().copied().flatten());
     let mut out = Vec::new();
     for spec in &config.callbacks {
         let layer = backbone.kind().layer(&spec.layer)?;
@@ -227,10 +226,10 @@ pub fn logger_images(
         };
         let localized = match boxes {
             Some(boxes) => candidates
-                .clone()
+                .iter()
                 .filter(|s| boxes.contains_key(&s.path))
                 .take(spec.localization_images)
-                .cloned()
+                .map(|&s| s.clone())
                 .collect(),
             None => Vec::new(),
         };
@@ -263,12 +262,19 @@ pub fn cam_loggers(
         classes: class_names.to_vec(),
         samples: sets.val.samples.clone(),
     };
-    let evals: Vec<&[Sample]> = sets
-        .evals
+    let candidates: Vec<&Sample> = readable
+        .samples
         .iter()
-        .map(|e| e.features.samples.as_slice())
+        .chain(sets.evals.iter().flat_map(|e| &e.features.samples))
         .collect();
-    let chosen = logger_images(config, extractor.backbone, &readable, &evals, boxes, cut)?;
+    let chosen = logger_images(
+        config,
+        extractor.backbone,
+        &readable,
+        &candidates,
+        boxes,
+        cut,
+    )?;
     let mut out = Loggers {
         loggers: Vec::new(),
         originals: Vec::new(),
