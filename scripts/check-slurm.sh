@@ -16,8 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${SHARED_DIR:-$(cd .. && pwd)/shared}"
-cargo build --release -p train --quiet
+# The release build of the workspace (`cargo build --release`, or CI's `cargo test --release
+# --workspace`): building `-p train` alone would build burn again with other features.
 train=target/release/train
+[ -x "$train" ] || { echo "no $train: run cargo build --release first" >&2; exit 1; }
 work=$(mktemp -d /tmp/check-slurm.XXXXXX)
 chmod 755 "$work"
 export SLURM_LOCAL_DIR=""

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with TensorBoard (its reader checks our event files in the tests) and Pillow.
+# Create .venv with TensorBoard (its reader checks our event files in the tests), Pillow, and the
+# W&B SDK (scripts/wandb_sync.py; the tests run it offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -10,5 +11,5 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    "tensorboard==2.21.0" "pillow==13.0.0"
-.venv/bin/python -c "import tensorboard, PIL; print('tensorboard', tensorboard.__version__, 'pillow', PIL.__version__)"
+    "tensorboard==2.21.0" "pillow==13.0.0" "wandb==0.31.0"
+.venv/bin/python -c "import tensorboard, PIL, wandb; print('tensorboard', tensorboard.__version__, 'pillow', PIL.__version__, 'wandb', wandb.__version__)"
