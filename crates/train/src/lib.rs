@@ -1,5 +1,5 @@
 //! The `train` tool as a library: every part of the binary (config, data, feature cache, head
-//! training, runs, explain, sanity, compare, bench), so tests and fuzz targets can call them.
+//! training, runs, explain, sanity, compare, bench, trackers), so tests and fuzz targets can call them.
 
 pub mod commands;
 pub mod config;
@@ -11,3 +11,4 @@ pub mod learn;
 pub mod plot;
 pub mod run;
 pub mod tensors;
+pub mod tracking;

@@ -150,7 +150,20 @@ impl Config {
         self.check_eval_sets()?;
         self.check_model()?;
         self.check_train()?;
-        self.check_callbacks()
+        self.check_callbacks()?;
+        self.check_logging()
+    }
+
+    /// `[logging]`: an MLflow address this build can speak to, an experiment name.
+    fn check_logging(&self) -> Result<()> {
+        if let Some(uri) = &self.logging.mlflow {
+            crate::tracking::mlflow::Client::new(uri)
+                .map_err(|e| anyhow::anyhow!("[logging] mlflow: {e}"))?;
+        }
+        if self.logging.experiment.trim().is_empty() {
+            bail!("[logging] experiment must not be empty");
+        }
+        Ok(())
     }
 
     /// `[run]`.

@@ -207,6 +207,16 @@ pub struct LoggingConfig {
     /// Write overlay PNG files under `images/`.
     #[serde(default = "default_true")]
     pub png: bool,
+    /// Log live to this MLflow tracking server (`http://host:port`): params, metrics per epoch,
+    /// images as artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment (default `catdog-cam`).
+    #[serde(default = "default_experiment")]
+    pub experiment: String,
+    /// Whether a server that cannot be reached at the start stops the run (default true).
+    #[serde(default = "default_true")]
+    pub mlflow_required: bool,
 }
 
 impl Default for LoggingConfig {
@@ -214,8 +224,15 @@ impl Default for LoggingConfig {
         Self {
             tensorboard: true,
             png: true,
+            mlflow: None,
+            experiment: default_experiment(),
+            mlflow_required: true,
         }
     }
+}
+
+fn default_experiment() -> String {
+    "catdog-cam".into()
 }
 
 fn default_runs_dir() -> PathBuf {

@@ -76,10 +76,12 @@ impl Session {
             original_backbone,
             cut,
         } = open::trainee(&config, inputs.train.classes.len(), &device)?;
-        // An unwritable cache stops the run before its run directory exists.
+        // An unwritable cache or an unreachable tracker stops the run before its run directory
+        // exists.
         if let Some(dir) = config.cache_dir() {
             crate::features::chunks::check_writable(&dir)?;
         }
+        let tracker = crate::tracking::connect(&config)?;
         let run_dir = open::run_dir(&config, resume_dir)?;
         println!("run dir: {}", run_dir.display());
         let open::Features {
@@ -106,7 +108,7 @@ impl Session {
         }
         training.update(&mut model);
         let class_names = inputs.train.classes.clone();
-        let sinks = open::sinks(
+        let mut sinks = open::sinks(
             &config,
             &run_dir,
             &sets,
@@ -115,6 +117,10 @@ impl Session {
             resume_dir,
             start_epoch,
         )?;
+        if let Some(tracker) = tracker {
+            let sink = crate::tracking::MlflowSink::open(tracker, &run_dir, &config)?;
+            sinks.push(Box::new(sink));
+        }
         let mut session = Self {
             identity: files::dir_identity(&run_dir)?,
             run_dir,
