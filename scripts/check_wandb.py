@@ -104,6 +104,8 @@ def main():
         for tag in records["text"]:
             if not isinstance(row.get(tag), dict):
                 missing.append(f"text {tag} at step {step}")
+    if scalars == 0 or images == 0:
+        missing.append(f"nothing to check: {scalars} scalars and {images} image tags in {run_dir}")
     if "run" not in config or "model" not in config:
         missing.append(f"config: {sorted(config)}")
     print(f"check_wandb: {scalars} scalars and {images} image tags over {len(steps)} steps; "

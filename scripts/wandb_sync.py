@@ -13,7 +13,8 @@
 
 `--follow` tails a live run: a step is sent once the next one has begun (W&B takes no earlier
 step later) and the rest when the run writes its `finished` file, so the maps appear in W&B
-while it trains; it gives up after `--idle-timeout` seconds without a new step.
+while it trains; it gives up (sending what it has) after `--idle-timeout` seconds in which the
+event files did not grow. Each invocation makes a new W&B run.
 
 Offline (`WANDB_MODE=offline`) it writes a local run under `./wandb` (or `$WANDB_DIR`) that
 `wandb sync` uploads later. Needs `wandb` and `tensorboard` (scripts/setup-venv.sh installs both
@@ -171,7 +172,7 @@ def main():
     run = wandb.init(project=args.project, name=name, config=config,
                      tags=["catdog-cam"], notes=f"synced from {run_dir}")
     events = Events(run_dir)
-    sent, last_change = -1, time.monotonic()
+    sent, last_change, last_size = -1, time.monotonic(), 0
     while True:
         finished = os.path.exists(os.path.join(run_dir, "finished"))
         steps = events.reload()
@@ -183,12 +184,22 @@ def main():
             sent, last_change = step, time.monotonic()
             live = " (run in progress)" if not finished else ""
             print(f"wandb_sync: step {step} sent{live}", flush=True)
+        if not steps and not args.follow:
+            run.finish(exit_code=1)
+            fail(f"{run_dir}: no record could be read from its event files")
         if not args.follow or finished:
             break
+        # A long epoch still grows the event file: that is activity too.
+        size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
+        if size != last_size:
+            last_size, last_change = size, time.monotonic()
         if time.monotonic() - last_change > args.idle_timeout:
+            for step in (s for s in sorted(steps) if s > sent):
+                log_step(wandb, step, steps[step])
+                sent = step
             summary(run, steps)
             run.finish(exit_code=1)
-            fail(f"no new step in {args.idle_timeout:.0f} s and no `finished` file: "
+            fail(f"nothing written for {args.idle_timeout:.0f} s and no `finished` file: "
                  f"the run stopped? (steps 0..{sent} sent)")
         time.sleep(args.poll)
     summary(run, steps)

@@ -115,8 +115,20 @@ impl Drop for Server {
 }
 
 fn get_text(url: &str) -> Option<String> {
-    let mut response = ureq::get(url).call().ok()?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().ok()?;
     response.body_mut().read_to_string().ok()
+}
+
+/// A metric value as MLflow returns it (NaN and infinities as strings).
+fn number(value: &Value) -> f64 {
+    match value.as_str() {
+        Some(text) => text.parse().unwrap_or(f64::NAN),
+        None => value.as_f64().unwrap(),
+    }
 }
 
 /// A small CAM + Grad-CAM run logging to `uri`; `slow`: Score-CAM at 128 px (epochs that take a
@@ -182,12 +194,7 @@ fn assert_metrics_equal(server: &Server, run: &Path, id: &str) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| {
-                (
-                    m["step"].as_u64().unwrap() as usize,
-                    m["value"].as_f64().unwrap(),
-                )
-            })
+            .map(|m| (m["step"].as_u64().unwrap() as usize, number(&m["value"])))
             .collect();
         logged.sort_by(|a, b| a.partial_cmp(b).unwrap());
         logged.dedup_by_key(|m| m.0);

@@ -139,8 +139,11 @@ fn follow_sends_steps_while_the_run_trains() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let path = config(tmp.path(), &runs, 30, true);
+    // The run stalls 8 s after epoch 2 (the test hook): however fast the machine, steps are
+    // sent while it trains.
     let mut training = Command::new(env!("CARGO_BIN_EXE_train"))
         .args(["--config", path.to_str().unwrap()])
+        .env(train::run::hooks::STALL_ENV, "2:8")
         .current_dir(repo())
         .stdout(Stdio::null())
         .spawn()

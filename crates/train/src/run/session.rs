@@ -117,8 +117,9 @@ impl Session {
             resume_dir,
             start_epoch,
         )?;
-        if let Some(tracker) = tracker {
-            let sink = crate::tracking::MlflowSink::open(tracker, &run_dir, &config)?;
+        if let Some(sink) =
+            tracker.and_then(|t| crate::tracking::MlflowSink::open(t, &run_dir, &config))
+        {
             sinks.push(Box::new(sink));
         }
         let mut session = Self {

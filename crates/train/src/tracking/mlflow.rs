@@ -48,10 +48,32 @@ pub fn key(tag: &str) -> String {
         .collect()
 }
 
+/// The server answered and refused the request (HTTP 4xx): trying again will not help, but the
+/// server is there.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+/// Whether `error` is a refusal by a server that is there ([`Rejected`]), not a server away.
+pub fn rejected(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Rejected>().is_some()
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(Duration::from_secs(3).min(timeout)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// An MLflow tracking server.
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// For probes while the server is away: a short timeout, so a hung server costs little.
+    probe: ureq::Agent,
     /// Whether a request that found no server is tried again (off while it is known to be
     /// away: a probe a flush, not seconds of pauses an epoch).
     retry: bool,
@@ -67,19 +89,16 @@ impl Client {
         if !base.starts_with("http://") || base.len() <= "http://".len() {
             bail!("{uri}: expected http://host:port");
         }
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(20)))
-            .http_status_as_error(false)
-            .build()
-            .into();
         Ok(Self {
             base,
-            agent,
+            agent: agent(Duration::from_secs(10)),
+            probe: agent(Duration::from_secs(2)),
             retry: true,
         })
     }
 
-    /// Try requests that found no server again (the default), or not.
+    /// Try requests that found no server again, with the full timeout (the default), or not:
+    /// one try, a 2-second timeout (while the server is away).
     pub fn set_retry(&mut self, retry: bool) {
         self.retry = retry;
     }
@@ -93,18 +112,28 @@ impl Client {
     /// again when no server answered; an error names the call and what the server said.
     fn call(&self, path: &str, body: Option<&Value>) -> Result<Value> {
         let url = format!("{}/api/2.0/mlflow/{path}", self.base);
+        let agent = self.agent();
         let text = self.with_tries(&url, || match body {
-            Some(body) => self
-                .agent
+            Some(body) => agent
                 .post(&url)
                 .header("Content-Type", "application/json")
                 .send(body.to_string()),
-            None => self.agent.get(&url).call(),
+            None => agent.get(&url).call(),
         })?;
         serde_json::from_str(&text).with_context(|| format!("{url}: not JSON: {text:.200}"))
     }
 
-    /// `send` until a server answers (bounded); the body of a 2xx answer, else an error.
+    fn agent(&self) -> &ureq::Agent {
+        if self.retry {
+            &self.agent
+        } else {
+            &self.probe
+        }
+    }
+
+    /// `send` until a server answers (bounded; a timeout is not tried again: a hung server
+    /// would cost the run each time); the body of a 2xx answer, else an error ([`Rejected`]
+    /// for a 4xx).
     fn with_tries(
         &self,
         url: &str,
@@ -117,11 +146,15 @@ impl Client {
                 Ok(mut response) => {
                     let status = response.status();
                     let text = response.body_mut().read_to_string().unwrap_or_default();
+                    if status.is_client_error() {
+                        return Err(Rejected(format!("{url}: HTTP {status}: {text:.300}")).into());
+                    }
                     if !status.is_success() {
                         bail!("{url}: HTTP {status}: {text:.300}");
                     }
                     return Ok(text);
                 }
+                Err(e @ ureq::Error::Timeout(_)) => bail!("{url}: {e}"),
                 Err(e) => last = Some(e),
             }
             std::thread::sleep(*pause);
@@ -139,11 +172,21 @@ impl Client {
                 None,
             ) {
                 Ok(v) => Ok(v["experiment"]["experiment_id"].as_str().map(String::from)),
-                Err(e) if e.to_string().contains("RESOURCE_DOES_NOT_EXIST") => Ok(None),
+                Err(e) if rejected(&e) && e.to_string().contains("RESOURCE_DOES_NOT_EXIST") => {
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             }
         };
         if let Some(id) = by_name(name)? {
+            let encoded = url_encode(name);
+            let found = self.call(
+                &format!("experiments/get-by-name?experiment_name={encoded}"),
+                None,
+            )?;
+            if found["experiment"]["lifecycle_stage"] == "deleted" {
+                bail!("experiment `{name}` is deleted on the server: restore it, or choose another name");
+            }
             return Ok(id);
         }
         match self.call("experiments/create", Some(&json!({ "name": name }))) {
@@ -237,7 +280,8 @@ impl Client {
                 .collect::<Vec<_>>()
                 .join("/")
         );
-        self.with_tries(&url, || self.agent.put(&url).send(bytes))
+        let agent = self.agent();
+        self.with_tries(&url, || agent.put(&url).send(bytes))
             .map(|_| ())
     }
 }

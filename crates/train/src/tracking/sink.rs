@@ -14,6 +14,7 @@ use tensorboard::SessionStatus;
 
 use super::mlflow::{now_ms, Client, Metric};
 use crate::config::Config;
+use crate::run::metrics::MetricsTable;
 
 /// The run directory's record of its MLflow run.
 const RECORD: &str = "mlflow.json";
@@ -74,21 +75,47 @@ pub struct MlflowSink {
 }
 
 impl MlflowSink {
-    /// The MLflow run of the run in `run_dir`: a new one, or the one its `mlflow.json` names
-    /// (a resumed run), with the config logged as params.
-    pub fn open(tracker: Tracker, run_dir: &Path, config: &Config) -> Result<Self> {
+    /// The MLflow run of the run in `run_dir`: a new one with the config as params, or the
+    /// one its `mlflow.json` names (a resumed run; a new one if that run is gone). A failure
+    /// here, after the server answered at the start, is a warning: the run goes on without it.
+    pub fn open(tracker: Tracker, run_dir: &Path, config: &Config) -> Option<Self> {
+        match Self::try_open(tracker, run_dir, config) {
+            Ok(sink) => Some(sink),
+            Err(e) => {
+                eprintln!("warning: [logging] mlflow: {e:#}; training goes on without it");
+                None
+            }
+        }
+    }
+
+    fn try_open(tracker: Tracker, run_dir: &Path, config: &Config) -> Result<Self> {
         let Tracker { client, experiment } = tracker;
         let record_path = run_dir.join(RECORD);
         let record: Option<Record> = std::fs::read(&record_path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .filter(|r: &Record| r.tracking_uri == client.uri() && r.experiment_id == experiment);
-        let (run_id, artifact_uri) = match record {
-            Some(r) => {
-                client.set_status(&r.run_id, "RUNNING")?;
-                let uri = client.artifact_uri(&r.run_id)?;
-                println!("mlflow: resuming run {} at {}", r.run_id, client.uri());
-                (r.run_id, uri)
+        // A resumed run's MLflow run, if it is still there (its params were logged when it
+        // was created: a changed value would be refused).
+        let resumed = record.and_then(|r| {
+            let uri = client
+                .set_status(&r.run_id, "RUNNING")
+                .and_then(|_| client.artifact_uri(&r.run_id));
+            match uri {
+                Ok(uri) => Some((r.run_id, uri)),
+                Err(e) => {
+                    eprintln!(
+                        "warning: mlflow: run {} cannot be continued ({e:#}): a new run",
+                        r.run_id
+                    );
+                    None
+                }
+            }
+        });
+        let (run_id, artifact_uri) = match resumed {
+            Some((id, uri)) => {
+                println!("mlflow: resuming run {id} at {}", client.uri());
+                (id, uri)
             }
             None => {
                 let name = run_dir.file_name().unwrap_or_default().to_string_lossy();
@@ -103,6 +130,9 @@ impl MlflowSink {
                     run_id: id.clone(),
                 };
                 crate::run::files::write_atomic(&record_path, &serde_json::to_vec(&record)?)?;
+                client
+                    .log_batch(&id, &[], &params(config)?)
+                    .context("logging the config as params")?;
                 println!(
                     "mlflow: run {id} in experiment {experiment} at {}",
                     client.uri()
@@ -110,9 +140,6 @@ impl MlflowSink {
                 (id, uri)
             }
         };
-        client
-            .log_batch(&run_id, &[], &params(config)?)
-            .context("[logging] mlflow: logging the config as params")?;
         Ok(Self {
             client,
             run_id,
@@ -125,12 +152,17 @@ impl MlflowSink {
         })
     }
 
-    /// A request failed: warn the first time; the run goes on.
+    /// A request failed: a server away is marked down (a warning the first time; no retries
+    /// until it answers again); a refusal by a server that is there drops only that item.
     fn failed(&mut self, what: &str, error: &anyhow::Error) {
+        if super::mlflow::rejected(error) {
+            eprintln!("warning: mlflow: {what} refused: {error:#}; skipped");
+            return;
+        }
         if !self.down {
             eprintln!(
                 "warning: mlflow: {what}: {error:#}; training goes on (everything is in the run \
-                 directory; scalars are kept and sent when the server is back)"
+                 directory; scalars are kept and sent when the server is back, images are not)"
             );
         }
         self.down = true;
@@ -148,7 +180,8 @@ impl MlflowSink {
     }
 }
 
-/// The config as flat params: `train.learning_rate = 0.01`, `callbacks.0.kind = cam`, ….
+/// The config as flat params: `train.learning_rate = 0.01`, `callbacks.0.kind = cam`, … (not
+/// `[logging]`).
 fn params(config: &Config) -> Result<Vec<(String, String)>> {
     fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
         let join = |k: &str| match prefix {
@@ -167,7 +200,26 @@ fn params(config: &Config) -> Result<Vec<(String, String)>> {
     }
     let mut out = Vec::new();
     flatten("", &toml::Value::try_from(config)?, &mut out);
+    // Where the run is logged is not a setting of the run.
+    out.retain(|(k, _)| !k.starts_with("logging."));
     Ok(out)
+}
+
+/// The run's summary as Markdown: the best validation accuracy and every column's last value.
+fn summary(table: &MetricsTable) -> String {
+    let mut text = String::from("# Summary\n\n");
+    if let Some((epoch, accuracy)) = table.best("val_accuracy") {
+        text.push_str(&format!(
+            "best val accuracy {accuracy:.4} at epoch {epoch}\n\n"
+        ));
+    }
+    text.push_str("| metric | last value | epoch |\n|---|---|---|\n");
+    for column in &table.columns {
+        if let Some((epoch, value)) = table.last(column) {
+            text.push_str(&format!("| {column} | {value:.4} | {epoch} |\n"));
+        }
+    }
+    text
 }
 
 /// Where an image of `tag` at `step` goes: `images/<method>/epoch-NNN/<rest>.png`.
@@ -229,13 +281,21 @@ impl Sink for MlflowSink {
                 self.down = false;
                 self.client.set_retry(true);
             }
-            Err(e) => self.failed("sending scalars", &e),
+            Err(e) => {
+                if super::mlflow::rejected(&e) {
+                    self.pending.clear();
+                }
+                self.failed("sending scalars", &e)
+            }
         }
         Ok(())
     }
 
     fn session_end(&mut self, status: SessionStatus) -> Result<(), SinkError> {
         self.flush()?;
+        if let Ok(table) = MetricsTable::read(&self.run_dir.join("metrics.csv")) {
+            self.upload("summary.md", summary(&table).as_bytes());
+        }
         for name in ["metrics.csv", "config.toml"] {
             if let Ok(bytes) = std::fs::read(self.run_dir.join(name)) {
                 self.upload(name, &bytes);
@@ -256,8 +316,12 @@ impl Sink for MlflowSink {
 impl Drop for MlflowSink {
     /// A run that stops on an error drops its sinks without ending the session: FAILED.
     fn drop(&mut self) {
-        if !self.ended && !self.down {
-            let _ = self.flush();
+        if !self.ended {
+            if !self.down {
+                let _ = self.flush();
+            }
+            // One try (a short one while the server is away).
+            self.client.set_retry(false);
             let _ = self.client.set_status(&self.run_id, "FAILED");
         }
     }
