@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, repo, run_dirs, small_config, SmallRun};
+use common::{ok, repo, run_dirs, tracked_config, venv_python};
 use serde_json::Value;
 use train::run::metrics::{Metric, MetricsTable};
 
@@ -35,10 +35,7 @@ fn free_port() -> u16 {
 
 impl Server {
     fn start() -> Self {
-        let mlflow = std::env::var_os("TENSORBOARD_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join(".venv/bin/python"))
-            .with_file_name("mlflow");
+        let mlflow = venv_python().with_file_name("mlflow");
         assert!(mlflow.exists(), "MLFLOW MISSING: run scripts/setup-venv.sh");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -131,43 +128,11 @@ fn number(value: &Value) -> f64 {
     }
 }
 
-/// A small CAM + Grad-CAM run logging to `uri`; `slow`: Score-CAM at 128 px (epochs that take a
-/// while); `extra`: more `[logging]` lines.
+/// The tracked run of the tests (common::tracked_config) logging to `uri`; `extra`: more
+/// `[logging]` lines.
 fn config(dir: &Path, runs: &Path, epochs: usize, uri: &str, extra: &str, slow: bool) -> PathBuf {
-    let methods: &[&str] = if slow {
-        &["scorecam"]
-    } else {
-        &["cam", "gradcam"]
-    };
-    let mut callbacks: String = methods
-        .iter()
-        .map(|m| {
-            format!("\n[[callbacks]]\nkind = \"{m}\"\nlayer = \"block5_conv3\"\nnum_images = 4\n")
-        })
-        .collect();
-    callbacks.push_str(&format!(
-        "\n[logging]\nmlflow = \"{uri}\"\nexperiment = \"tests\"\n{extra}"
-    ));
-    let path = small_config(
-        dir,
-        SmallRun {
-            name: "tracked",
-            runs,
-            data_seed: 2,
-            train: 64,
-            seed: 3,
-            epochs,
-            callbacks: &callbacks,
-        },
-    );
-    if slow {
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("size = 64 }", "size = 128 }")
-            .replace("image_size = 64", "image_size = 128");
-        std::fs::write(&path, text).unwrap();
-    }
-    path
+    let logging = format!("\n[logging]\nmlflow = \"{uri}\"\nexperiment = \"tests\"\n{extra}");
+    tracked_config(dir, runs, epochs, slow, &logging)
 }
 
 fn run_id(run: &Path) -> String {

@@ -10,23 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, repo, run_dirs, small_config, SmallRun};
-
-/// The venv's Python (scripts/setup-venv.sh installs tensorboard and wandb into it).
-fn python() -> PathBuf {
-    let python = std::env::var_os("TENSORBOARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "PYTHON VENV MISSING: run scripts/setup-venv.sh"
-    );
-    python
-}
+use common::{ok, repo, run_dirs, tracked_config, venv_python};
 
 /// `scripts/<script> args` in the venv, offline, every W&B file under `home`.
 fn script(script: &str, args: &[&Path], home: &Path) -> Command {
-    let mut command = Command::new(python());
+    let mut command = Command::new(venv_python());
     command
         .arg(repo().join("scripts").join(script))
         .args(args)
@@ -65,41 +53,9 @@ fn offline_run(home: &Path) -> PathBuf {
     runs[0].clone()
 }
 
-/// A small run with CAM and Grad-CAM; `slow`: at 128 px with Score-CAM instead (a network pass
-/// per channel per image, ~0.2 s a drawing), so that the run is still training when a sync that
-/// follows it has started.
+/// The tracked run of the tests, without a tracker in its config.
 fn config(dir: &Path, runs: &Path, epochs: usize, slow: bool) -> PathBuf {
-    let methods: &[&str] = if slow {
-        &["scorecam"]
-    } else {
-        &["cam", "gradcam"]
-    };
-    let callbacks: String = methods
-        .iter()
-        .map(|m| {
-            format!("\n[[callbacks]]\nkind = \"{m}\"\nlayer = \"block5_conv3\"\nnum_images = 4\n")
-        })
-        .collect();
-    let path = small_config(
-        dir,
-        SmallRun {
-            name: "tracked",
-            runs,
-            data_seed: 2,
-            train: 64,
-            seed: 3,
-            epochs,
-            callbacks: &callbacks,
-        },
-    );
-    if slow {
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("size = 64 }", "size = 128 }")
-            .replace("image_size = 64", "image_size = 128");
-        std::fs::write(&path, text).unwrap();
-    }
-    path
+    tracked_config(dir, runs, epochs, slow, "")
 }
 
 #[test]

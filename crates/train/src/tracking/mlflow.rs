@@ -163,31 +163,33 @@ impl Client {
         bail!("{url}: {error}")
     }
 
-    /// The id of the experiment `name`, created if there is none.
+    /// The id of the experiment `name`, created if there is none; an error if it is deleted.
     pub fn experiment(&self, name: &str) -> Result<String> {
-        let by_name = |name: &str| -> Result<Option<String>> {
-            let encoded: String = url_encode(name);
+        // The experiment `name` as the server describes it, or `None`.
+        let by_name = |name: &str| -> Result<Option<Value>> {
+            let encoded = url_encode(name);
             match self.call(
                 &format!("experiments/get-by-name?experiment_name={encoded}"),
                 None,
             ) {
-                Ok(v) => Ok(v["experiment"]["experiment_id"].as_str().map(String::from)),
+                Ok(mut v) => Ok(Some(v["experiment"].take())),
                 Err(e) if rejected(&e) && e.to_string().contains("RESOURCE_DOES_NOT_EXIST") => {
                     Ok(None)
                 }
                 Err(e) => Err(e),
             }
         };
-        if let Some(id) = by_name(name)? {
-            let encoded = url_encode(name);
-            let found = self.call(
-                &format!("experiments/get-by-name?experiment_name={encoded}"),
-                None,
-            )?;
-            if found["experiment"]["lifecycle_stage"] == "deleted" {
+        let id = |experiment: &Value| -> Result<String> {
+            if experiment["lifecycle_stage"] == "deleted" {
                 bail!("experiment `{name}` is deleted on the server: restore it, or choose another name");
             }
-            return Ok(id);
+            experiment["experiment_id"]
+                .as_str()
+                .map(String::from)
+                .context("get-by-name: no experiment_id")
+        };
+        if let Some(experiment) = by_name(name)? {
+            return id(&experiment);
         }
         match self.call("experiments/create", Some(&json!({ "name": name }))) {
             Ok(v) => v["experiment_id"]
@@ -195,7 +197,9 @@ impl Client {
                 .map(String::from)
                 .context("experiments/create: no experiment_id"),
             // Another run created it just now.
-            Err(_) => by_name(name)?.with_context(|| format!("cannot create experiment {name}")),
+            Err(_) => {
+                id(&by_name(name)?.with_context(|| format!("cannot create experiment {name}"))?)
+            }
         }
     }
 

@@ -151,3 +151,54 @@ pub fn metrics_without_timing(run: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// The test venv's Python (`TENSORBOARD_PYTHON`, or `.venv/bin/python`; scripts/setup-venv.sh
+/// installs tensorboard, wandb and mlflow into it). Fails loudly when missing.
+pub fn venv_python() -> PathBuf {
+    let python = std::env::var_os("TENSORBOARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "PYTHON VENV MISSING: run scripts/setup-venv.sh"
+    );
+    python
+}
+
+/// A small run named `tracked` (64 training images) with CAM and Grad-CAM, then `tail` (more
+/// TOML, e.g. `[logging]`); `slow`: Score-CAM at 128 px instead (a network pass per channel per
+/// image, ~0.2 s a drawing), so that the run is still training when something follows it.
+pub fn tracked_config(dir: &Path, runs: &Path, epochs: usize, slow: bool, tail: &str) -> PathBuf {
+    let methods: &[&str] = if slow {
+        &["scorecam"]
+    } else {
+        &["cam", "gradcam"]
+    };
+    let mut callbacks: String = methods
+        .iter()
+        .map(|m| {
+            format!("\n[[callbacks]]\nkind = \"{m}\"\nlayer = \"block5_conv3\"\nnum_images = 4\n")
+        })
+        .collect();
+    callbacks.push_str(tail);
+    let path = small_config(
+        dir,
+        SmallRun {
+            name: "tracked",
+            runs,
+            data_seed: 2,
+            train: 64,
+            seed: 3,
+            epochs,
+            callbacks: &callbacks,
+        },
+    );
+    if slow {
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("size = 64 }", "size = 128 }")
+            .replace("image_size = 64", "image_size = 128");
+        std::fs::write(&path, text).unwrap();
+    }
+    path
+}
